@@ -1,0 +1,3 @@
+"""CNN-lesson autograder: assignments from otter master notebooks, sandboxed grading."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,245 @@
+"""Discover assignments and load their frozen, validated configuration.
+
+An assignment is a folder ``solutions/<name>/`` holding the master notebook ``<name>.ipynb``,
+``assignment.toml`` (limits, library rules, accuracy thresholds, artifacts) and optionally
+``probes.py``. Generated files live in ``solutions/<name>/tests/`` (grader-side tests) and
+``assignments/<name>/`` (the student notebook).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_FILE = "assignment.toml"
+PROBES_FILE = "probes.py"
+
+
+class ConfigError(ValueError):
+    """The instructor's assignment configuration is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Time budgets for one submission of this assignment, in seconds."""
+
+    cell_timeout_s: float = 60.0
+    call_timeout_s: float = 20.0
+    total_timeout_s: float = 900.0
+
+
+@dataclass(frozen=True)
+class QuestionRules:
+    """Extra grading rules for one test-graded question."""
+
+    no_library_routines: bool = False
+    allowed_routines: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allowed_routines", tuple(self.allowed_routines))
+
+
+@dataclass(frozen=True)
+class AccuracyQuestion:
+    """A question scored by the harness from a saved model's accuracy on a held-out set."""
+
+    question: str
+    model: str
+    weights: str
+    full_at: float
+    zero_at: float
+    points: float
+
+
+@dataclass(frozen=True)
+class ComparisonQuestion:
+    """A question scored by comparing two accuracy questions' measured accuracies."""
+
+    question: str
+    better: str
+    worse: str
+    margin: float
+    points: float
+
+
+@dataclass(frozen=True)
+class AssignmentConfig:
+    """Everything the grader needs to know about one assignment, validated on load."""
+
+    name: str
+    limits: Limits = field(default_factory=Limits)
+    questions: Mapping[str, QuestionRules] = field(default_factory=dict)
+    accuracy: tuple[AccuracyQuestion, ...] = ()
+    comparison: tuple[ComparisonQuestion, ...] = ()
+    artifacts: tuple[str, ...] = ()
+
+    def rules_for(self, question: str) -> QuestionRules:
+        """The rules of ``question`` (defaults when the config says nothing about it)."""
+        return self.questions.get(question, QuestionRules())
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Where one assignment's files live, and its configuration."""
+
+    name: str
+    source_dir: Path
+    student_dir: Path
+    config: AssignmentConfig
+
+    @property
+    def master_notebook(self) -> Path:
+        """The instructor's master notebook (otter-assign format)."""
+        return self.source_dir / f"{self.name}.ipynb"
+
+    @property
+    def student_notebook(self) -> Path:
+        """The generated student notebook."""
+        return self.student_dir / f"{self.name}.ipynb"
+
+    @property
+    def tests_dir(self) -> Path:
+        """The generated grader-side test files (public and hidden)."""
+        return self.source_dir / "tests"
+
+    @property
+    def probes_file(self) -> Path | None:
+        """The assignment's probes module, if it has one."""
+        path = self.source_dir / PROBES_FILE
+        return path if path.is_file() else None
+
+
+def _take(table: Mapping[str, Any], allowed: set[str], where: str) -> dict[str, Any]:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
+    return dict(table)
+
+
+def _build(cls: type, table: Any, where: str) -> Any:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: expected a table, got {type(table).__name__}")
+    names = set(cls.__dataclass_fields__)
+    values = _take(table, names, where)
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def parse_config(name: str, raw: Mapping[str, Any], where: str) -> AssignmentConfig:
+    """Validate a parsed ``assignment.toml`` table into an :class:`AssignmentConfig`."""
+    raw = _take(raw, {"limits", "questions", "accuracy", "comparison", "artifacts"}, where)
+    limits = _build(Limits, raw.get("limits", {}), f"{where} [limits]")
+    questions = {
+        q: _build(QuestionRules, rules, f"{where} [questions.{q}]")
+        for q, rules in raw.get("questions", {}).items()
+    }
+    accuracy = tuple(
+        _build(AccuracyQuestion, entry, f"{where} [[accuracy]] #{i + 1}")
+        for i, entry in enumerate(raw.get("accuracy", []))
+    )
+    comparison = tuple(
+        _build(ComparisonQuestion, entry, f"{where} [[comparison]] #{i + 1}")
+        for i, entry in enumerate(raw.get("comparison", []))
+    )
+    artifacts_table = _take(raw.get("artifacts", {}), {"files"}, f"{where} [artifacts]")
+    config = AssignmentConfig(
+        name=name,
+        limits=limits,
+        questions=questions,
+        accuracy=accuracy,
+        comparison=comparison,
+        artifacts=tuple(artifacts_table.get("files", ())),
+    )
+    _check_consistency(config, where)
+    return config
+
+
+def _check_consistency(config: AssignmentConfig, where: str) -> None:
+    for entry in config.accuracy:
+        if not entry.zero_at < entry.full_at:
+            raise ConfigError(
+                f"{where}: accuracy question {entry.question!r} needs zero_at < full_at"
+            )
+    accuracy_names = {entry.question for entry in config.accuracy}
+    for entry in config.comparison:
+        for ref in (entry.better, entry.worse):
+            if ref not in accuracy_names:
+                raise ConfigError(
+                    f"{where}: comparison {entry.question!r} refers to {ref!r}, "
+                    f"which is not an [[accuracy]] question"
+                )
+    for limit_name, value in vars(config.limits).items():
+        if not (isinstance(value, int | float) and value > 0):
+            raise ConfigError(f"{where} [limits]: {limit_name} must be a positive number")
+
+
+def load_assignment(name: str, root: Path = PROJECT_ROOT) -> Assignment:
+    """Load one assignment by name; raises :class:`ConfigError` with what to fix."""
+    source_dir = root / "solutions" / name
+    master = source_dir / f"{name}.ipynb"
+    if not master.is_file():
+        known = ", ".join(discover(root)) or "none"
+        raise ConfigError(
+            f"unknown assignment {name!r}: {master} does not exist (known assignments: {known})"
+        )
+    config_path = source_dir / CONFIG_FILE
+    raw: dict[str, Any] = {}
+    if config_path.is_file():
+        try:
+            raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
+    config = parse_config(name, raw, str(config_path))
+    return Assignment(
+        name=name,
+        source_dir=source_dir,
+        student_dir=root / "assignments" / name,
+        config=config,
+    )
+
+
+def discover(root: Path = PROJECT_ROOT) -> list[str]:
+    """Names of all assignments (folders of solutions/ holding a same-named notebook), sorted."""
+    solutions = root / "solutions"
+    if not solutions.is_dir():
+        return []
+    return sorted(
+        d.name for d in solutions.iterdir() if d.is_dir() and (d / f"{d.name}.ipynb").is_file()
+    )
+
+
+def tested_question_names(assignment: Assignment) -> list[str]:
+    """Names of the test-graded questions, in the master notebook's order."""
+    import json
+
+    import yaml
+
+    data = json.loads(assignment.master_notebook.read_text(encoding="utf-8"))
+    names = []
+    for cell in data.get("cells", []):
+        if cell.get("cell_type") != "raw":
+            continue
+        source = "".join(cell.get("source", []))
+        lines = source.strip().splitlines()
+        if not lines or lines[0].strip() != "# BEGIN QUESTION":
+            continue
+        config = yaml.safe_load("\n".join(lines[1:])) or {}
+        if not isinstance(config, dict) or "name" not in config:
+            raise ConfigError(f"{assignment.master_notebook}: a BEGIN QUESTION cell has no name")
+        names.append(str(config["name"]))
+    return names
+
+
+def question_order(assignment: Assignment) -> list[str]:
+    """Every question of the assignment in output order: tests first, then accuracy ones."""
+    accuracy = [entry.question for entry in assignment.config.accuracy]
+    comparison = [entry.question for entry in assignment.config.comparison]
+    return tested_question_names(assignment) + accuracy + comparison

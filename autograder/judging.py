@@ -1,0 +1,119 @@
+"""Run one question's test cases against an environment and score them. Pure judging logic.
+
+The environment maps names to the student's objects: real ones in a trusted local run, proxies
+of the sandboxed worker when grading. Either way, every comparison happens in the test code
+running here, and every score is computed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .assignments import QuestionRules
+from .errors import Outcome, SubmissionFailure
+from .forbidden import find_library_routines
+from .results import CaseResult, QuestionResult
+from .submission import CodeCell
+from .testfiles import CaseRun, QuestionTests, run_case
+
+LIBRARY_CHECK_NAME = "no library convolution/pooling routines"
+MAX_MESSAGE_CHARS = 2000
+
+
+def _trim(text: str) -> str:
+    text = text.strip()
+    if len(text) > MAX_MESSAGE_CHARS:
+        return text[:MAX_MESSAGE_CHARS] + " [...]"
+    return text
+
+
+def describe_failure(run: CaseRun) -> tuple[Outcome, str]:
+    """Outcome and student-facing message of a case that did not pass (never the test source)."""
+    exc = run.error
+    if isinstance(exc, SubmissionFailure):
+        return exc.outcome, _trim(exc.message)
+    if isinstance(exc, AssertionError):
+        detail = str(exc) or "a check on your answer failed"
+        return Outcome.FAILED, _trim(detail)
+    return Outcome.FAILED, _trim(
+        f"the check could not use what your code returned: {type(exc).__name__}: {exc}"
+    )
+
+
+def score_case(run: CaseRun) -> CaseResult:
+    """Turn a case run into a scored result."""
+    case = run.case
+    if run.error is None:
+        outcome, message, score = Outcome.PASSED, "", case.points
+    else:
+        (outcome, message), score = describe_failure(run), 0.0
+    return CaseResult(
+        question=case.question,
+        name=case.name,
+        hidden=case.hidden,
+        max_score=case.points,
+        score=score,
+        outcome=outcome,
+        message=message,
+        seconds=run.seconds,
+    )
+
+
+def _skipped(question: QuestionTests, missing: Sequence[str]) -> QuestionResult:
+    names = ", ".join(f"`{n}`" for n in missing)
+    message = f"{names} is not defined in your notebook (or its cell failed), so this was not run"
+    cases = tuple(
+        CaseResult(
+            question=question.name,
+            name=case.name,
+            hidden=case.hidden,
+            max_score=case.points,
+            score=0.0,
+            outcome=Outcome.SKIPPED,
+            message=message,
+        )
+        for case in question.cases
+    )
+    return QuestionResult(question.name, question.points, 0.0, cases)
+
+
+def library_check(
+    question: QuestionTests, rules: QuestionRules, cells: Sequence[CodeCell]
+) -> CaseResult | None:
+    """The harness's own check that no library routine does the exercise's work, if required."""
+    if not rules.no_library_routines:
+        return None
+    findings = find_library_routines(cells, question.name, rules.allowed_routines)
+    if not findings:
+        outcome, message = Outcome.PASSED, ""
+    else:
+        listed = "; ".join(f.describe() for f in findings[:5])
+        outcome = Outcome.FAILED
+        message = (
+            f"library routines that do the convolution or pooling are not allowed in this "
+            f"exercise, so the question scores 0: {listed}"
+        )
+    return CaseResult(question.name, LIBRARY_CHECK_NAME, False, 0.0, 0.0, outcome, message)
+
+
+def judge_question(
+    question: QuestionTests,
+    environment: Mapping[str, Any],
+    rules: QuestionRules,
+    cells: Sequence[CodeCell],
+    is_defined: Callable[[str], bool],
+) -> QuestionResult:
+    """Run and score every case of ``question``; a library-routine finding zeroes the question."""
+    missing = [name for name in question.student_names if not is_defined(name)]
+    if missing:
+        return _skipped(question, missing)
+    cases = [score_case(run_case(case, environment)) for case in question.cases]
+    check = library_check(question, rules, cells)
+    notes: tuple[str, ...] = ()
+    score = sum(case.score for case in cases)
+    if check is not None:
+        cases.append(check)
+        if check.outcome is not Outcome.PASSED:
+            score, notes = 0.0, (check.message,)
+    return QuestionResult(question.name, question.points, score, tuple(cases), notes)

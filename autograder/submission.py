@@ -1,0 +1,218 @@
+"""Load a submission (.ipynb, folder, or .zip), validate the notebook, list its gradable cells.
+
+Everything here reads student files as data: the notebook is parsed as JSON by nbformat and
+never executed in this process.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import nbformat
+
+IGNORE_TAG = "otter_ignore"
+MAX_NOTEBOOK_BYTES = 32 * 1024 * 1024
+MAX_ZIP_TOTAL_BYTES = 1024 * 1024 * 1024
+MAX_ZIP_MEMBERS = 1000
+
+
+class SubmissionError(ValueError):
+    """The submission itself is unusable; the message is written for the student."""
+
+
+@dataclass(frozen=True)
+class CodeCell:
+    """One code cell the worker will run: its position in the notebook and its source."""
+
+    index: int
+    source: str
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A loaded submission: its id, notebook, the files beside it and a content hash."""
+
+    submission_id: str
+    origin: Path
+    notebook: nbformat.NotebookNode
+    notebook_name: str
+    files_dir: Path | None
+    sha256: str
+    warnings: tuple[str, ...] = field(default=())
+
+    def artifact(self, name: str) -> Path | None:
+        """The path of a file saved beside the notebook, or None when it was not submitted."""
+        if self.files_dir is None:
+            return None
+        path = self.files_dir / name
+        return path if path.is_file() else None
+
+
+def submission_id(path: Path) -> str:
+    """The id of a submission: the file's stem, or the folder's name."""
+    return path.name if path.is_dir() else path.stem
+
+
+def _is_check_only(source: str) -> bool:
+    """True for otter's ``grader.check("q")`` / ``grader.export()`` cells (they need the kernel)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    if not tree.body:
+        return False
+    for node in tree.body:
+        if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)):
+            return False
+        func = node.value.func
+        if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)):
+            return False
+        if func.value.id != "grader" or func.attr not in {"check", "check_all", "export"}:
+            return False
+    return True
+
+
+def gradable_cells(nb: nbformat.NotebookNode) -> list[CodeCell]:
+    """Code cells to run when grading: not tagged ``otter_ignore``, not otter check cells."""
+    cells = []
+    for index, cell in enumerate(nb.cells):
+        if cell.get("cell_type") != "code":
+            continue
+        tags = cell.get("metadata", {}).get("tags", []) or []
+        source = cell.get("source", "")
+        if isinstance(source, list):
+            source = "".join(source)
+        if IGNORE_TAG in tags or not source.strip() or _is_check_only(source):
+            continue
+        cells.append(CodeCell(index=index, source=source))
+    return cells
+
+
+def notebook_source(nb: nbformat.NotebookNode) -> str:
+    """All gradable code of a notebook as one text (for static checks in the harness)."""
+    return "\n\n".join(cell.source for cell in gradable_cells(nb))
+
+
+def parse_notebook(raw: bytes, where: str) -> tuple[nbformat.NotebookNode, tuple[str, ...]]:
+    """Parse notebook bytes into an nbformat v4 node, with warnings; SubmissionError if unusable."""
+    if len(raw) > MAX_NOTEBOOK_BYTES:
+        raise SubmissionError(
+            f"{where}: the notebook is {len(raw) // 2**20} MiB; the limit is "
+            f"{MAX_NOTEBOOK_BYTES // 2**20} MiB. Clear the outputs (Kernel > Restart & Clear) "
+            "and submit again."
+        )
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SubmissionError(
+            f"{where} is not a Jupyter notebook: it is not valid JSON ({exc}). "
+            "Download it from Jupyter/Colab as .ipynb and submit that file."
+        ) from None
+    if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
+        raise SubmissionError(
+            f"{where} is JSON but not a Jupyter notebook (no 'cells'). "
+            "Submit the .ipynb file of the assignment."
+        )
+    major = data.get("nbformat")
+    if not isinstance(major, int) or major < 3:
+        raise SubmissionError(
+            f"{where} uses notebook format {major!r}, which is too old to read; open it in a "
+            "current Jupyter or Colab, save it, and submit it again."
+        )
+    try:
+        nb = nbformat.reads(json.dumps(data), as_version=4)
+    except Exception as exc:  # nbformat raises many types for malformed input
+        raise SubmissionError(f"{where}: the notebook could not be read: {exc}") from None
+    warnings = []
+    if major == 3:
+        warnings.append("the notebook was in the old format 3 and was converted to format 4")
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as exc:
+        warnings.append(f"the notebook does not fully follow the notebook format: {exc.message}")
+    if not isinstance(nb.get("cells"), list):
+        raise SubmissionError(f"{where}: the notebook has no list of cells")
+    return nb, tuple(warnings)
+
+
+def _safe_extract(archive: Path, target: Path) -> None:
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile:
+        raise SubmissionError(f"{archive.name} is not a valid .zip archive") from None
+    with zf:
+        members = zf.infolist()
+        if len(members) > MAX_ZIP_MEMBERS:
+            raise SubmissionError(f"{archive.name} holds more than {MAX_ZIP_MEMBERS} files")
+        if sum(m.file_size for m in members) > MAX_ZIP_TOTAL_BYTES:
+            raise SubmissionError(f"{archive.name} unpacks to more than 1 GiB")
+        for member in members:
+            name = PurePosixPath(member.filename)
+            if name.is_absolute() or ".." in name.parts:
+                raise SubmissionError(f"{archive.name}: unsafe path {member.filename!r} in the zip")
+            if stat.S_ISLNK(member.external_attr >> 16):
+                raise SubmissionError(f"{archive.name}: symbolic links are not accepted")
+            if member.is_dir() or "__MACOSX" in name.parts:
+                continue
+            dest = target.joinpath(*name.parts)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(member) as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out)
+
+
+def _find_notebook(folder: Path, where: str) -> Path:
+    candidates = sorted(
+        p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts and p.is_file()
+    )
+    if not candidates:
+        raise SubmissionError(f"{where} contains no .ipynb notebook")
+    if len(candidates) > 1:
+        names = ", ".join(p.relative_to(folder).as_posix() for p in candidates)
+        raise SubmissionError(f"{where} contains several notebooks ({names}); submit exactly one")
+    return candidates[0]
+
+
+def load_submission(path: Path, staging_dir: Path) -> Submission:
+    """Load a submission; zips are unpacked into ``staging_dir``. Raises SubmissionError."""
+    sub_id = submission_id(path)
+    if path.is_dir():
+        notebook_path = _find_notebook(path, f"folder {path.name}")
+    elif path.suffix == ".zip":
+        staging_dir.mkdir(parents=True, exist_ok=True)
+        _safe_extract(path, staging_dir)
+        notebook_path = _find_notebook(staging_dir, path.name)
+    elif path.is_file():
+        notebook_path = path
+    else:
+        raise SubmissionError(f"{path} does not exist")
+    if path.is_file() and path.suffix not in {".ipynb", ".zip"}:
+        raise SubmissionError(f"{path.name}: submit a .ipynb notebook, a folder or a .zip")
+    raw = notebook_path.read_bytes()
+    nb, warnings = parse_notebook(raw, notebook_path.name)
+    files_dir = notebook_path.parent if notebook_path != path else None
+    return Submission(
+        submission_id=sub_id,
+        origin=path,
+        notebook=nb,
+        notebook_name=notebook_path.name,
+        files_dir=files_dir,
+        sha256=_hash_submission(raw, files_dir),
+        warnings=warnings,
+    )
+
+
+def _hash_submission(raw: bytes, files_dir: Path | None) -> str:
+    digest = hashlib.sha256(raw)
+    if files_dir is not None:
+        for path in sorted(files_dir.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                digest.update(path.relative_to(files_dir).as_posix().encode())
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()

@@ -1,0 +1,116 @@
+"""Load grader-side test files with otter's own exception-based loader, and run test cases.
+
+A test case is a function whose parameters are names bound from an environment (otter's
+``global_environment.get(name)``). The environment decides what the names are: the student's
+real objects (self-checks, trusted local runs) or proxies of a sandboxed worker (grading).
+This module never formats a test's source into a message: hidden tests stay hidden.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from otter.test_files import ExceptionTestFile
+
+# Names the harness binds itself; they are never looked up in the student's notebook.
+HARNESS_NAMES = frozenset({"seed", "probes", "env"})
+
+
+class TestFileError(RuntimeError):
+    """A grader-side test file is broken (the instructor's problem, not the student's)."""
+
+
+@dataclass(frozen=True)
+class TestCaseSpec:
+    """One test case of a question, as otter loaded it."""
+
+    question: str
+    name: str
+    hidden: bool
+    points: float
+    parameters: tuple[str, ...]
+    runner: Any  # otter.test_files.exception_test.test_case
+
+    @property
+    def student_names(self) -> tuple[str, ...]:
+        """Parameters that must come from the student's notebook."""
+        return tuple(p for p in self.parameters if p not in HARNESS_NAMES)
+
+
+@dataclass(frozen=True)
+class QuestionTests:
+    """All test cases of one question and the question's points."""
+
+    name: str
+    points: float
+    cases: tuple[TestCaseSpec, ...]
+
+    @property
+    def student_names(self) -> tuple[str, ...]:
+        """Every student name any case of this question needs, in first-use order."""
+        names: dict[str, None] = {}
+        for case in self.cases:
+            names.update(dict.fromkeys(case.student_names))
+        return tuple(names)
+
+
+@dataclass(frozen=True)
+class CaseRun:
+    """What happened when one case ran: ``error`` is None when it passed."""
+
+    case: TestCaseSpec
+    error: BaseException | None
+    seconds: float
+
+
+def load_question_tests(path: Path) -> QuestionTests:
+    """Load one otter exception-based test file."""
+    try:
+        test_file = ExceptionTestFile.from_file(str(path))
+    except Exception as exc:
+        raise TestFileError(f"cannot load test file {path}: {type(exc).__name__}: {exc}") from exc
+    cases = []
+    for tc in test_file.test_cases:
+        runner = tc.body
+        cases.append(
+            TestCaseSpec(
+                question=test_file.name,
+                name=tc.name,
+                hidden=bool(tc.hidden),
+                points=float(tc.points or 0.0),
+                parameters=tuple(inspect.signature(runner.test_func).parameters),
+                runner=runner,
+            )
+        )
+    if not cases:
+        raise TestFileError(f"test file {path} defines no test cases")
+    points = sum(case.points for case in cases)
+    return QuestionTests(name=test_file.name, points=points, cases=tuple(cases))
+
+
+def load_tests(tests_dir: Path, order: list[str]) -> list[QuestionTests]:
+    """Load the test files of the questions in ``order`` from ``tests_dir``."""
+    questions = []
+    for name in order:
+        path = tests_dir / f"{name}.py"
+        if not path.is_file():
+            raise TestFileError(
+                f"no test file for question {name!r} at {path}; run `python grader.py assign`"
+            )
+        questions.append(load_question_tests(path))
+    return questions
+
+
+def run_case(case: TestCaseSpec, environment: Mapping[str, Any]) -> CaseRun:
+    """Run one test case against ``environment``; any exception means the case did not pass."""
+    started = time.monotonic()
+    try:
+        case.runner.call_func(environment)
+    except Exception as exc:  # a failing test is data here, classified by the caller
+        return CaseRun(case, exc, time.monotonic() - started)
+    return CaseRun(case, None, time.monotonic() - started)

@@ -60,7 +60,8 @@ class BuiltAssignment:
 
     name: str
     files: dict[str, bytes]
-    reference_notebook: nbformat.NotebookNode
+    student_notebook: nbformat.NotebookNode
+    reference_notebook: nbformat.NotebookNode  # the student notebook as a perfect student fills it
     public_tests: dict[str, str]
     all_tests: dict[str, str]
 
@@ -135,13 +136,12 @@ def build(assignment: Assignment, root: Path = PROJECT_ROOT) -> BuiltAssignment:
     all_tests = _tests_from_metadata(autograder_nb, assignment.master_notebook)
     public_tests = _tests_from_metadata(student_nb, assignment.master_notebook)
     student = _student_notebook(assignment.name, student_nb, public_tests)
-    reference = _make_deterministic(copy.deepcopy(autograder_nb))
-    reference.metadata["otter"] = {"assignment_name": assignment.name}
+    reference = _student_notebook(assignment.name, autograder_nb, public_tests)
     files = {_relative(assignment.student_notebook, root): _serialize(student)}
     for question, source in sorted(all_tests.items()):
         path = assignment.tests_dir / f"{question}.py"
         files[_relative(path, root)] = source.encode("utf-8")
-    return BuiltAssignment(assignment.name, files, reference, public_tests, all_tests)
+    return BuiltAssignment(assignment.name, files, student, reference, public_tests, all_tests)
 
 
 def _relative(path: Path, root: Path) -> str:

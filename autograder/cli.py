@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,53 @@ def cmd_assign(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_grade(args: argparse.Namespace) -> int:
+    """Grade submissions in sandboxed workers; write gradebook, results and feedback."""
+    from .batch import OutputDirError, grade_batch
+    from .grading import GradeOptions
+    from .progress import BatchProgress
+    from .sandbox import SandboxUnavailable, choose_level
+
+    assignment = load_assignment(args.assignment)
+    missing = [p for p in args.submissions if not p.exists()]
+    if missing:
+        print(f"error: no such submission: {', '.join(map(str, missing))}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        level = choose_level(args.sandbox)
+    except SandboxUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    options = GradeOptions(
+        level=level,
+        seed=args.seed if args.seed is not None else secrets.randbelow(2**31),
+        public_only=args.tests == "public",
+        cell_timeout_s=args.timeout_cell,
+        call_timeout_s=args.timeout_call,
+    )
+    with BatchProgress(len(args.submissions)) as progress:
+        try:
+            summary = grade_batch(
+                args.submissions, assignment, options, args.out, args.jobs, progress.done
+            )
+        except OutputDirError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    graded = sum(1 for r in summary.results if r.status.value == "graded")
+    print(
+        f"graded {graded} of {len(summary.results)} submission(s) of {assignment.name} "
+        f"(sandbox: {level.value}, seed: {options.seed}); results in {summary.out_dir}"
+    )
+    return EXIT_OK
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of grader.py."""
     parser = argparse.ArgumentParser(
@@ -61,6 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not write; exit 1 naming the files that differ from what would be generated",
     )
     assign.set_defaults(func=cmd_assign)
+
+    grade = commands.add_parser("grade", help="grade submissions (.ipynb, folder or .zip)")
+    grade.add_argument("--assignment", required=True, help="assignment name, e.g. 01_convolution_pooling")
+    grade.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION")
+    grade.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
+    grade.add_argument(
+        "--tests", choices=["public", "all"], default="all",
+        help="grade with public tests only, or with public and hidden tests (default: all)",
+    )
+    grade.add_argument(
+        "--sandbox", choices=["auto", "bwrap", "process"], default="auto",
+        help="isolation: bubblewrap, plain process with limits, or auto (bwrap when usable)",
+    )
+    grade.add_argument("--timeout-cell", type=_positive, metavar="S", help="seconds per notebook cell")
+    grade.add_argument("--timeout-call", type=_positive, metavar="S", help="seconds per call from a test")
+    grade.add_argument("--jobs", type=int, default=1, metavar="N", help="submissions graded at once")
+    grade.add_argument("--seed", type=int, help="seed for hidden tests' random inputs (default: drawn)")
+    grade.set_defaults(func=cmd_grade)
     return parser
 
 

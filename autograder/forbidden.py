@@ -85,8 +85,8 @@ class Finding:
     def describe(self) -> str:
         """A one-line, student-facing description."""
         return (
-            f"`{self.definition}` uses `{self.routine}` "
-            f"(notebook cell {self.cell_index + 1}, line {self.line})"
+            f"`{self.definition}` использует `{self.routine}` "
+            f"(ячейка {self.cell_index + 1}, строка {self.line})"
         )
 
 

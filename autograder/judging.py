@@ -17,7 +17,7 @@ from .results import CaseResult, QuestionResult
 from .submission import CodeCell
 from .testfiles import CaseRun, QuestionTests, run_case
 
-LIBRARY_CHECK_NAME = "no library convolution/pooling routines"
+LIBRARY_CHECK_NAME = "no_library_routines"
 MAX_MESSAGE_CHARS = 2000
 
 
@@ -34,10 +34,10 @@ def describe_failure(run: CaseRun) -> tuple[Outcome, str]:
     if isinstance(exc, SubmissionFailure):
         return exc.outcome, _trim(exc.message)
     if isinstance(exc, AssertionError):
-        detail = str(exc) or "a check on your answer failed"
+        detail = str(exc) or "проверка ответа не прошла"
         return Outcome.FAILED, _trim(detail)
     return Outcome.FAILED, _trim(
-        f"the check could not use what your code returned: {type(exc).__name__}: {exc}"
+        f"проверка не смогла использовать то, что вернул ваш код: {type(exc).__name__}: {exc}"
     )
 
 
@@ -62,7 +62,10 @@ def score_case(run: CaseRun) -> CaseResult:
 
 def _skipped(question: QuestionTests, missing: Sequence[str]) -> QuestionResult:
     names = ", ".join(f"`{n}`" for n in missing)
-    message = f"{names} is not defined in your notebook (or its cell failed), so this was not run"
+    message = (
+        f"{names}: не найдено в ноутбуке (не определено или ячейка упала с ошибкой), "
+        "поэтому тест не запускался"
+    )
     cases = tuple(
         CaseResult(
             question=question.name,
@@ -91,8 +94,8 @@ def library_check(
         listed = "; ".join(f.describe() for f in findings[:5])
         outcome = Outcome.FAILED
         message = (
-            f"library routines that do the convolution or pooling are not allowed in this "
-            f"exercise, so the question scores 0: {listed}"
+            "в этом задании нельзя вызывать библиотечные функции, которые делают свёртку "
+            f"или пулинг за вас, поэтому вопрос оценён в 0: {listed}"
         )
     return CaseResult(question.name, LIBRARY_CHECK_NAME, False, 0.0, 0.0, outcome, message)
 

@@ -14,6 +14,7 @@ from torch import nn
 
 __all__ = [
     "build_mlp",
+    "call_on_permuted",
     "count_trainable",
     "eval_mode",
     "gradients",
@@ -89,6 +90,15 @@ def load_parameters(module: object, tensors: dict[str, torch.Tensor]) -> list[st
         with torch.no_grad():
             target.copy_(value)
     return [str(name) for name in tensors]
+
+
+def call_on_permuted(module: object, inputs: torch.Tensor, dims: list[int]) -> torch.Tensor:
+    """module(inputs.permute(dims)): the call made here, so the input stays non-contiguous.
+
+    Tensors cross the wire as contiguous copies, so a test cannot send a permuted view itself.
+    """
+    out = _require_module(module)(inputs.permute(*[int(d) for d in dims]))
+    return _to_data(out, "выход")
 
 
 def gradients(module: object, inputs: torch.Tensor, grad_output: torch.Tensor) -> dict:

@@ -1,0 +1,203 @@
+"""One submission end to end: load, run its cells in a sandboxed worker, judge, score.
+
+Every failure that belongs to the submission ends here as a result with a message for the
+student; nothing a submission does can raise out of :func:`grade_submission` except the
+grader's own bugs, which the batch turns into an error row for that submission alone.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .assignments import Assignment
+from .errors import Outcome
+from .judging import judge_question
+from .remote import ProxyEnvironment
+from .results import CaseResult, QuestionResult, SubmissionResult, SubmissionStatus
+from .sandbox import CellOutcome, CellStatus, Limits, SandboxLevel, WorkerSession, WorkerSpec
+from .submission import CodeCell, Submission, SubmissionError, gradable_cells, load_submission
+from .testfiles import QuestionTests
+
+
+@dataclass(frozen=True)
+class GradeOptions:
+    """How to grade: which tests, which isolation, which budgets, which seed."""
+
+    level: SandboxLevel
+    seed: int
+    public_only: bool = False
+    cell_timeout_s: float | None = None  # None: the assignment's own budget
+    call_timeout_s: float | None = None
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True)
+class GradedSubmission:
+    """A result plus what the student should be told about running their notebook."""
+
+    result: SubmissionResult
+    notices: tuple[str, ...]
+
+
+_CELL_NOTICE = {
+    CellStatus.ERROR: "ячейка {n} завершилась с ошибкой {etype}: {emsg}",
+    CellStatus.TIMEOUT: "ячейка {n} не завершилась за {limit:g} с и была прервана",
+    CellStatus.DIED: "ячейка {n} завершила процесс Python ({emsg}); процесс перезапущен, "
+    "следующие ячейки выполнены",
+    CellStatus.INTERRUPTED: "ячейка {n} была прервана",
+    CellStatus.REFUSED: "в ячейке {n} есть команды оболочки или магии Jupyter (! или %); "
+    "при проверке они не выполняются",
+}
+
+
+def safe_id(raw: str) -> str:
+    """A submission id that is safe as a folder name."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", raw).lstrip(".") or "submission"
+    return cleaned[:100]
+
+
+def select_tests(questions: Sequence[QuestionTests], public_only: bool) -> list[QuestionTests]:
+    """All tests, or only the public ones (what a student's own CI may run)."""
+    if not public_only:
+        return list(questions)
+    selected = []
+    for question in questions:
+        cases = tuple(case for case in question.cases if not case.hidden)
+        points = sum(case.points for case in cases)
+        selected.append(replace(question, cases=cases, points=points))
+    return selected
+
+
+def _zeroed(
+    questions: Sequence[QuestionTests], message: str, outcome: Outcome
+) -> tuple[QuestionResult, ...]:
+    results = []
+    for question in questions:
+        cases = tuple(
+            CaseResult(question.name, case.name, case.hidden, case.points, 0.0, outcome, message)
+            for case in question.cases
+        )
+        results.append(QuestionResult(question.name, question.points, 0.0, cases))
+    return tuple(results)
+
+
+def failed_result(
+    sub_id: str, questions: Sequence[QuestionTests], message: str, details: dict | None = None
+) -> SubmissionResult:
+    """A submission that could not be graded: every question 0, the reason in the message."""
+    return SubmissionResult(
+        submission_id=sub_id,
+        status=SubmissionStatus.ERROR,
+        message=message,
+        questions=_zeroed(questions, message, Outcome.SKIPPED),
+        details=details or {},
+    )
+
+
+def _prepare_scratch(submission: Submission, scratch: Path) -> None:
+    scratch.mkdir(parents=True, exist_ok=True)
+    if submission.files_dir is not None:
+        shutil.copytree(submission.files_dir, scratch, dirs_exist_ok=True, symlinks=False)
+
+
+def _run_cells(
+    session: WorkerSession, cells: Sequence[CodeCell], cell_timeout_s: float, deadline: float
+) -> list[CellOutcome]:
+    outcomes = []
+    for cell in cells:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        outcomes.append(session.run_cell(cell.index, cell.source, min(cell_timeout_s, remaining)))
+    return outcomes
+
+
+def _cell_notices(outcomes: Sequence[CellOutcome], cells_total: int, cell_timeout_s: float) -> list[str]:
+    notices = []
+    for outcome in outcomes:
+        template = _CELL_NOTICE.get(outcome.status)
+        if template is None:
+            continue
+        notices.append(
+            template.format(
+                n=outcome.index + 1,
+                etype=outcome.error_type or "",
+                emsg=(outcome.error_message or "").strip()[:300],
+                limit=cell_timeout_s,
+            )
+        )
+        if outcome.output_truncated:
+            notices.append(f"вывод ячейки {outcome.index + 1} слишком большой и был обрезан")
+    if len(outcomes) < cells_total:
+        notices.append(
+            f"общее время на проверку вышло: выполнено {len(outcomes)} из {cells_total} ячеек"
+        )
+    return notices
+
+
+def grade_submission(
+    path: Path,
+    assignment: Assignment,
+    questions: Sequence[QuestionTests],
+    options: GradeOptions,
+    workdir: Path,
+    slot: int = 0,
+) -> GradedSubmission:
+    """Grade one submission in its own sandboxed worker."""
+    sub_id = safe_id(path.name if path.is_dir() else path.stem)
+    questions = select_tests(questions, options.public_only)
+    try:
+        submission = load_submission(path, workdir / "unpacked")
+    except SubmissionError as exc:
+        return GradedSubmission(failed_result(sub_id, questions, str(exc)), ())
+    scratch = workdir / "scratch"
+    _prepare_scratch(submission, scratch)
+    limits = assignment.config.limits
+    cell_timeout_s = options.cell_timeout_s or limits.cell_timeout_s
+    call_timeout_s = options.call_timeout_s or limits.call_timeout_s
+    cells = gradable_cells(submission.notebook)
+    spec = WorkerSpec(
+        scratch_dir=scratch,
+        probes_file=assignment.probes_file,
+        level=options.level,
+        limits=options.limits,
+        slot=slot,
+    )
+    started = time.monotonic()
+    with WorkerSession(spec) as session:
+        outcomes = _run_cells(session, cells, cell_timeout_s, started + limits.total_timeout_s)
+        environment = ProxyEnvironment(session, options.seed, call_timeout_s)
+        results = tuple(
+            judge_question(
+                question,
+                environment,
+                assignment.config.rules_for(question.name),
+                cells,
+                environment.is_defined,
+            )
+            for question in questions
+        )
+        isolation, restarts = session.isolation, session.restarts
+    notices = _cell_notices(outcomes, len(cells), cell_timeout_s)
+    if isolation is not SandboxLevel.BWRAP:
+        notices.append("проверка шла без bubblewrap: изоляция слабее (только лимиты процесса)")
+    details = {
+        "seed": options.seed,
+        "isolation": isolation.value,
+        "tests": "public" if options.public_only else "all",
+        "worker_restarts": restarts,
+        "cells": [
+            {"index": o.index, "status": o.status.value, "seconds": round(o.seconds, 3)}
+            for o in outcomes
+        ],
+        "seconds": round(time.monotonic() - started, 3),
+        "warnings": list(submission.warnings),
+        "sha256": submission.sha256,
+    }
+    result = SubmissionResult(sub_id, SubmissionStatus.GRADED, "", results, details)
+    return GradedSubmission(result, tuple(notices) + submission.warnings)

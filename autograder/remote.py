@@ -1,0 +1,241 @@
+"""Trusted-side proxies of the student's names, and the environment tests are bound from.
+
+A test's parameter is looked up in :class:`ProxyEnvironment`:
+
+- a student function or class becomes a proxy whose calls run in the sandboxed worker;
+- an object that cannot cross the wire stays in the worker and is seen here as a
+  :class:`RemoteObject` (calls, attribute reads and method calls are forwarded);
+- a plain value is fetched once and decoded as data;
+- a module name (np, torch, F, ...) is this process's own import, from an allow-list;
+- ``seed`` and ``probes`` are bound by the harness.
+
+Nothing from the worker is ever executed or unpickled here: results are decoded data only.
+Every failure inside the worker surfaces as a :class:`SubmissionFailure` with a message for
+the student.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .errors import Outcome, SubmissionFailure
+from .sandbox import CallTimeout, Handle, StudentCodeError, WireError, WorkerDied, WorkerSession
+
+ALLOWED_MODULES: Mapping[str, str] = {
+    "np": "numpy",
+    "numpy": "numpy",
+    "torch": "torch",
+    "nn": "torch.nn",
+    "F": "torch.nn.functional",
+    "math": "math",
+}
+STUDENT_TRACEBACK_LINES = 12
+
+
+def _short_traceback(text: str) -> str:
+    lines = [line for line in (text or "").rstrip().splitlines() if line.strip()]
+    return "\n".join(lines[-STUDENT_TRACEBACK_LINES:])
+
+
+def _failure(exc: Exception, what: str, timeout_s: float) -> SubmissionFailure:
+    if isinstance(exc, StudentCodeError):
+        trace = _short_traceback(exc.traceback)
+        message = f"{what}: ваш код выбросил {exc.error_type}: {exc.message}"
+        return SubmissionFailure(f"{message}\n{trace}" if trace else message, Outcome.ERROR)
+    if isinstance(exc, CallTimeout):
+        return SubmissionFailure(
+            f"{what}: не завершилось за {timeout_s:g} с (бесконечный цикл или слишком медленный "
+            "код?); процесс с вашим кодом перезапущен",
+            Outcome.TIMEOUT,
+        )
+    if isinstance(exc, WorkerDied):
+        return SubmissionFailure(
+            f"{what}: процесс Python с вашим кодом завершился во время вызова ({exc}); "
+            "он перезапущен, следующие тесты идут дальше",
+            Outcome.ERROR,
+        )
+    if isinstance(exc, WireError):
+        return SubmissionFailure(
+            f"{what}: ваш код вернул то, что нельзя проверить ({exc})", Outcome.ERROR
+        )
+    raise exc
+
+
+class RemoteCaller:
+    """Shared plumbing: encode arguments, forward to the session, decode and wrap results."""
+
+    def __init__(self, session: WorkerSession, call_timeout_s: float):
+        self._session = session
+        self._timeout_s = call_timeout_s
+
+    def to_wire(self, value: Any) -> Any:
+        """Replace proxies in arguments by the handles the worker knows them by."""
+        if isinstance(value, RemoteObject):
+            return value.handle
+        if isinstance(value, RemoteName):
+            return value.wire_target
+        if isinstance(value, list):
+            return [self.to_wire(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self.to_wire(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self.to_wire(v) for k, v in value.items()}
+        return value
+
+    def from_wire(self, value: Any) -> Any:
+        """Wrap handles in results as proxies; data stays data."""
+        if isinstance(value, Handle):
+            return RemoteObject(self, value)
+        if isinstance(value, list):
+            return [self.from_wire(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self.from_wire(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self.from_wire(v) for k, v in value.items()}
+        return value
+
+    def call(self, target: str | Handle, what: str, args: tuple, kwargs: dict) -> Any:
+        """Call ``target`` in the worker."""
+        try:
+            result = self._session.call(
+                target, self.to_wire(list(args)), self.to_wire(dict(kwargs)), self._timeout_s
+            )
+        except Exception as exc:
+            raise _failure(exc, what, self._timeout_s) from None
+        return self.from_wire(result)
+
+    def getattr(self, target: str | Handle, name: str, what: str) -> Any:
+        """Read attribute ``name`` of ``target`` in the worker."""
+        try:
+            result = self._session.getattr(target, name, self._timeout_s)
+        except Exception as exc:
+            raise _failure(exc, what, self._timeout_s) from None
+        return self.from_wire(result)
+
+    def probe(self, name: str, args: tuple, kwargs: dict) -> Any:
+        """Run the assignment's probe ``name`` in the worker."""
+        try:
+            result = self._session.probe(
+                name, self.to_wire(list(args)), self.to_wire(dict(kwargs)), self._timeout_s
+            )
+        except Exception as exc:
+            raise _failure(exc, f"проверка {name}", self._timeout_s) from None
+        return self.from_wire(result)
+
+
+class RemoteName:
+    """A top-level function or class of the student's notebook, living in the worker."""
+
+    def __init__(self, caller: RemoteCaller, name: str, kind: str):
+        self._caller = caller
+        self.name = name
+        self.kind = kind
+
+    @property
+    def wire_target(self) -> str:
+        """How the worker finds this object: by its top-level name."""
+        return self.name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._caller.call(self.name, f"вызов {self.name}(...)", args, kwargs)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return self._caller.getattr(self.name, attr, f"{self.name}.{attr}")
+
+    def __repr__(self) -> str:
+        return f"<remote {self.kind} {self.name}>"
+
+
+class RemoteObject:
+    """An object that stays in the worker (a model, an optimizer, anything not data)."""
+
+    def __init__(self, caller: RemoteCaller, handle: Handle):
+        self._caller = caller
+        self.handle = handle
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        what = f"вызов объекта {self.handle.type_name}"
+        return self._caller.call(self.handle, what, args, kwargs)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") or attr in {"_caller", "handle"}:
+            raise AttributeError(attr)
+        return self._caller.getattr(self.handle, attr, f"{self.handle.type_name}.{attr}")
+
+    def __repr__(self) -> str:
+        return f"<remote {self.handle.type_name}>"
+
+
+class RemoteProbes:
+    """``probes.<name>(...)``: the assignment's probe functions, run inside the worker."""
+
+    def __init__(self, caller: RemoteCaller):
+        self._caller = caller
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self._caller.probe(name, args, kwargs)
+
+
+class ProxyEnvironment(Mapping[str, Any]):
+    """The global environment tests are bound from while grading (otter calls ``.get``)."""
+
+    def __init__(self, session: WorkerSession, seed: int, call_timeout_s: float):
+        self._session = session
+        self._caller = RemoteCaller(session, call_timeout_s)
+        self._timeout_s = call_timeout_s
+        self._bound: dict[str, Any] = {"seed": seed, "probes": RemoteProbes(self._caller)}
+        self._kinds: dict[str, str] = {}
+
+    def kind_of(self, name: str) -> str:
+        """What ``name`` is in the student's namespace: function, class, data, module, missing."""
+        if name not in self._kinds:
+            try:
+                info = self._session.describe([name], self._timeout_s)[name]
+                self._kinds[name] = info.kind
+            except Exception as exc:
+                raise _failure(exc, f"поиск {name}", self._timeout_s) from None
+        return self._kinds[name]
+
+    def is_defined(self, name: str) -> bool:
+        """True when the notebook defined ``name`` (harness names are always defined)."""
+        if name in self._bound or name in ALLOWED_MODULES:
+            return True
+        try:
+            return self.kind_of(name) != "missing"
+        except SubmissionFailure:
+            return False
+
+    def _resolve(self, name: str) -> Any:
+        if name in ALLOWED_MODULES:
+            return importlib.import_module(ALLOWED_MODULES[name])
+        kind = self.kind_of(name)
+        if kind in {"function", "class"}:
+            return RemoteName(self._caller, name, kind)
+        if kind == "missing":
+            return None
+        try:
+            value = self._session.fetch(name, self._timeout_s)
+        except Exception as exc:
+            raise _failure(exc, f"значение {name}", self._timeout_s) from None
+        return self._caller.from_wire(value)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._bound:
+            self._bound[name] = self._resolve(name)
+        return self._bound[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """otter's lookup: failures to reach the worker become a failing test, not a crash."""
+        return self[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._bound)
+
+    def __len__(self) -> int:
+        return len(self._bound)

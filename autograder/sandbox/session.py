@@ -1,0 +1,474 @@
+"""The trusted side of the sandbox: one :class:`WorkerSession` per submission.
+
+It owns the worker's lifecycle and the clock. Every request gets a fresh id and a deadline
+on ``time.monotonic()``; a reply must carry the same id. When a deadline passes the worker
+is interrupted (cells only), then terminated, then killed with its whole sandbox, and its
+stream is never read again. A dead worker is replaced on the next request by a fresh one
+that first re-runs the cells that completed OK (never those that timed out or died).
+
+Not thread-safe: use one session from one thread (a thread that outlives the session: the
+sandbox is tied to the lifetime of the thread that started it).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import launcher
+from .launcher import (
+    CapturedOutput,
+    DeadlinePassed,
+    Limits,
+    ProcessEnded,
+    SandboxLevel,
+    WorkerProcess,
+)
+from .messages import (
+    REPLIES,
+    Call,
+    CellDone,
+    CellStatus,
+    Describe,
+    Described,
+    Get,
+    GetAttr,
+    Message,
+    NameKind,
+    Probe,
+    ProtocolError,
+    Raised,
+    Ready,
+    RunCell,
+    Shutdown,
+    Value,
+    decode_message,
+    encode_message,
+)
+from .wire import Caps, Handle, SandboxError, WireError
+
+__all__ = [
+    "CallTimeout",
+    "CellOutcome",
+    "NameInfo",
+    "StudentCodeError",
+    "StudentFault",
+    "WorkerDied",
+    "WorkerSession",
+    "WorkerSpec",
+    "WorkerStartError",
+]
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+class WorkerStartError(SandboxError):
+    """The worker did not come up (a grader or machine problem, not the student's)."""
+
+
+class StudentFault(SandboxError):
+    """Base of failures caused by the student's code; their messages are student-facing."""
+
+
+class StudentCodeError(StudentFault):
+    """The student's code raised. ``traceback`` shows only the student's frames."""
+
+    def __init__(self, error_type: str, message: str, traceback: str):
+        super().__init__(f"{error_type}: {message}")
+        self.error_type, self.message, self.traceback = error_type, message, traceback
+
+
+class CallTimeout(StudentFault, TimeoutError):
+    """A call ran past its deadline; the worker was killed and will restart (with replay)."""
+
+
+class WorkerDied(StudentFault):
+    """The worker process ended mid-request (a crash, os._exit, a limit); it will restart."""
+
+    def __init__(self, description: str):
+        super().__init__(description)
+        self.description = description
+
+
+# ----------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What to start: where, how isolated, with which limits.
+
+    ``slot`` picks the worker's uid under bwrap; concurrent sessions need distinct slots.
+    """
+
+    scratch_dir: Path  # prepared by the caller (submission files copied in)
+    probes_file: Path | None
+    level: SandboxLevel
+    limits: Limits = field(default_factory=Limits)
+    slot: int = 0
+    env: Mapping[str, str] = field(default_factory=dict)
+    startup_timeout_s: float = 30.0
+    interrupt_grace_s: float = 2.0  # after SIGINT, wait this long for the cell's reply
+    term_grace_s: float = 0.5  # after SIGTERM, before SIGKILL
+    output_sync_s: float = 1.0  # after a reply, wait this long for the output marker
+    max_message_bytes: int = Caps().max_bytes
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """How one cell ended, with the tail of what it printed."""
+
+    index: int
+    status: CellStatus
+    error_type: str
+    error_message: str
+    traceback: str
+    stdout_tail: str
+    output_truncated: bool
+    seconds: float
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NameInfo:
+    """What a notebook name refers to (from ``describe``)."""
+
+    kind: NameKind
+    type_name: str
+    signature: str | None
+    source: str | None
+
+
+@dataclass(frozen=True)
+class _CellRecord:
+    index: int
+    source: str
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class _Result:
+    """One request's end: a reply, or a timeout (maybe with a late reply), or a death."""
+
+    reply: Message | None
+    seconds: float
+    timed_out: bool = False
+    died: str | None = None  # what happened to the process
+    output: CapturedOutput | None = None
+
+
+# ----------------------------------------------------------------------------- session
+
+
+class WorkerSession:
+    """A sandboxed worker for one notebook: run cells, call into it, describe names."""
+
+    def __init__(self, spec: WorkerSpec):
+        self.spec = spec
+        self.generation = 0  # start count; handles carry it
+        self.restarts = 0
+        self.startup_seconds: float | None = None  # spawn -> ready of the latest worker
+        self.replay_notes: list[str] = []
+        self._caps = Caps(max_bytes=spec.max_message_bytes)
+        self._worker: WorkerProcess | None = None
+        self._completed: list[_CellRecord] = []
+        self._next_id = 1
+        self._stack = ExitStack()
+        uid = launcher.slot_uid(spec.slot) if spec.level is SandboxLevel.BWRAP else None
+        launcher.prepare_scratch(spec.scratch_dir, uid if _is_root() else None)
+        self._stack.callback(self._retire_current)
+        self._spawn()
+
+    @property
+    def isolation(self) -> SandboxLevel:
+        """The isolation level actually in use."""
+        return self.spec.level
+
+    @property
+    def weak_isolation(self) -> bool:
+        """True at the PROCESS level: no namespaces, no uid drop (say so in reports)."""
+        return self.spec.level is SandboxLevel.PROCESS
+
+    def __enter__(self) -> WorkerSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --------------------------------------------------------------------- public API
+
+    def run_cell(self, index: int, source: str, timeout_s: float) -> CellOutcome:
+        """Run one notebook cell; TIMEOUT and DIED are outcomes here, not exceptions."""
+        self._ensure_worker()
+        outcome = self._run_cell(_CellRecord(index, source, timeout_s))
+        if outcome.status is CellStatus.OK:
+            self._completed.append(_CellRecord(index, source, timeout_s))
+        return outcome
+
+    def call(self, target: str | Handle, args: Sequence[Any], kwargs: Mapping[str, Any],
+             timeout_s: float) -> Any:
+        """Call a notebook name or a handle's object; returns decoded data or handles."""
+        return self._value(lambda i: Call(i, target, list(args), dict(kwargs)), timeout_s)
+
+    def getattr(self, target: str | Handle, name: str, timeout_s: float) -> Any:
+        """An attribute of a notebook name or of a handle's object."""
+        return self._value(lambda i: GetAttr(i, target, name), timeout_s)
+
+    def get(self, name: str, timeout_s: float) -> Any:
+        """The value of a top-level notebook name (data, or a handle)."""
+        return self._value(lambda i: Get(i, name), timeout_s)
+
+    def probe(self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
+              timeout_s: float) -> Any:
+        """Call function ``name`` of the probes file inside the worker."""
+        return self._value(lambda i: Probe(i, name, list(args), dict(kwargs)), timeout_s)
+
+    def describe(self, names: Sequence[str], timeout_s: float) -> dict[str, NameInfo]:
+        """Kind, type, signature and source of each name."""
+        reply = self._checked_reply(lambda i: Describe(i, list(names)), timeout_s)
+        if not isinstance(reply, Described):
+            raise self._unexpected(reply)
+        return {name: self._name_info(name, reply.names.get(name)) for name in names}
+
+    def close(self) -> None:
+        """Ask the worker to shut down, then make sure nothing of it is left running."""
+        worker = self._worker
+        if worker is not None:
+            try:
+                self._exchange(Shutdown(self._new_id()), 2.0, interrupt=False)
+            except SandboxError:
+                pass
+            worker.wait(1.0)
+        self._stack.close()
+
+    # --------------------------------------------------------------------- requests
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def _value(self, make: Callable[[int], Message], timeout_s: float) -> Any:
+        reply = self._checked_reply(make, timeout_s)
+        if isinstance(reply, Value):
+            return reply.data
+        raise self._unexpected(reply)
+
+    def _checked_reply(self, make: Callable[[int], Message], timeout_s: float) -> Message:
+        """Send the request ``make(id)``; map timeouts, deaths and raises to exceptions."""
+        self._ensure_worker()
+        result = self._exchange(make(self._new_id()), timeout_s, interrupt=False)
+        if result.timed_out:
+            raise CallTimeout(
+                f"the call did not finish within its {timeout_s:g} s time limit; the "
+                "notebook was restarted (its cells re-run), so objects from before are gone"
+            )
+        if result.died is not None:
+            raise WorkerDied(result.died)
+        assert result.reply is not None
+        if isinstance(result.reply, Raised):
+            r = result.reply
+            raise StudentCodeError(r.error_type, r.error_message, r.traceback)
+        return result.reply
+
+    def _unexpected(self, reply: Message | None) -> ProtocolError:
+        self._retire_current()
+        return ProtocolError(f"unexpected reply {getattr(reply, 'kind', None)!r}; worker reset")
+
+    def _exchange(self, request: Message, timeout_s: float, *, interrupt: bool,
+                  capture: bool = False) -> _Result:
+        """One request/reply on the current worker, bounded by ``timeout_s``."""
+        payload = encode_message(request, caps=self._caps)  # WireError here: nothing sent
+        worker = self._worker
+        assert worker is not None
+        start = time.monotonic()
+        try:
+            worker.send(payload, start + timeout_s)
+            reply = self._read_reply(worker, request.id, start + timeout_s)
+        except DeadlinePassed:
+            return self._escalate(worker, request, start, interrupt, capture)
+        except ProcessEnded:
+            output = self._retire(worker, capture, request.id)
+            return _Result(None, time.monotonic() - start, died=self._death(worker, output),
+                           output=output)
+        except (WireError, ProtocolError):
+            self._retire(worker, False, request.id)
+            raise
+        output = worker.drain.take(request.id, self.spec.output_sync_s) if capture else None
+        return _Result(reply, time.monotonic() - start, output=output)
+
+    def _read_reply(self, worker: WorkerProcess, request_id: int, deadline: float) -> Message:
+        reply = decode_message(worker.receive(deadline), REPLIES, caps=self._caps)
+        if reply.id != request_id:
+            raise ProtocolError(
+                f"reply {reply.kind} has id {reply.id} but answers request {request_id}"
+            )
+        return reply
+
+    def _escalate(self, worker: WorkerProcess, request: Message, start: float,
+                  interrupt: bool, capture: bool) -> _Result:
+        """The one place for overdue requests: SIGINT (cells), then SIGTERM, then SIGKILL."""
+        if interrupt and worker.signal_worker(signal.SIGINT):
+            try:
+                late = self._read_reply(worker, request.id,
+                                        time.monotonic() + self.spec.interrupt_grace_s)
+            except (DeadlinePassed, ProcessEnded, WireError, ProtocolError):
+                late = None
+            if late is not None:  # interrupted cleanly: the worker lives on
+                output = (worker.drain.take(request.id, self.spec.output_sync_s)
+                          if capture else None)
+                return _Result(late, time.monotonic() - start, timed_out=True, output=output)
+        output = self._retire(worker, capture, request.id)
+        return _Result(None, time.monotonic() - start, timed_out=True, output=output)
+
+    def _retire(self, worker: WorkerProcess, capture: bool, request_id: int
+                ) -> CapturedOutput | None:
+        """Kill ``worker`` and its sandbox for good; return what the request printed."""
+        worker.stop(self.spec.term_grace_s)
+        worker.drain.stop(1.0)  # the pipe reaches EOF once everything in it is dead
+        output = worker.drain.take(request_id, 0.0) if capture else None
+        worker.close()
+        if self._worker is worker:
+            self._worker = None
+        return output
+
+    def _retire_current(self) -> None:
+        if self._worker is not None:
+            self._retire(self._worker, False, 0)
+
+    def _death(self, worker: WorkerProcess, output: CapturedOutput | None) -> str:
+        text = describe_exit(worker.returncode, worker.level)
+        tail = (output.text if output is not None else worker.drain.tail())[-1500:].strip()
+        return f"{text}; its last output:\n{tail}" if tail else text
+
+    # --------------------------------------------------------------------- cells
+
+    def _run_cell(self, record: _CellRecord) -> CellOutcome:
+        request = RunCell(self._new_id(), record.index, record.source)
+        result = self._exchange(request, record.timeout_s, interrupt=True, capture=True)
+        out = result.output or CapturedOutput("", False, 0)
+        base = dict(index=record.index, stdout_tail=out.text,
+                    output_truncated=out.truncated, seconds=result.seconds)
+        reply = result.reply
+        if result.died is not None:
+            return CellOutcome(status=CellStatus.DIED, error_type="WorkerDied",
+                               error_message=result.died, traceback="", **base)
+        if result.timed_out:
+            message = f"the cell did not finish within its {record.timeout_s:g} s time limit"
+            trace = reply.traceback if isinstance(reply, CellDone) else ""
+            return CellOutcome(status=CellStatus.TIMEOUT, error_type="Timeout",
+                               error_message=message, traceback=trace, **base)
+        if not isinstance(reply, CellDone) or reply.status in (CellStatus.TIMEOUT,
+                                                               CellStatus.DIED):
+            raise self._unexpected(reply)
+        return CellOutcome(status=reply.status, error_type=reply.error_type,
+                           error_message=reply.error_message, traceback=reply.traceback,
+                           notes=tuple(str(n) for n in reply.notes), **base)
+
+    # --------------------------------------------------------------------- lifecycle
+
+    def _spawn(self) -> None:
+        """Start a fresh worker (next generation) and wait for its ``ready``."""
+        self.generation += 1
+        marker = secrets.token_hex(8)
+        spec = self.spec
+        worker = launcher.start_worker(
+            spec.level, scratch=spec.scratch_dir, probes=spec.probes_file, limits=spec.limits,
+            slot=spec.slot, extra_env=spec.env, generation=self.generation, marker=marker,
+            max_bytes=spec.max_message_bytes,
+        )
+        try:
+            payload = worker.receive(worker.started_at + spec.startup_timeout_s)
+            ready = decode_message(payload, {"ready": Ready}, caps=self._caps)
+            if not isinstance(ready, Ready) or ready.generation != self.generation:
+                raise ProtocolError(f"bad ready message {ready!r}")
+        except (DeadlinePassed, ProcessEnded, WireError, ProtocolError) as exc:
+            worker.stop(0.0)
+            worker.drain.stop(1.0)
+            tail = worker.drain.tail()
+            worker.close()
+            raise WorkerStartError(
+                f"the {spec.level} worker did not start ({type(exc).__name__}: {exc}); "
+                f"its output: {tail.strip() or '(none)'}. Check the sandbox set-up here, "
+                "or compare with the 'process' level."
+            ) from None
+        self.startup_seconds = time.monotonic() - worker.started_at
+        _ = worker.worker_pid  # find it now, before student code can start other processes
+        self._worker = worker
+
+    def _ensure_worker(self) -> None:
+        """Replace a dead worker: a fresh one, then replay of the cells that completed OK."""
+        if self._worker is not None:
+            return
+        self._spawn()
+        self.restarts += 1
+        self._replay()
+
+    def _replay(self) -> None:
+        """Re-run completed cells in order. A cell that now fails is dropped from the list
+        (and noted); if it took the worker down, start again with the shorter list. Each
+        failure removes a cell, so this ends."""
+        i = 0
+        while i < len(self._completed):
+            record = self._completed[i]
+            outcome = self._run_cell(record)
+            if outcome.status is CellStatus.OK:
+                i += 1
+                continue
+            self.replay_notes.append(
+                f"cell {record.index} failed when re-run after a restart "
+                f"({outcome.status}: {outcome.error_message[:200]}); later cells may miss "
+                "its definitions"
+            )
+            del self._completed[i]
+            if self._worker is None:
+                self._spawn()
+                self.restarts += 1
+                i = 0
+
+    def _name_info(self, name: str, raw: Any) -> NameInfo:
+        if raw is None:
+            return NameInfo(NameKind.MISSING, "", None, None)
+        try:
+            info = NameInfo(NameKind(raw["kind"]), raw["type_name"], raw["signature"],
+                            raw["source"])
+        except (TypeError, KeyError, ValueError):
+            info = None
+        optional = (str, type(None))
+        if info is None or type(info.type_name) is not str or not (
+                isinstance(info.signature, optional) and isinstance(info.source, optional)):
+            raise ProtocolError(f"describe reply for {name!r} is malformed")
+        return info
+
+
+def describe_exit(returncode: int | None, level: SandboxLevel) -> str:
+    """A student-facing sentence for how the worker process ended."""
+    if returncode is None:
+        return "the notebook's process stopped answering"
+    if level is SandboxLevel.BWRAP and returncode < 0:
+        return "the notebook's sandbox was killed from outside"
+    signum = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else None
+    hints = {
+        signal.SIGKILL: "killed (often: the memory limit was hit, or it was stopped)",
+        signal.SIGSEGV: "crashed with a segmentation fault (in native code)",
+        signal.SIGXCPU: "stopped: it used up its CPU-time limit",
+        signal.SIGXFSZ: "stopped: it wrote a file larger than allowed",
+        signal.SIGABRT: "aborted",
+    }
+    if signum is not None and signum > 0:
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        return f"the notebook's process was {hints.get(signum, 'ended by ' + name)} ({name})"
+    return f"the notebook's process exited with status {returncode} (os._exit or a crash)"
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0

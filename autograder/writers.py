@@ -1,0 +1,153 @@
+"""Pure writers: gradebook CSV, Gradescope results.json, and the student's feedback.md.
+
+Each writer takes result records and returns text; the caller decides where it goes. Everything
+embedded from a submission (messages, output) is escaped for the format it lands in.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+
+from .errors import Outcome
+from .results import CaseResult, SubmissionResult, SubmissionStatus
+
+GRADEBOOK_FIXED = ("submission", "score", "max_score")
+GRADEBOOK_TAIL = ("status", "message")
+
+
+def _number(value: float) -> float | int:
+    rounded = round(value, 4)
+    return int(rounded) if rounded == int(rounded) else rounded
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Collapse whitespace to one line and cap its length (for CSV cells)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def gradebook_header(questions: Sequence[str]) -> list[str]:
+    """Columns of gradebook.csv: fixed ones, one per question in order, then status, message."""
+    return [*GRADEBOOK_FIXED, *questions, *GRADEBOOK_TAIL]
+
+
+def gradebook_row(result: SubmissionResult, questions: Sequence[str]) -> list[str]:
+    """One gradebook row; questions a failed submission never reached score 0."""
+    by_name = {q.name: q for q in result.questions}
+    scores = [str(_number(by_name[q].score)) if q in by_name else "0" for q in questions]
+    return [
+        result.submission_id,
+        str(_number(result.score)),
+        str(_number(result.max_score)),
+        *scores,
+        result.status.value,
+        one_line(result.message),
+    ]
+
+
+def gradebook_csv(results: Sequence[SubmissionResult], questions: Sequence[str]) -> str:
+    """The whole gradebook as CSV text, rows sorted by submission id."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(gradebook_header(questions))
+    for result in sorted(results, key=lambda r: r.submission_id):
+        writer.writerow(gradebook_row(result, questions))
+    return buffer.getvalue()
+
+
+def _gradescope_test(case: CaseResult, number: str) -> dict:
+    entry = {
+        "name": f"{case.question}: {case.name}",
+        "number": number,
+        "score": _number(case.score),
+        "max_score": _number(case.max_score),
+        "status": "passed" if case.outcome is Outcome.PASSED else "failed",
+        "output": case.message or ("passed" if case.outcome is Outcome.PASSED else case.outcome),
+        "output_format": "text",
+        "tags": [case.question, case.outcome.value],
+        "visibility": "hidden" if case.hidden else "visible",
+        "extra_data": {"question": case.question, "outcome": case.outcome.value},
+    }
+    return entry
+
+
+def gradescope_results(result: SubmissionResult, max_score: float | None = None) -> str:
+    """Gradescope's results.json: one test entry per test case, hidden ones marked hidden."""
+    tests = []
+    for q_index, question in enumerate(result.questions, start=1):
+        for c_index, case in enumerate(question.cases, start=1):
+            tests.append(_gradescope_test(case, f"{q_index}.{c_index}"))
+        for note in question.notes:
+            tests.append(
+                {
+                    "name": f"{question.name}: rule",
+                    "number": f"{q_index}.0",
+                    "score": 0,
+                    "max_score": 0,
+                    "status": "failed",
+                    "output": note,
+                    "output_format": "text",
+                    "visibility": "visible",
+                }
+            )
+    document = {
+        "score": _number(result.score),
+        "output": result.message or "Graded.",
+        "output_format": "text",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+        "extra_data": {
+            "submission": result.submission_id,
+            "status": result.status.value,
+            "max_score": _number(result.max_score if max_score is None else max_score),
+            **result.details,
+        },
+    }
+    return json.dumps(document, ensure_ascii=False, indent=2, sort_keys=False) + "\n"
+
+
+def _md_escape(text: str) -> str:
+    """Escape text for Markdown: a fenced block cannot be closed by what it quotes."""
+    return text.replace("```", "`\u200b``")
+
+
+_OUTCOME_RU = {
+    Outcome.PASSED: "пройден",
+    Outcome.FAILED: "не пройден",
+    Outcome.ERROR: "ошибка в коде",
+    Outcome.TIMEOUT: "превышено время",
+    Outcome.SKIPPED: "не запускался",
+}
+
+
+def feedback_markdown(result: SubmissionResult, notices: Sequence[str] = ()) -> str:
+    """The student's feedback: totals, then each question with what failed and why."""
+    lines = [
+        f"# Результаты проверки: {_md_escape(result.submission_id)}",
+        "",
+        f"**Итог: {_number(result.score)} из {_number(result.max_score)}**",
+        "",
+    ]
+    if result.status is SubmissionStatus.ERROR:
+        lines += ["Работу не удалось проверить полностью:", "", "```", _md_escape(result.message), "```", ""]
+    for notice in notices:
+        lines += [f"> {_md_escape(one_line(notice, 1000))}", ""]
+    for question in result.questions:
+        lines.append(
+            f"## {question.name}: {_number(question.score)} / {_number(question.max_score)}"
+        )
+        lines.append("")
+        for note in question.notes:
+            lines += [f"**Вопрос оценён в 0:** {_md_escape(note)}", ""]
+        for case in question.cases:
+            label = "скрытый тест" if case.hidden else "тест"
+            status = _OUTCOME_RU[case.outcome]
+            lines.append(f"- {label} `{case.name}`: {status}")
+            if case.outcome is not Outcome.PASSED and case.message:
+                lines += ["", "  ```", *("  " + s for s in _md_escape(case.message).splitlines()), "  ```"]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

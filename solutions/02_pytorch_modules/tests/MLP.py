@@ -1,0 +1,84 @@
+from otter.test_files import test_case
+
+OK_FORMAT = False
+
+name = "MLP"
+points = 2
+
+@test_case(points=None, hidden=False)
+def test_mlp_forward_and_registration(MLP):
+    import torch
+    g = torch.Generator().manual_seed(0)
+    model = MLP(8, [16, 12], 3)
+    x = torch.randn(5, 8, generator=g)
+    out = model(x)
+    assert isinstance(out, torch.Tensor), f'forward должен возвращать тензор, получено {type(out).__name__}'
+    assert tuple(out.shape) == (5, 3), f'MLP(8, [16, 12], 3) на входе (5, 8): ожидался выход (5, 3), получено {tuple(out.shape)}'
+    state = model.state_dict()
+    assert len(state) == 6, f'в state_dict() должно быть 6 тензоров (weight и bias трёх слоёв Linear), получено {len(state)}: {list(state)}. Если слои лежат в обычном списке Python, модуль их не видит: используйте nn.ModuleList или nn.Sequential'
+    total = sum((v.numel() for v in state.values()))
+    expected = 8 * 16 + 16 + 16 * 12 + 12 + 12 * 3 + 3
+    assert total == expected, f'в state_dict() {total} чисел, ожидалось {expected}'
+
+@test_case(points=None, hidden=True)
+def test_mlp_layers_registered(MLP, seed, probes):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    for _ in range(2):
+        n_in, n_classes = (int(rng.integers(2, 40)), int(rng.integers(2, 12)))
+        hidden = [int(v) for v in rng.integers(2, 40, size=int(rng.integers(1, 4)))]
+        dims = [n_in, *hidden, n_classes]
+        expected = sorted([[b, a] for a, b in zip(dims[:-1], dims[1:])] + [[b] for b in dims[1:]])
+        model = MLP(n_in, hidden, n_classes)
+        where = f'MLP({n_in}, {hidden}, {n_classes})'
+        params = probes.parameter_shapes(model)
+        assert sorted(params.values()) == expected, f'{where}: parameters() должны содержать тензоры форм {expected}, получено {sorted(params.values())}. Слои в обычном списке Python не регистрируются: используйте nn.ModuleList или nn.Sequential'
+        state = probes.state_dict_tensors(model)
+        shapes = sorted(([int(d) for d in v.shape] for v in state.values()))
+        assert shapes == expected, f'{where}: state_dict() должен содержать тензоры форм {expected}, получено {shapes} (ключи: {list(state)})'
+        total = sum((int(np.prod(s)) for s in expected))
+        count = probes.count_trainable(model)
+        assert count == total, f'{where}: обучаемых параметров должно быть {total}, получено {count}'
+
+@test_case(points=None, hidden=True)
+def test_mlp_forward_matches_reference(MLP, seed, probes):
+    import numpy as np
+    import torch
+    rng = np.random.default_rng(seed + 1)
+    g = torch.Generator().manual_seed(int(seed) + 1)
+    n_hidden = int(rng.integers(1, 4))
+    dims = [int(v) for v in rng.choice(np.arange(3, 40), size=n_hidden + 2, replace=False)]
+    model = MLP(dims[0], dims[1:-1], dims[-1])
+    where = f'MLP({dims[0]}, {dims[1:-1]}, {dims[-1]})'
+    state = probes.state_dict_tensors(model)
+    by_shape = {tuple((int(d) for d in v.shape)): v for v in state.values()}
+    x = torch.randn(6, dims[0], generator=g)
+    h = x
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        weight, bias = (by_shape.get((b, a)), by_shape.get((b,)))
+        assert weight is not None and bias is not None, f'{where}: среди зарегистрированных тензоров нет слоя Linear({a}, {b}); формы в state_dict(): {sorted(by_shape)}'
+        h = h @ weight.T + bias
+        if i < len(dims) - 2:
+            h = torch.relu(h)
+    out = model(x)
+    assert isinstance(out, torch.Tensor), f'forward должен возвращать тензор, получено {type(out).__name__}'
+    assert tuple(out.shape) == tuple(h.shape), f'{where}: ожидался выход {tuple(h.shape)}, получено {tuple(out.shape)}'
+    err = (out.detach() - h).abs().max().item()
+    assert err < 0.0001, f'{where}: выход не совпадает с цепочкой Linear -> ReLU -> ... -> Linear (без ReLU в конце), максимальная ошибка {err:.2e}'
+
+@test_case(points=None, hidden=True)
+def test_mlp_edge_cases(MLP, seed, probes):
+    import torch
+    g = torch.Generator().manual_seed(int(seed) + 2)
+    for n_in, hidden, n_classes in ((5, [], 3), (6, [9, 8, 7, 5], 4)):
+        where = f'MLP({n_in}, {hidden}, {n_classes})'
+        model = MLP(n_in, hidden, n_classes)
+        dims = [n_in, *hidden, n_classes]
+        expected = sum((a * b + b for a, b in zip(dims[:-1], dims[1:])))
+        count = probes.count_trainable(model)
+        assert count == expected, f'{where}: обучаемых параметров должно быть {expected} ({len(dims) - 1} слоёв Linear), получено {count}'
+        x = torch.randn(4, n_in, generator=g)
+        out = model(x)
+        assert isinstance(out, torch.Tensor), f'{where}: forward должен возвращать тензор, получено {type(out).__name__}'
+        assert tuple(out.shape) == (4, n_classes), f'{where}: ожидался выход (4, {n_classes}), получено {tuple(out.shape)}'
+

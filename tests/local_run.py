@@ -1,0 +1,149 @@
+"""Trusted, in-process grading for the project's own tests.
+
+Runs notebooks that this project generated itself (reference solutions, stubs, mutants of the
+reference) in this process and judges them with the same judging code as the real grader. It
+must never be pointed at a student's submission: untrusted code runs only in the sandbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import importlib.util
+import io
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import nbformat
+
+from autograder import authoring
+from autograder.assignments import PROJECT_ROOT, Assignment, load_assignment, tested_question_names
+from autograder.judging import judge_question
+from autograder.results import QuestionResult
+from autograder.submission import CodeCell, gradable_cells
+from autograder.testfiles import QuestionTests, load_question_tests
+
+MUTANTS_DIR = PROJECT_ROOT / "tests" / "mutants"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """A classic student bug, as an edit of the reference solution."""
+
+    assignment: str
+    id: str
+    bug: str
+    breaks: tuple[str, ...]
+    edits: tuple[tuple[str, str], ...]
+    caught_by: str = "tests"
+
+
+@functools.cache
+def assignment(name: str) -> Assignment:
+    return load_assignment(name)
+
+
+@functools.cache
+def built(name: str) -> authoring.BuiltAssignment:
+    return authoring.build(assignment(name))
+
+
+@functools.cache
+def question_tests(name: str) -> tuple[QuestionTests, ...]:
+    """Grader-side tests as generated now from the master notebook (not the files on disk)."""
+    result = []
+    for question in tested_question_names(assignment(name)):
+        source = built(name).all_tests[question]
+        path = Path(f"<{name}/{question}>")
+        result.append(_load_from_source(source, path))
+    return tuple(result)
+
+
+def _load_from_source(source: str, path: Path) -> QuestionTests:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False, encoding="utf-8") as f:
+        f.write(source)
+    try:
+        return load_question_tests(Path(f.name))
+    finally:
+        Path(f.name).unlink()
+
+
+def load_probes(name: str) -> ModuleType | None:
+    probes_file = assignment(name).probes_file
+    if probes_file is None:
+        return None
+    spec = importlib.util.spec_from_file_location(f"probes_{name}", probes_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def execute_cells(cells: list[CodeCell], workdir: Path) -> tuple[dict, list[str]]:
+    """Exec trusted cells into one namespace; a failing cell is recorded and skipped."""
+    namespace: dict = {"__name__": "__main__"}
+    errors = []
+    with contextlib.chdir(workdir), contextlib.redirect_stdout(io.StringIO()):
+        for cell in cells:
+            try:
+                exec(compile(cell.source, f"<cell {cell.index}>", "exec"), namespace)
+            except Exception as exc:  # recorded like the worker does
+                errors.append(f"cell {cell.index}: {type(exc).__name__}: {exc}")
+    return namespace, errors
+
+
+def grade_locally(
+    name: str, nb: nbformat.NotebookNode, workdir: Path, seed: int = 1234
+) -> dict[str, QuestionResult]:
+    """Judge every test-graded question of a trusted notebook, in this process."""
+    cells = gradable_cells(nb)
+    namespace, _ = execute_cells(cells, workdir)
+    environment = dict(namespace)
+    environment["seed"] = seed
+    environment["probes"] = load_probes(name)
+    config = assignment(name).config
+    try:
+        return {
+            q.name: judge_question(
+                q, environment, config.rules_for(q.name), cells, namespace.__contains__
+            )
+            for q in question_tests(name)
+        }
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+
+
+def load_mutants(name: str) -> list[Mutant]:
+    path = MUTANTS_DIR / f"{name}.toml"
+    if not path.is_file():
+        return []
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return [
+        Mutant(
+            assignment=name,
+            id=entry["id"],
+            bug=entry["bug"],
+            breaks=tuple(entry["breaks"]),
+            edits=tuple((edit["old"], edit["new"]) for edit in entry["edit"]),
+            caught_by=entry.get("caught_by", "tests"),
+        )
+        for entry in data.get("mutant", [])
+    ]
+
+
+def apply_mutant(nb: nbformat.NotebookNode, mutant: Mutant) -> nbformat.NotebookNode:
+    """The notebook with the mutant's edits; each `old` must occur exactly once in code cells."""
+    result = copy.deepcopy(nb)
+    for old, new in mutant.edits:
+        hits = [c for c in result.cells if c.cell_type == "code" and old in c.source]
+        count = sum(c.source.count(old) for c in hits)
+        if count != 1:
+            raise AssertionError(f"mutant {mutant.id}: edit text occurs {count} times, not once")
+        hits[0].source = hits[0].source.replace(old, new)
+    return result

@@ -1,0 +1,80 @@
+"""The lesson's content: reference solutions pass, stubs fail cleanly, classic bugs are caught.
+
+Runs the project's own generated notebooks in-process (trusted code) through the same judging
+code the grader uses; the sandboxed path is covered by the grading tests.
+"""
+
+import re
+
+import pytest
+from local_run import apply_mutant, built, grade_locally, load_mutants, question_tests
+
+from autograder.assignments import discover
+from autograder.errors import Outcome
+
+EXPECTED = ["01_convolution_pooling", "02_pytorch_modules", "03_convnet_cifar10"]
+ASSIGNMENTS = discover()
+MUTANTS = [m for name in ASSIGNMENTS for m in load_mutants(name)]
+
+
+def test_the_lessons_three_assignments_exist():
+    assert ASSIGNMENTS == EXPECTED
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_every_question_has_public_and_hidden_tests(name):
+    for question in question_tests(name):
+        kinds = {case.hidden for case in question.cases}
+        assert kinds == {False, True}, f"{question.name} needs both public and hidden tests"
+        assert question.points > 0
+
+
+@pytest.mark.parametrize("seed", [1234, 98765])
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_reference_solution_passes_every_public_and_hidden_test(name, seed, tmp_path):
+    results = grade_locally(name, built(name).reference_notebook, tmp_path, seed=seed)
+    failures = {
+        q: [(c.name, c.outcome, c.message) for c in r.cases if c.outcome is not Outcome.PASSED]
+        for q, r in results.items()
+        if not r.passed_all
+    }
+    assert not failures
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_stub_scores_zero_on_every_question_without_crashing(name, tmp_path):
+    results = grade_locally(name, built(name).student_notebook, tmp_path)
+    assert set(results) == {q.name for q in question_tests(name)}
+    scored = {q: r.score for q, r in results.items() if r.score > 0}
+    assert not scored, f"the stub earns points: {scored}"
+    for result in results.values():
+        assert all(case.outcome is not Outcome.PASSED or case.max_score == 0 for case in result.cases)
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: f"{m.assignment}:{m.id}")
+def test_mutant_loses_exactly_the_questions_it_breaks(mutant, tmp_path):
+    nb = apply_mutant(built(mutant.assignment).reference_notebook, mutant)
+    results = grade_locally(mutant.assignment, nb, tmp_path)
+    lost = sorted(q for q, r in results.items() if r.score < r.max_score)
+    assert lost == sorted(mutant.breaks), f"{mutant.bug}: lost {lost}, expected {mutant.breaks}"
+
+
+# The issue's list of classic bugs, each as a pattern over the mutants' descriptions.
+REQUIRED_BUGS = {
+    "kernel flipped (true convolution)": r"kernel flipped",
+    "padding on one side only": r"padding (on|at) one side|padding only",
+    "stride ignored": r"stride (argument )?ignored|ignores the stride",
+    "max-pool started from 0": r"maximum started from 0",
+    "average over the wrong axis": r"averages over the channel axis",
+    "a layer list not registered": r"layer list not registered",
+    "a batch size hard-coded in view()": r"batch size hard-coded in view",
+    "bias ignored": r"bias ignored|bias never added",
+    "non-trainable parameters counted": r"non-trainable .* counted",
+    "a built-in convolution used where forbidden": r"built-in convolution",
+}
+
+
+@pytest.mark.parametrize("bug", sorted(REQUIRED_BUGS))
+def test_each_classic_bug_has_a_mutant(bug):
+    pattern = re.compile(REQUIRED_BUGS[bug], re.IGNORECASE)
+    assert any(pattern.search(m.bug) for m in MUTANTS), f"no mutant for: {bug}"

@@ -85,6 +85,13 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Verify the assignments and grade example submissions of each."""
+    from .demo import run_demo
+
+    return run_demo(args.out, args.names or None, args.jobs)
+
+
 def _positive(value: str) -> float:
     number = float(value)
     if number <= 0:
@@ -127,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--jobs", type=int, default=1, metavar="N", help="submissions graded at once")
     grade.add_argument("--seed", type=int, help="seed for hidden tests' random inputs (default: drawn)")
     grade.set_defaults(func=cmd_grade)
+
+    demo = commands.add_parser("demo", help="verify assignments and grade example submissions")
+    demo.add_argument("names", nargs="*", help="assignments (default: all)")
+    demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
+    demo.add_argument("--jobs", type=int, default=2, metavar="N", help="submissions at once")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

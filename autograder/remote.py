@@ -220,7 +220,7 @@ class ProxyEnvironment(Mapping[str, Any]):
         if kind == "missing":
             return None
         try:
-            value = self._session.fetch(name, self._timeout_s)
+            value = self._session.get(name, self._timeout_s)
         except Exception as exc:
             raise _failure(exc, f"значение {name}", self._timeout_s) from None
         return self._caller.from_wire(value)

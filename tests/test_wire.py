@@ -107,7 +107,7 @@ def test_torch_tensors_round_trip_detached_on_cpu():
 
 
 def test_tensor_bool_bytes_are_normalised():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     tree = [wire.TAG_TENSOR, "bool", [wire.TAG_TUPLE, 2], b"\x00\x07"]
     out = decode(msgpack.packb(tree, use_bin_type=True))
     assert out.tolist() == [False, True]
@@ -151,7 +151,7 @@ def test_fallback_turns_unsupported_values_into_handles():
         return Handle(1, len(made), type(obj).__name__)
 
     marker = object()
-    out = roundtrip([1, marker, {"x": {2, 3}}], fallback=fallback)
+    out = decode(encode([1, marker, {"x": {2, 3}}], fallback=fallback))
     assert out == [1, Handle(1, 1, "object"), {"x": Handle(1, 2, "set")}]
 
 
@@ -187,14 +187,18 @@ def test_element_cap_on_encode_and_decode():
     with pytest.raises(WireError, match="more than 100 elements"):
         encode(list(range(200)), caps=Caps(max_elements=100))
     data = encode(list(range(200)))
-    with pytest.raises(WireError, match="more than 100 elements"):
+    with pytest.raises(WireError, match="more than 100 elements|max_array_len"):
         decode(data, caps=Caps(max_elements=100))
 
 
 def test_many_tiny_containers_are_bounded_by_the_element_cap():
     # 1-byte msgpack arrays would expand ~60x in memory without an element cap.
-    tree = [wire.TAG_LIST] + [[wire.TAG_TUPLE]] * 50_000
-    with pytest.raises(WireError, match="elements"):
+    group = [wire.TAG_LIST] + [[wire.TAG_TUPLE]] * 1_000  # each array is under the cap
+    tree = [wire.TAG_LIST] + [group] * 50
+    with pytest.raises(WireError, match="more than 10000 elements"):
+        decode(msgpack.packb(tree), caps=Caps(max_elements=10_000))
+    tree = [wire.TAG_LIST] + [[wire.TAG_LIST, [wire.TAG_TUPLE]]] * 5_000
+    with pytest.raises(WireError, match="more than 10000 elements"):
         decode(msgpack.packb(tree), caps=Caps(max_elements=10_000))
 
 
@@ -202,7 +206,7 @@ def test_many_tiny_containers_are_bounded_by_the_element_cap():
     ([99, 1], "unknown node tag 99"),
     ([], "untagged array"),
     (["list", 1], "untagged array"),
-    ({"a": 1}, "maps are not part"),
+    ({"a": 1}, "max_map_len"),
     ({}, "maps are not part"),
     ([wire.TAG_NDARRAY, "object", [wire.TAG_TUPLE, 1], b"12345678"], "dtype 'object'"),
     ([wire.TAG_NDARRAY, "float64", [wire.TAG_TUPLE, 2], b"1234"], "needs 16"),

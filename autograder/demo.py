@@ -1,0 +1,94 @@
+"""``grader.py demo``: verify the assignments, then grade example submissions end to end.
+
+The examples are made fresh from the master notebooks (the reference solution, the student
+stub, and a classic-bug mutant from tests/mutants/) plus the hand-written hostile notebooks
+committed under examples/<assignment>/. Everything is graded through the real sandboxed path.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import shutil
+import tomllib
+from pathlib import Path
+
+import nbformat
+
+from . import authoring
+from .assignments import PROJECT_ROOT, discover, load_assignment
+from .batch import grade_batch
+from .grading import GradeOptions
+from .sandbox import choose_level
+
+EXAMPLES_DIR = PROJECT_ROOT / "examples"
+MUTANTS_DIR = PROJECT_ROOT / "tests" / "mutants"
+
+
+def _first_mutant(name: str, reference: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
+    path = MUTANTS_DIR / f"{name}.toml"
+    if not path.is_file():
+        return None
+    entries = tomllib.loads(path.read_text(encoding="utf-8")).get("mutant", [])
+    if not entries:
+        return None
+    nb = copy.deepcopy(reference)
+    for edit in entries[0]["edit"]:
+        for cell in nb.cells:
+            if cell.cell_type == "code" and edit["old"] in cell.source:
+                cell.source = cell.source.replace(edit["old"], edit["new"], 1)
+                break
+    return nb
+
+
+def make_examples(name: str, built: authoring.BuiltAssignment, folder: Path) -> list[Path]:
+    """Write the demo submissions of one assignment into ``folder``; returns their paths."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    made = {
+        "reference": built.reference_notebook,
+        "stub": built.student_notebook,
+        "classic_bug": _first_mutant(name, built.reference_notebook),
+    }
+    paths = []
+    for stem, nb in made.items():
+        if nb is not None:
+            path = folder / f"{stem}.ipynb"
+            nbformat.write(nb, path)
+            paths.append(path)
+    committed = EXAMPLES_DIR / name
+    if committed.is_dir():
+        for example in sorted(committed.iterdir()):
+            target = folder / example.name
+            if example.is_dir():
+                shutil.copytree(example, target)
+            else:
+                shutil.copy2(example, target)
+            paths.append(target)
+    return paths
+
+
+def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2) -> int:
+    """Check freshness, build example submissions, grade them; returns an exit status."""
+    names = names or discover()
+    level = choose_level("auto")
+    stale_any = False
+    for name in names:
+        assignment = load_assignment(name)
+        built = authoring.build(assignment)
+        stale = authoring.stale_files(built, assignment)
+        stale_any |= bool(stale)
+        print(f"[assign] {name}: {'up to date' if not stale else f'STALE: {stale}'}")
+        submissions = make_examples(name, built, out_dir / "submissions" / name)
+        options = GradeOptions(level=level, seed=secrets.randbelow(2**31))
+        summary = grade_batch(submissions, assignment, options, out_dir / name, jobs)
+        print(f"[grade] {name} (sandbox: {level.value}, seed: {options.seed})")
+        for result in summary.results:
+            note = f"  ({result.message[:70]})" if result.message else ""
+            print(f"    {result.submission_id:<28} {result.score:6.2f} / {result.max_score:g}{note}")
+        print(f"    -> {summary.out_dir / 'gradebook.csv'}")
+    if stale_any:
+        print("assignments/ is stale: run `python grader.py assign` and commit the result")
+        return 1
+    return 0

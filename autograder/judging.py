@@ -100,6 +100,26 @@ def library_check(
     return CaseResult(question.name, LIBRARY_CHECK_NAME, False, 0.0, 0.0, outcome, message)
 
 
+def _run_cases(question: QuestionTests, environment: Mapping[str, Any]) -> list[CaseResult]:
+    """Run the cases in order; after a timeout the rest are not run (each would time out too)."""
+    results: list[CaseResult] = []
+    timed_out: CaseResult | None = None
+    for case in question.cases:
+        if timed_out is not None:
+            results.append(
+                CaseResult(
+                    question.name, case.name, case.hidden, case.points, 0.0, Outcome.SKIPPED,
+                    f"не запускался: предыдущий тест ({timed_out.name}) превысил лимит времени",
+                )
+            )
+            continue
+        result = score_case(run_case(case, environment))
+        if result.outcome is Outcome.TIMEOUT:
+            timed_out = result
+        results.append(result)
+    return results
+
+
 def judge_question(
     question: QuestionTests,
     environment: Mapping[str, Any],
@@ -111,7 +131,7 @@ def judge_question(
     missing = [name for name in question.student_names if not is_defined(name)]
     if missing:
         return _skipped(question, missing)
-    cases = [score_case(run_case(case, environment)) for case in question.cases]
+    cases = _run_cases(question, environment)
     check = library_check(question, rules, cells)
     notes: tuple[str, ...] = ()
     score = sum(case.score for case in cases)

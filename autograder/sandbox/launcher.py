@@ -17,6 +17,7 @@ import functools
 import os
 import select
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -143,6 +144,53 @@ def slot_uid(slot: int) -> int:
     if type(slot) is not int or not 0 <= slot < MAX_SLOTS:
         raise ValueError(f"slot must be an int in [0, {MAX_SLOTS}), got {slot!r}")
     return UID_BASE + slot
+
+
+class SlotLease:
+    """An exclusive claim on a worker uid, held with ``flock`` so that it holds across
+    processes: two sessions never share a uid (they would share RLIMIT_NPROC, and the
+    clean-up of one would kill the other's worker)."""
+
+    def __init__(self, slot: int, fd: int):
+        self.slot, self._fd = slot, fd
+
+    @property
+    def uid(self) -> int:
+        """The uid (and gid) of this slot."""
+        return slot_uid(self.slot)
+
+    @classmethod
+    def acquire(cls, preferred: int) -> SlotLease:
+        """The first free slot from ``preferred`` on (wrapping around)."""
+        slot_uid(preferred)  # validates
+        directory = _lock_dir()
+        for offset in range(MAX_SLOTS):
+            slot = (preferred + offset) % MAX_SLOTS
+            fd = os.open(directory / f"slot-{slot}.lock",
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            return cls(slot, fd)
+        raise SandboxError(f"all {MAX_SLOTS} sandbox slots are in use; run fewer workers")
+
+    def release(self) -> None:
+        """Give the slot back (idempotent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _lock_dir() -> Path:
+    """A folder only we can write, for the slot locks."""
+    directory = Path(tempfile.gettempdir()) / f"autograder-sandbox-slots-{os.geteuid()}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise SandboxError(f"{directory} must be a folder owned by us with mode 0700")
+    return directory
 
 
 def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limits: Limits,

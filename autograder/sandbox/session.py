@@ -105,7 +105,8 @@ class WorkerDied(StudentFault):
 class WorkerSpec:
     """What to start: where, how isolated, with which limits.
 
-    ``slot`` picks the worker's uid under bwrap; concurrent sessions need distinct slots.
+    ``slot`` is the preferred uid slot under bwrap; a session leases the first free slot
+    from there (across processes), so concurrent sessions never share a uid.
     """
 
     scratch_dir: Path  # prepared by the caller (submission files copied in)
@@ -181,10 +182,19 @@ class WorkerSession:
         self._completed: list[_CellRecord] = []
         self._next_id = 1
         self._stack = ExitStack()
-        uid = launcher.slot_uid(spec.slot) if spec.level is SandboxLevel.BWRAP else None
-        launcher.prepare_scratch(spec.scratch_dir, uid if _is_root() else None)
-        self._stack.callback(self._retire_current)
-        self._spawn()
+        self._slot: int = spec.slot
+        self.uid: int | None = None  # the worker's uid when it is dropped to one
+        try:
+            if spec.level is SandboxLevel.BWRAP and _is_root():
+                lease = launcher.SlotLease.acquire(spec.slot)
+                self._stack.callback(lease.release)  # last: after the worker is gone
+                self._slot, self.uid = lease.slot, lease.uid
+            launcher.prepare_scratch(spec.scratch_dir, self.uid)
+            self._stack.callback(self._retire_current)
+            self._spawn()
+        except BaseException:
+            self._stack.close()
+            raise
 
     @property
     def isolation(self) -> SandboxLevel:
@@ -380,7 +390,7 @@ class WorkerSession:
         spec = self.spec
         worker = launcher.start_worker(
             spec.level, scratch=spec.scratch_dir, probes=spec.probes_file, limits=spec.limits,
-            slot=spec.slot, extra_env=spec.env, generation=self.generation, marker=marker,
+            slot=self._slot, extra_env=spec.env, generation=self.generation, marker=marker,
             max_bytes=spec.max_message_bytes,
         )
         try:

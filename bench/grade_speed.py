@@ -1,0 +1,182 @@
+"""Grade the same 01_convolution_pooling submissions three ways, side by side, in one run.
+
+1. this grader (sandboxed worker + trusted harness, one batch, jobs=1);
+2. ``otter run`` with the autograder zip that ``otter assign`` generates from our master;
+3. the floor: the notebook's code as a plain Python script with the same test calls.
+
+Prints per-submission medians and the ratios this grader / otter and this grader / floor.
+Targets (issue 3): at most 0.5x otter and at most 5x the floor.
+
+    python bench/grade_speed.py [--count N] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from autograder import authoring  # noqa: E402
+from autograder.assignments import load_assignment  # noqa: E402
+from autograder.batch import grade_batch  # noqa: E402
+from autograder.grading import GradeOptions  # noqa: E402
+from autograder.sandbox import choose_level  # noqa: E402
+from autograder.submission import gradable_cells  # noqa: E402
+
+NAME = "01_convolution_pooling"
+
+
+def make_submissions(built: authoring.BuiltAssignment, folder: Path, count: int) -> list[Path]:
+    """The reference, the stub and classic-bug mutants, as .ipynb files."""
+    notebooks = [("reference", built.reference_notebook), ("stub", built.student_notebook)]
+    mutants = tomllib.loads((ROOT / "tests" / "mutants" / f"{NAME}.toml").read_text())["mutant"]
+    for entry in mutants[: max(0, count - 2)]:
+        nb = copy.deepcopy(built.reference_notebook)
+        for edit in entry["edit"]:
+            cell = next(c for c in nb.cells if c.cell_type == "code" and edit["old"] in c.source)
+            cell.source = cell.source.replace(edit["old"], edit["new"], 1)
+        notebooks.append((entry["id"], nb))
+    paths = []
+    for stem, nb in notebooks[:count]:
+        path = folder / f"{stem}.ipynb"
+        nbformat.write(nb, path)
+        paths.append(path)
+    return paths
+
+
+def time_this_grader(paths: list[Path], out: Path) -> list[float]:
+    """Per-submission seconds inside one batch (sequential, so deltas are per submission)."""
+    assignment = load_assignment(NAME)
+    options = GradeOptions(level=choose_level("auto"), seed=secrets.randbelow(2**31))
+    stamps = [time.perf_counter()]
+    grade_batch(paths, assignment, options, out, jobs=1, on_done=lambda r: stamps.append(time.perf_counter()))
+    return [b - a for a, b in zip(stamps, stamps[1:])]
+
+
+def otter_autograder_zip(work: Path) -> Path:
+    """Run otter assign with `generate: true` on a copy of the master; return the zip."""
+    master = json.loads((ROOT / "solutions" / NAME / f"{NAME}.ipynb").read_text())
+    config = "".join(master["cells"][0]["source"]).replace("generate: false", "generate: true")
+    master["cells"][0]["source"] = config
+    copy_path = work / f"{NAME}.ipynb"
+    copy_path.write_text(json.dumps(master))
+    dist = work / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "otter", "assign", "--no-run-tests", str(copy_path), str(dist)],
+        check=True, capture_output=True,
+    )
+    return next((dist / "autograder").glob("*.zip"))
+
+
+def time_otter(paths: list[Path], zip_path: Path, work: Path) -> list[float]:
+    """Seconds of `otter run` per submission."""
+    seconds = []
+    for path in paths:
+        out = work / f"otter-{path.stem}"
+        out.mkdir()
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "otter", "run", "-a", str(zip_path), "-o", str(out), str(path)],
+            capture_output=True, check=False,
+        )
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def floor_script(path: Path, tests: dict[str, str]) -> str:
+    """The notebook's code followed by every test case called on its globals."""
+    nb = nbformat.read(path, 4)
+    parts = ["import os\nos.environ.setdefault('MPLBACKEND', 'Agg')\n"]
+    for cell in gradable_cells(nb):
+        parts.append(f"try:\n    exec(compile({cell.source!r}, 'cell', 'exec'))\nexcept BaseException:\n    pass\n")
+    parts.append("from otter.test_files import ExceptionTestFile\n_env = dict(globals()); _env['seed'] = 1234\n")
+    for question, source in tests.items():
+        parts.append(
+            f"for _tc in ExceptionTestFile.from_string({source!r}, path={question!r}).test_cases:\n"
+            "    try:\n        _tc.body.call_func(_env)\n    except Exception:\n        pass\n"
+        )
+    return "\n".join(parts)
+
+
+def time_floor(paths: list[Path], tests: dict[str, str], work: Path) -> list[float]:
+    """Seconds of the plain-script floor per submission."""
+    seconds = []
+    for path in paths:
+        script = work / f"floor-{path.stem}.py"
+        script.write_text(floor_script(path, tests))
+        started = time.perf_counter()
+        subprocess.run([sys.executable, str(script)], cwd=work, capture_output=True, check=False)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def time_floor_warm(paths: list[Path], tests: dict[str, str], work: Path) -> list[float]:
+    """The floor inside one warm process: imports paid once, each script in fresh globals."""
+    scripts = []
+    for path in paths:
+        script = work / f"floor-{path.stem}.py"
+        script.write_text(floor_script(path, tests))
+        scripts.append(str(script))
+    driver = work / "floor_driver.py"
+    driver.write_text(
+        "import json, sys, time\nimport numpy, torch, matplotlib.pyplot, otter.test_files\n"
+        "times = []\nfor s in sys.argv[1:]:\n    t = time.perf_counter()\n"
+        "    exec(compile(open(s).read(), s, 'exec'), {'__name__': '__main__'})\n"
+        "    times.append(time.perf_counter() - t)\nprint(json.dumps(times))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(driver), *scripts], cwd=work, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    """Run the three ways and print the comparison."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=6, help="submissions (default 6)")
+    args = parser.parse_args()
+    built = authoring.build(load_assignment(NAME))
+    with tempfile.TemporaryDirectory(prefix="grade-speed-") as tmp:
+        work = Path(tmp)
+        paths = make_submissions(built, work, args.count)
+        ours = time_this_grader(paths, work / "out")
+        otter = time_otter(paths, otter_autograder_zip(work), work)
+        floor = time_floor(paths, built.all_tests, work)
+        warm = time_floor_warm(paths, built.all_tests, work)
+    rows = [
+        ("this grader", ours),
+        ("otter run", otter),
+        ("floor (plain script)", floor),
+        ("floor, warm process", warm),
+    ]
+    print(f"{len(paths)} submissions of {NAME}; seconds per submission")
+    print(f"{'way':<22}{'median':>8}{'mean':>8}{'min':>8}{'max':>8}")
+    for label, values in rows:
+        print(
+            f"{label:<22}{statistics.median(values):8.2f}{statistics.mean(values):8.2f}"
+            f"{min(values):8.2f}{max(values):8.2f}"
+        )
+    ratio_otter = statistics.median(ours) / statistics.median(otter)
+    ratio_floor = statistics.median(ours) / statistics.median(floor)
+    print(f"this grader / otter run: {ratio_otter:.2f}x (target <= 0.5x)")
+    ratio_warm = statistics.median(ours) / statistics.median(warm)
+    print(f"this grader / floor:     {ratio_floor:.2f}x (target <= 5x)")
+    print(f"this grader / warm floor: {ratio_warm:.2f}x (imports paid once; informational)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The catalogue of bad and hostile submissions, graded in one batch through the real CLI.
+
+For every scenario: the grader finishes with exit 0, the control submissions in the same
+batch keep their correct scores, no process is left behind, nothing outside the sandbox
+changes, no cheat beats the stub on the question it targets, and the feedback says what
+happened.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+from catalogue.scenarios import ALL, SCENARIOS, Context
+from local_run import built
+
+from autograder.assignments import PROJECT_ROOT
+
+ASSIGNMENT = "01_convolution_pooling"
+SANDBOX_UIDS = range(61000, 61100)
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("bwrap") is None,
+    reason="bubblewrap is not installed (apt-get install -y bubblewrap); hostile code must "
+    "not run in the plain-process fallback on a developer's machine",
+)
+
+
+@dataclass(frozen=True)
+class CatalogueRun:
+    returncode: int
+    output: str
+    rows: dict[str, dict[str, str]]
+    out_dir: Path
+    canary_dir: Path
+    tree_before: dict[str, str]
+    tree_after: dict[str, str]
+    leftover: list[str]
+
+
+def _tree_digest(*roots: Path) -> dict[str, str]:
+    digest = {}
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digest
+
+
+def _sandbox_processes() -> list[str]:
+    found = []
+    for proc in psutil.process_iter(["pid", "uids", "cmdline"]):
+        try:
+            uid = proc.info["uids"].real
+            cmdline = " ".join(proc.info["cmdline"] or [])
+        except (psutil.Error, TypeError):
+            continue
+        if uid in SANDBOX_UIDS or "autograder.sandbox.worker" in cmdline:
+            found.append(f"{proc.info['pid']}: {cmdline[:120]}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> CatalogueRun:
+    base = tmp_path_factory.mktemp("catalogue")
+    canary = base / "canary"
+    canary.mkdir()
+    (canary / "canary.txt").write_text("untouched")
+    out = base / "out"
+    ctx = Context(
+        reference=built(ASSIGNMENT).reference_notebook,
+        stub=built(ASSIGNMENT).student_notebook,
+        canary_dir=canary,
+        out_dir=out,
+        project_root=PROJECT_ROOT,
+    )
+    submissions = base / "submissions"
+    paths = []
+    for scenario in SCENARIOS:
+        folder = submissions / scenario.id
+        folder.mkdir(parents=True)
+        paths.append(scenario.build(ctx, folder))
+    for control, nb in (("control_reference", ctx.reference), ("control_stub", ctx.stub)):
+        folder = submissions / control
+        folder.mkdir()
+        paths.append(folder)
+        import nbformat
+
+        nbformat.write(nb, folder / f"{ASSIGNMENT}.ipynb")
+    watched = (PROJECT_ROOT / "solutions", PROJECT_ROOT / "assignments", canary)
+    before = _tree_digest(*watched)
+    command = [
+        sys.executable, str(PROJECT_ROOT / "grader.py"), "grade", "--assignment", ASSIGNMENT,
+        *map(str, paths), "--out", str(out), "--jobs", "2", "--sandbox", "bwrap",
+        "--timeout-cell", "5", "--timeout-call", "4", "--seed", "4242",
+    ]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=1500, cwd=base, check=False,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
+    rows = {}
+    gradebook = out / "gradebook.csv"
+    if gradebook.is_file():
+        with gradebook.open(encoding="utf-8") as handle:
+            rows = {row["submission"]: row for row in csv.DictReader(handle)}
+    return CatalogueRun(
+        returncode=completed.returncode,
+        output=completed.stdout + completed.stderr,
+        rows=rows,
+        out_dir=out,
+        canary_dir=canary,
+        tree_before=before,
+        tree_after=_tree_digest(*watched),
+        leftover=_sandbox_processes(),
+    )
+
+
+def test_the_catalogue_is_large_enough():
+    assert len(SCENARIOS) >= 30
+
+
+def test_grader_finishes_and_grades_every_submission(run):
+    assert run.returncode == 0, run.output[-3000:]
+    assert len(run.rows) == len(SCENARIOS) + 2
+
+
+def test_control_submissions_in_the_same_batch_keep_their_scores(run):
+    reference, stub = run.rows["control_reference"], run.rows["control_stub"]
+    assert float(reference["score"]) == float(reference["max_score"]) > 0
+    assert float(stub["score"]) == 0
+
+
+def test_no_sandbox_process_is_left_behind(run):
+    assert run.leftover == []
+
+
+def test_nothing_outside_the_sandbox_changed(run):
+    assert run.tree_after == run.tree_before
+    assert sorted(p.name for p in run.canary_dir.iterdir()) == ["canary.txt"]
+    assert not (run.out_dir / "fake_results" / "gradebook.csv").exists()
+    assert not (run.out_dir.parent / "escaped.txt").exists()
+
+
+def _questions(row: dict[str, str]) -> list[str]:
+    fixed = {"submission", "score", "max_score", "status", "message"}
+    return [column for column in row if column not in fixed]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
+def test_scenario(run, scenario):
+    row = run.rows[scenario.id]
+    reference = run.rows["control_reference"]
+    assert row["status"] == scenario.status, row
+    questions = _questions(row)
+    full = questions if ALL in scenario.full_marks else scenario.full_marks
+    for question in full:
+        assert float(row[question]) == float(reference[question]), (question, row)
+    targets = questions if ALL in scenario.no_better_than_stub else scenario.no_better_than_stub
+    for question in targets:
+        assert float(row[question]) <= float(run.rows["control_stub"][question]), (question, row)
+    feedback = (run.out_dir / scenario.id / "feedback.md").read_text(encoding="utf-8")
+    assert (run.out_dir / scenario.id / "results.json").is_file()
+    for text in scenario.feedback:
+        assert text in feedback, f"feedback of {scenario.id} should say {text!r}:\n{feedback[:1500]}"
+    for text in scenario.feedback_absent:
+        assert text not in feedback, f"feedback of {scenario.id} says {text!r}:\n{feedback[:1500]}"

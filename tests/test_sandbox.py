@@ -1,0 +1,555 @@
+"""The sandbox with real processes: cells, calls, timeouts, crashes, limits, isolation.
+
+bwrap tests need /usr/bin/bwrap (skipped with that reason otherwise); the limit tests that
+rely on the uid drop need root (as on the grading machines).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from autograder.sandbox import (
+    CallTimeout,
+    CellStatus,
+    Handle,
+    Limits,
+    NameKind,
+    SandboxLevel,
+    SandboxUnavailable,
+    StudentCodeError,
+    WireError,
+    WorkerDied,
+    WorkerSession,
+    WorkerSpec,
+    choose_level,
+    launcher,
+)
+
+HAVE_BWRAP = os.access("/usr/bin/bwrap", os.X_OK)
+IS_ROOT = os.geteuid() == 0
+needs_bwrap = pytest.mark.skipif(
+    not HAVE_BWRAP, reason="bubblewrap missing at /usr/bin/bwrap (apt-get install bubblewrap)")
+needs_root_bwrap = pytest.mark.skipif(
+    not (HAVE_BWRAP and IS_ROOT), reason="needs bubblewrap and root (the uid drop)")
+LEVELS = [pytest.param(SandboxLevel.BWRAP, marks=needs_bwrap), SandboxLevel.PROCESS]
+PROJECT = Path(__file__).resolve().parent.parent
+
+PROBES = '''
+def count(obj):
+    return obj.n
+
+def shape_of(array):
+    return tuple(array.shape)
+
+def state(model):
+    return model.state_dict()
+
+def fails(x):
+    secret_probe_line = 1
+    return x.missing_attribute
+'''
+
+
+def make_session(tmp_path: Path, level=SandboxLevel.BWRAP, *, slot=0, probes=True,
+                 **limits) -> WorkerSession:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(exist_ok=True)
+    probes_file = None
+    if probes:
+        probes_file = tmp_path / "probes.py"
+        probes_file.write_text(PROBES)
+    spec = WorkerSpec(scratch_dir=scratch, probes_file=probes_file, level=level,
+                      limits=Limits(**limits), slot=slot, interrupt_grace_s=1.0)
+    return WorkerSession(spec)
+
+
+def run(session, index, source, timeout_s=10.0):
+    return session.run_cell(index, textwrap.dedent(source), timeout_s)
+
+
+# ----------------------------------------------------------------------------- levels
+
+
+def test_choose_level():
+    assert choose_level("process") is SandboxLevel.PROCESS
+    assert choose_level("auto") is (SandboxLevel.BWRAP if launcher.bwrap_problem() is None
+                                    else SandboxLevel.PROCESS)
+    with pytest.raises(ValueError, match="'auto', 'bwrap' or 'process'"):
+        choose_level("docker")
+
+
+def test_asking_for_unusable_bwrap_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(launcher, "bwrap_problem", lambda: "missing /usr/bin/bwrap")
+    with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
+        choose_level("bwrap")
+    assert choose_level("auto") is SandboxLevel.PROCESS
+
+
+def test_limits_are_validated():
+    with pytest.raises(ValueError, match="Limits.max_processes"):
+        Limits(max_processes=0)
+
+
+# ----------------------------------------------------------------------------- cells
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_cells_share_one_namespace_and_report_each_status(tmp_path, level):
+    with make_session(tmp_path, level) as s:
+        assert s.isolation is level and s.weak_isolation is (level is SandboxLevel.PROCESS)
+        ok = run(s, 0, "x = 41\nprint('hi', __name__)\nx + 1")
+        assert ok.status is CellStatus.OK and ok.stdout_tail == "hi __main__\n42\n"
+        quiet = run(s, 1, "x + 1;")
+        assert quiet.stdout_tail == ""
+        err = run(s, 2, "def f():\n    return 1 / 0\nprint('before')\nf()")
+        assert err.status is CellStatus.ERROR and err.error_type == "ZeroDivisionError"
+        assert err.stdout_tail == "before\n"
+        assert 'File "<cell-2>", line 2, in f' in err.traceback
+        assert "worker.py" not in err.traceback and "sandbox" not in err.traceback
+        syntax = run(s, 3, "def broken(:\n    pass")
+        assert syntax.status is CellStatus.ERROR and syntax.error_type == "SyntaxError"
+        assert run(s, 4, "print(x)").stdout_tail == "41\n"
+
+
+def test_magics_are_refused_not_run(tmp_path):
+    with make_session(tmp_path) as s:
+        cell = run(s, 0, "%%bash\ntouch /home/student/ran")
+        assert cell.status is CellStatus.REFUSED and "%%bash" in cell.error_message
+        mixed = run(s, 1, """\
+            %matplotlib inline
+            import os
+            !touch ran
+            if True:
+                %time y = 1
+            y = 2
+            """)
+        assert mixed.status is CellStatus.OK
+        assert len(mixed.notes) == 3 and "`!touch ran` was not run" in mixed.notes[1]
+        assert s.get("y", 5) == 2
+        assert not (tmp_path / "scratch" / "ran").exists()
+        # valid Python that merely starts a line with % is run unchanged
+        assert run(s, 2, "z = (10\n  % 3)").status is CellStatus.OK
+        assert s.get("z", 5) == 1
+
+
+def test_system_exit_and_stdin_are_cell_errors(tmp_path):
+    with make_session(tmp_path, probes=False) as s:
+        cell = run(s, 0, "import sys\nsys.exit(3)\nnever = 1")
+        assert cell.status is CellStatus.ERROR and cell.error_type == "SystemExit"
+        assert "exit(3)" in cell.error_message
+        assert run(s, 1, "input('name? ')").error_type == "EOFError"  # stdin is /dev/null
+        assert run(s, 2, "exit()").status is CellStatus.ERROR
+        assert run(s, 3, "ok = 1").status is CellStatus.OK and s.restarts == 0
+
+
+def test_os_exit_is_died_then_restart_replays_only_ok_cells(tmp_path):
+    with make_session(tmp_path) as s:
+        first_generation = s.generation
+        run(s, 0, "open('log', 'a').write('A')\ndef f(v): return v * 2")
+        assert run(s, 1, "open('log', 'a').write('E')\n1/0").status is CellStatus.ERROR
+        died = run(s, 2, "import os\nopen('log', 'a').write('D')\nos._exit(7)")
+        assert died.status is CellStatus.DIED and "status 7" in died.error_message
+        after = run(s, 3, "print(f(21))")  # the restarted worker replayed cell 0 only
+        assert after.status is CellStatus.OK and after.stdout_tail == "42\n"
+        assert s.restarts == 1 and s.generation == first_generation + 1
+        assert (tmp_path / "scratch" / "log").read_text() == "AEDA"
+
+
+def test_segfault_is_died_with_a_description(tmp_path):
+    with make_session(tmp_path, probes=False) as s:
+        died = run(s, 0, "import ctypes\nctypes.string_at(0)")
+        assert died.status is CellStatus.DIED
+        assert "segmentation fault" in died.error_message
+        assert "Fatal Python error" in died.stdout_tail  # faulthandler's report
+        assert run(s, 1, "1").status is CellStatus.OK
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_infinite_loop_times_out_and_the_session_continues(tmp_path, level):
+    with make_session(tmp_path, level, probes=False) as s:
+        run(s, 0, "base = 5")
+        start = time.monotonic()
+        cell = run(s, 1, "print('looping')\nwhile True:\n    pass", timeout_s=1.0)
+        assert cell.status is CellStatus.TIMEOUT and cell.stdout_tail == "looping\n"
+        assert time.monotonic() - start < 3.0
+        assert run(s, 2, "print(base)").stdout_tail == "5\n"
+        assert s.restarts == 0  # SIGINT was enough: the worker lives on
+
+
+def test_loop_that_swallows_interrupts_is_killed_and_not_replayed(tmp_path):
+    with make_session(tmp_path, probes=False) as s:
+        run(s, 0, "base = 5")
+        cell = run(s, 1, """\
+            open('log', 'a').write('T')
+            while True:
+                try:
+                    while True:
+                        pass
+                except KeyboardInterrupt:
+                    pass
+            """, timeout_s=0.5)
+        assert cell.status is CellStatus.TIMEOUT
+        assert run(s, 2, "print(base)").stdout_tail == "5\n"
+        assert s.restarts == 1
+        assert (tmp_path / "scratch" / "log").read_text() == "T"
+
+
+def test_a_cell_that_fails_on_replay_is_dropped_and_noted(tmp_path):
+    with make_session(tmp_path, probes=False) as s:
+        run(s, 0, "import os\nassert not os.path.exists('flag')\nopen('flag', 'w').close()")
+        run(s, 1, "kept = 1")
+        assert run(s, 2, "import os\nos._exit(1)").status is CellStatus.DIED
+        assert run(s, 3, "print(kept)").stdout_tail == "1\n"
+        assert len(s.replay_notes) == 1 and "cell 0" in s.replay_notes[0]
+
+
+def test_huge_output_is_truncated_and_fast(tmp_path):
+    with make_session(tmp_path, probes=False) as s:
+        start = time.monotonic()
+        cell = run(s, 0, """\
+            import sys
+            line = 'y' * 999 + '\\n'
+            for _ in range(100_000):
+                sys.stdout.write(line)
+            print('END')
+            """, timeout_s=30)
+        elapsed = time.monotonic() - start
+        assert cell.status is CellStatus.OK and cell.output_truncated
+        assert len(cell.stdout_tail) == Limits().max_output_bytes
+        assert cell.stdout_tail.endswith("yyy\nEND\n")
+        assert elapsed < 10, elapsed
+        print(f"100 MB printed in {elapsed:.2f} s")
+        assert run(s, 1, "print('small')").stdout_tail == "small\n"
+
+
+def test_memory_bomb_is_stopped_by_the_address_space_limit(tmp_path):
+    with make_session(tmp_path, probes=False, address_space_bytes=1 << 30) as s:
+        big = run(s, 0, "b = bytearray(2 * 2**30)")
+        assert big.status is CellStatus.ERROR and big.error_type == "MemoryError"
+        grow = run(s, 1, "chunks = []\nwhile True:\n    chunks.append(b'x' * 50_000_000)",
+                   timeout_s=20)
+        assert grow.status in (CellStatus.ERROR, CellStatus.DIED), grow
+        assert run(s, 2, "chunks = None\nprint('alive')").stdout_tail == "alive\n"
+
+
+# ----------------------------------------------------------------------------- calls
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_call_timeout_then_next_call_works_and_old_handles_are_stale(tmp_path, level):
+    with make_session(tmp_path, level, probes=False) as s:
+        run(s, 0, """\
+            import time
+            class Box:
+                def __init__(self): self.n = 1
+            def slow(): time.sleep(1000)
+            def add(a, b): return a + b
+            box = Box()
+            """)
+        old = s.get("box", 5)
+        assert isinstance(old, Handle) and old.type_name == "__main__.Box"
+        start = time.monotonic()
+        with pytest.raises(CallTimeout, match="1 s time limit"):
+            s.call("slow", [], {}, timeout_s=1.0)
+        assert time.monotonic() - start < 3.0
+        assert s.call("add", [2, 3], {}, timeout_s=5) == 5
+        assert s.restarts == 1
+        with pytest.raises(StudentCodeError, match="earlier run of the notebook") as info:
+            s.getattr(old, "n", 5)
+        assert info.value.error_type == "StaleHandle"
+
+
+def test_handles_round_trip_through_calls_and_probes(tmp_path):
+    with make_session(tmp_path) as s:
+        run(s, 0, """\
+            class Counter:
+                def __init__(self, n): self.n = n
+                def inc(self, by=1):
+                    self.n += by
+                    return self.n
+            def make(n): return Counter(n)
+            def numbers():
+                yield from range(3)
+            def twice(c): return c.n * 2
+            """)
+        h = s.call("make", [10], {}, 5)
+        assert isinstance(h, Handle) and h.worker_generation == s.generation
+        inc = s.getattr(h, "inc", 5)
+        assert isinstance(inc, Handle)
+        assert s.call(inc, [], {"by": 5}, 5) == 15
+        assert s.call("twice", [h], {}, 5) == 30
+        assert s.probe("count", [h], {}, 5) == 15
+        gen = s.call("numbers", [], {}, 5)
+        assert isinstance(gen, Handle) and gen.type_name == "builtins.generator"
+        assert s.call(s.getattr(gen, "__next__", 5), [], {}, 5) == 0
+        import numpy as np
+        assert s.probe("shape_of", [np.zeros((2, 3))], {}, 5) == (2, 3)
+
+
+def test_student_errors_and_unknown_names(tmp_path):
+    with make_session(tmp_path) as s:
+        run(s, 0, "def bad(x):\n    raise ValueError(f'no {x}')")
+        with pytest.raises(StudentCodeError) as info:
+            s.call("bad", [3], {}, 5)
+        assert info.value.error_type == "ValueError" and info.value.message == "no 3"
+        assert "<cell-0>" in info.value.traceback and "worker.py" not in info.value.traceback
+        with pytest.raises(StudentCodeError, match="not defined in the notebook"):
+            s.call("nothing_here", [], {}, 5)
+        with pytest.raises(StudentCodeError) as info:
+            s.probe("fails", [1], {}, 5)
+        assert info.value.error_type == "AttributeError"
+        assert "secret_probe_line" not in info.value.traceback  # probe code stays hidden
+        with pytest.raises(StudentCodeError, match="no function '_private'"):
+            s.probe("_private", [], {}, 5)
+        with pytest.raises(WireError, match="cannot send a value of type set"):
+            s.call("bad", [{1}], {}, 5)  # refused before anything is sent
+        assert s.restarts == 0
+
+
+def test_a_result_over_the_message_cap_is_a_student_error(tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    spec = WorkerSpec(scratch, None, SandboxLevel.BWRAP if HAVE_BWRAP else
+                      SandboxLevel.PROCESS, max_message_bytes=1 << 20)
+    with WorkerSession(spec) as s:
+        run(s, 0, "big = b'x' * 2_000_000")
+        with pytest.raises(StudentCodeError, match="could not be sent back") as info:
+            s.get("big", 5)
+        assert info.value.error_type == "WireError"
+        assert s.get("__name__", 5) == "__main__"
+
+
+def test_describe_reports_kinds_signatures_and_sources(tmp_path):
+    with make_session(tmp_path, probes=False) as s:
+        run(s, 0, """\
+            import math
+            def conv(x, w, stride=1):
+                '''doc'''
+                return x
+            class Net:
+                def __init__(self, width: int = 3):
+                    self.width = width
+            net = Net()
+            n = 3
+            """)
+        info = s.describe(["conv", "Net", "net", "n", "math", "ghost"], 5)
+        assert info["conv"].kind is NameKind.FUNCTION
+        assert info["conv"].signature == "(x, w, stride=1)"
+        assert info["conv"].source.startswith("def conv(x, w, stride=1):")
+        assert info["Net"].kind is NameKind.CLASS and info["Net"].signature == "(width: int = 3)"
+        assert info["Net"].source.startswith("class Net:")
+        assert info["net"].kind is NameKind.OTHER and info["net"].type_name == "__main__.Net"
+        assert info["n"].kind is NameKind.DATA and info["math"].kind is NameKind.MODULE
+        assert info["ghost"].kind is NameKind.MISSING
+
+
+def test_torch_models_through_probes(tmp_path):
+    pytest.importorskip("torch")
+    import torch
+
+    with make_session(tmp_path) as s:
+        cell = run(s, 0, """\
+            import torch, sys
+            torch.manual_seed(0)
+            model = torch.nn.Linear(3, 2)
+            def forward(x): return model(x)
+            """, timeout_s=60)
+        assert cell.status is CellStatus.OK, cell
+        x = torch.ones(4, 3)
+        y = s.call("forward", [x], {}, 10)
+        assert type(y) is torch.Tensor and y.shape == (4, 2) and not y.requires_grad
+        state = s.probe("state", [s.get("model", 5)], {}, 10)
+        assert set(state) == {"weight", "bias"} and state["weight"].shape == (2, 3)
+        assert torch.allclose(x @ state["weight"].T + state["bias"], y)
+
+
+def test_worker_starts_without_heavy_imports(tmp_path):
+    with make_session(tmp_path, probes=False) as s:
+        cell = run(s, 0, """\
+            import sys
+            print(sorted(m for m in ('numpy', 'torch', 'IPython', 'nbformat', 'subprocess')
+                         if m in sys.modules))
+            """)
+        assert cell.stdout_tail == "[]\n"
+        print(f"start-up to ready: {s.startup_seconds:.3f} s")
+        assert s.startup_seconds < 2.0
+
+
+# ----------------------------------------------------------------------------- isolation
+
+
+@needs_bwrap
+def test_files_outside_scratch_are_invisible_and_unwritable(tmp_path):
+    (tmp_path / "outside.txt").write_text("secret")
+    with make_session(tmp_path) as s:
+        cell = run(s, 0, f"""\
+            import os
+            hidden = [p for p in ({str(PROJECT / 'solutions')!r}, {str(PROJECT / 'tests')!r},
+                                  '/root/.bashrc', '/work/shared',
+                                  {str(tmp_path / 'outside.txt')!r},
+                                  {str(PROJECT / 'autograder' / 'grading.py')!r})
+                      if os.path.exists(p)]
+            unwritable = []
+            for p in ('/x', '/usr/x', '/etc/x', '/home/x', '/opt/autograder/probes.py',
+                      {str(PROJECT / '.venv' / 'x')!r}, {str(Path(launcher.__file__))!r}):
+                try:
+                    open(p, 'a').close()
+                except OSError:
+                    unwritable.append(p)
+            open('here.txt', 'w').write('ok')
+            open('/tmp/t.txt', 'w').write('ok')
+            print(hidden, len(unwritable), os.getuid(), os.getcwd(), sorted(os.listdir('/')))
+            """)
+        assert cell.status is CellStatus.OK, cell
+        hidden, rest = cell.stdout_tail.split("] ", 1)
+        assert hidden == "["
+        assert rest.split()[:3] == ["7", str(launcher.UID_BASE), "/home/student"]
+        assert (tmp_path / "scratch" / "here.txt").read_text() == "ok"
+        assert not (PROJECT / ".venv" / "x").exists()
+
+
+@needs_bwrap
+def test_network_is_unreachable(tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    try:
+        with make_session(tmp_path, probes=False) as s:
+            cell = run(s, 0, f"""\
+                import socket
+                results = []
+                for address in (('127.0.0.1', {port}), ('1.1.1.1', 53)):
+                    try:
+                        socket.create_connection(address, timeout=2).close()
+                        results.append('connected')
+                    except OSError as exc:
+                        results.append(type(exc).__name__)
+                print(results)
+                """)
+            assert "connected" not in cell.stdout_tail, cell
+    finally:
+        server.close()
+
+
+@needs_root_bwrap
+def test_killing_its_parent_does_not_reach_the_harness(tmp_path):
+    with make_session(tmp_path, probes=False) as s:
+        cell = run(s, 0, "import os\nos.kill(os.getppid(), 9)")
+        assert cell.status is CellStatus.ERROR and cell.error_type == "PermissionError"
+        cell = run(s, 1, "import os\nos.kill(-1, 9)")  # all it may signal: nothing but itself
+        assert cell.status is CellStatus.ERROR and cell.error_type == "ProcessLookupError"
+        assert run(s, 2, "print('back')").stdout_tail == "back\n"
+    assert os.getpid() > 0  # we are still here
+
+
+@needs_root_bwrap
+def test_fork_storm_is_bounded_and_nothing_is_left_after_close(tmp_path):
+    s = make_session(tmp_path, slot=7, probes=False, max_processes=16)
+    uid = s.uid
+    assert uid is not None
+    try:
+        cell = run(s, 0, """\
+            import os, time, subprocess
+            subprocess.Popen(['sleep', '300'])
+            if os.fork() == 0:  # a daemon that leaves its session
+                os.setsid()
+                time.sleep(300)
+                os._exit(0)
+            children, error = 0, None
+            for _ in range(200):
+                try:
+                    pid = os.fork()
+                except OSError as exc:
+                    error = type(exc).__name__
+                    break
+                if pid == 0:
+                    time.sleep(300)
+                    os._exit(0)
+                children += 1
+            print(children, error)
+            """, timeout_s=20)
+        children, error = cell.stdout_tail.split()
+        assert int(children) < 16 and error == "BlockingIOError"
+        assert len(launcher.processes_of_uid(uid)) > 10
+    finally:
+        s.close()
+    assert launcher.processes_of_uid(uid) == []
+
+
+@needs_root_bwrap
+def test_concurrent_sessions_never_share_a_uid(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with make_session(tmp_path / "a", slot=3, probes=False) as a, \
+            make_session(tmp_path / "b", slot=3, probes=False) as b:
+        assert a.uid == launcher.slot_uid(3) and b.uid is not None and b.uid != a.uid
+        assert run(b, 0, "import os\nprint(os.getuid())").stdout_tail == f"{b.uid}\n"
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_close_leaves_no_worker_behind(tmp_path, level):
+    s = make_session(tmp_path, level, probes=False)
+    pid = s._worker.worker_pid
+    assert pid is not None and Path(f"/proc/{pid}").exists()
+    run(s, 0, "import subprocess\np = subprocess.Popen(['sleep', '300'])\nchild = p.pid")
+    child = s.get("child", 5)
+    if level is SandboxLevel.PROCESS:  # inside bwrap the pid is the namespace's own
+        assert Path(f"/proc/{child}").exists()
+    s.close()
+    assert not Path(f"/proc/{pid}").exists() or launcher._is_zombie(pid)
+    if level is SandboxLevel.PROCESS:
+        assert not Path(f"/proc/{child}").exists() or launcher._is_zombie(child)
+    s.close()  # idempotent
+
+
+# ----------------------------------------------------------------------------- protocol
+
+
+FIND_REPLY_FD = """\
+import os, struct
+fd = int([a for a in open('/proc/self/cmdline').read().split('\\0')
+          if a.startswith('--reply-fd=')][0].split('=')[1])
+"""
+
+
+def _forge(s, index, payload_code):
+    """A cell that writes raw bytes to the worker's reply pipe (as hostile code could)."""
+    write = "\nos.write(fd, struct.pack('>Q', len(payload)) + payload)"
+    source = FIND_REPLY_FD + payload_code + write
+    return s.run_cell(index, source, 10)
+
+
+def test_forged_replies_are_protocol_errors_and_reset_the_worker(tmp_path):
+    with make_session(tmp_path, probes=False) as s:
+        run(s, 0, "kept = 'yes'")
+        with pytest.raises(Exception, match="answers request") as info:
+            _forge(s, 1, "from autograder.sandbox import messages\n"
+                         "payload = messages.encode_message(messages.Value(999, 1))")
+        assert type(info.value).__name__ == "ProtocolError"
+        with pytest.raises(WireError):
+            _forge(s, 2, "payload = b'\\xc1'")
+        assert s.get("kept", 5) == "yes" and s.restarts == 2
+
+
+def test_an_oversized_reply_header_is_rejected_at_once(tmp_path):
+    with make_session(tmp_path, probes=False) as s:
+        start = time.monotonic()
+        with pytest.raises(WireError, match="more than the cap"):
+            s.run_cell(0, FIND_REPLY_FD + "os.write(fd, struct.pack('>Q', 1 << 40))\n"
+                       "import time\ntime.sleep(30)", 10)
+        assert time.monotonic() - start < 5
+
+
+def test_worker_death_during_a_call_is_worker_died(tmp_path):
+    with make_session(tmp_path, probes=False) as s:
+        run(s, 0, "import os\ndef die(): os._exit(9)\nx = 3")
+        with pytest.raises(WorkerDied, match="status 9"):
+            s.call("die", [], {}, 5)
+        assert s.get("x", 5) == 3

@@ -107,9 +107,17 @@ class RemoteCaller:
         return self.from_wire(result)
 
     def getattr(self, target: str | Handle, name: str, what: str) -> Any:
-        """Read attribute ``name`` of ``target`` in the worker."""
+        """Read attribute ``name`` of ``target`` in the worker.
+
+        A missing attribute raises AttributeError here too, so ``getattr(obj, name, default)``
+        and ``hasattr`` in tests behave as they do in the student's notebook.
+        """
         try:
             result = self._session.getattr(target, name, self._timeout_s)
+        except StudentCodeError as exc:
+            if exc.error_type == "AttributeError":
+                raise AttributeError(f"{what}: {exc.message}") from None
+            raise _failure(exc, what, self._timeout_s) from None
         except Exception as exc:
             raise _failure(exc, what, self._timeout_s) from None
         return self.from_wire(result)

@@ -38,7 +38,8 @@ def test_myconv2d_stride_padding_no_bias(MyConv2d):
     err = (out.detach() - expected).abs().max().item()
     assert err < 0.0001, f'stride=2, padding=1: выход не совпадает с F.conv2d, максимальная ошибка {err:.2e}'
     conv = MyConv2d(2, 3, 2, bias=False)
-    assert getattr(conv, 'bias', None) is None, 'при bias=False смещения быть не должно: self.bias = None'
+    keys = sorted(conv.state_dict())
+    assert keys == ['weight'], f"при bias=False у слоя должен быть только параметр weight, а в state_dict() {keys}; сделайте self.register_parameter('bias', None)"
     w = conv.weight.detach()
     x = torch.randn(3, 2, 5, 5, generator=g)
     out = conv(x)

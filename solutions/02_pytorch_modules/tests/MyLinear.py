@@ -27,7 +27,8 @@ def test_mylinear_no_bias_leading_dims(MyLinear):
     import torch
     g = torch.Generator().manual_seed(1)
     layer = MyLinear(6, 2, bias=False)
-    assert getattr(layer, 'bias', None) is None, "при bias=False смещения быть не должно: self.bias = None (например, self.register_parameter('bias', None))"
+    keys = sorted(layer.state_dict())
+    assert keys == ['weight'], f"при bias=False у слоя должен быть только параметр weight, а в state_dict() {keys}; сделайте self.register_parameter('bias', None)"
     w = getattr(layer, 'weight', None)
     assert w is not None, 'у слоя нет атрибута weight: создайте в __init__ self.weight = nn.Parameter(...)'
     assert tuple(w.shape) == (2, 6), f'weight должен иметь форму (2, 6), получено {tuple(w.shape)}'

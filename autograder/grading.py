@@ -50,8 +50,8 @@ _CELL_NOTICE = {
     CellStatus.DIED: "ячейка {n} завершила процесс Python ({emsg}); процесс перезапущен, "
     "следующие ячейки выполнены",
     CellStatus.INTERRUPTED: "ячейка {n} была прервана",
-    CellStatus.REFUSED: "в ячейке {n} есть команды оболочки или магии Jupyter (! или %); "
-    "при проверке они не выполняются",
+    CellStatus.REFUSED: "ячейка {n} начинается с магии ячейки (%%...); при проверке такие "
+    "ячейки не выполняются",
 }
 
 
@@ -102,7 +102,7 @@ def failed_result(
 def _prepare_scratch(submission: Submission, scratch: Path) -> None:
     scratch.mkdir(parents=True, exist_ok=True)
     if submission.files_dir is not None:
-        shutil.copytree(submission.files_dir, scratch, dirs_exist_ok=True, symlinks=False)
+        shutil.copytree(submission.files_dir, scratch, dirs_exist_ok=True, symlinks=True)
 
 
 def _run_cells(
@@ -121,16 +121,20 @@ def _cell_notices(outcomes: Sequence[CellOutcome], cells_total: int, cell_timeou
     notices = []
     for outcome in outcomes:
         template = _CELL_NOTICE.get(outcome.status)
-        if template is None:
-            continue
-        notices.append(
-            template.format(
-                n=outcome.index + 1,
-                etype=outcome.error_type or "",
-                emsg=(outcome.error_message or "").strip()[:300],
-                limit=cell_timeout_s,
+        if template is not None:
+            notices.append(
+                template.format(
+                    n=outcome.index + 1,
+                    etype=outcome.error_type or "",
+                    emsg=(outcome.error_message or "").strip()[:300],
+                    limit=cell_timeout_s,
+                )
             )
-        )
+        if outcome.notes:
+            notices.append(
+                f"ячейка {outcome.index + 1}: строки с ! или % (команды оболочки и магии Jupyter) "
+                "при проверке не выполняются"
+            )
         if outcome.output_truncated:
             notices.append(f"вывод ячейки {outcome.index + 1} слишком большой и был обрезан")
     if len(outcomes) < cells_total:

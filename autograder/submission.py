@@ -167,6 +167,15 @@ def _safe_extract(archive: Path, target: Path) -> None:
                 shutil.copyfileobj(src, out)
 
 
+def _reject_links(folder: Path, where: str) -> None:
+    for path in folder.rglob("*"):
+        if path.is_symlink():
+            raise SubmissionError(
+                f"{where} contains a symbolic link ({path.relative_to(folder)}); "
+                "submit real files only"
+            )
+
+
 def _find_notebook(folder: Path, where: str) -> Path:
     candidates = sorted(
         p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts and p.is_file()
@@ -182,7 +191,10 @@ def _find_notebook(folder: Path, where: str) -> Path:
 def load_submission(path: Path, staging_dir: Path) -> Submission:
     """Load a submission; zips are unpacked into ``staging_dir``. Raises SubmissionError."""
     sub_id = submission_id(path)
+    if path.is_symlink():
+        raise SubmissionError(f"{path.name} is a symbolic link; submit the file itself")
     if path.is_dir():
+        _reject_links(path, f"folder {path.name}")
         notebook_path = _find_notebook(path, f"folder {path.name}")
     elif path.suffix == ".zip":
         staging_dir.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import textwrap
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from autograder.sandbox import (
     Handle,
     Limits,
     NameKind,
+    ProtocolError,
     SandboxLevel,
     SandboxUnavailable,
     StudentCodeError,
@@ -27,8 +29,10 @@ from autograder.sandbox import (
     WorkerDied,
     WorkerSession,
     WorkerSpec,
+    WorkerStartError,
     choose_level,
     launcher,
+    messages,
 )
 
 HAVE_BWRAP = os.access("/usr/bin/bwrap", os.X_OK)
@@ -409,7 +413,7 @@ def test_files_outside_scratch_are_invisible_and_unwritable(tmp_path):
         assert cell.status is CellStatus.OK, cell
         hidden, rest = cell.stdout_tail.split("] ", 1)
         assert hidden == "["
-        assert rest.split()[:3] == ["7", str(launcher.UID_BASE), "/home/student"]
+        assert rest.split()[:3] == ["7", str(s.uid), "/home/student"]
         assert (tmp_path / "scratch" / "here.txt").read_text() == "ok"
         assert not (PROJECT / ".venv" / "x").exists()
 
@@ -424,6 +428,7 @@ def test_network_is_unreachable(tmp_path):
         with make_session(tmp_path, probes=False) as s:
             cell = run(s, 0, f"""\
                 import socket
+import struct
                 results = []
                 for address in (('127.0.0.1', {port}), ('1.1.1.1', 53)):
                     try:
@@ -489,7 +494,7 @@ def test_concurrent_sessions_never_share_a_uid(tmp_path):
     (tmp_path / "b").mkdir()
     with make_session(tmp_path / "a", slot=3, probes=False) as a, \
             make_session(tmp_path / "b", slot=3, probes=False) as b:
-        assert a.uid == launcher.slot_uid(3) and b.uid is not None and b.uid != a.uid
+        assert a.uid is not None and b.uid is not None and b.uid != a.uid
         assert run(b, 0, "import os\nprint(os.getuid())").stdout_tail == f"{b.uid}\n"
 
 
@@ -526,25 +531,48 @@ def _forge(s, index, payload_code):
     return s.run_cell(index, source, 10)
 
 
-def test_forged_replies_are_protocol_errors_and_reset_the_worker(tmp_path):
+def test_forged_replies_reset_the_worker(tmp_path):
     with make_session(tmp_path, probes=False) as s:
-        run(s, 0, "kept = 'yes'")
-        with pytest.raises(Exception, match="answers request") as info:
-            _forge(s, 1, "from autograder.sandbox import messages\n"
-                         "payload = messages.encode_message(messages.Value(999, 1))")
-        assert type(info.value).__name__ == "ProtocolError"
-        with pytest.raises(WireError):
-            _forge(s, 2, "payload = b'\\xc1'")
+        run(s, 0, "kept = 'yes'\nimport os\ndef forge(data): os.write(fd, data)")
+        wrong_id = _forge(s, 1, "from autograder.sandbox import messages\n"
+                                "payload = messages.encode_message(messages.Value(999, 1))")
+        assert wrong_id.status is CellStatus.DIED
+        assert "does not answer request" in wrong_id.error_message
+        garbage = _forge(s, 2, "payload = b'\\xc1'")
+        assert garbage.status is CellStatus.DIED and "malformed" in garbage.error_message
         assert s.get("kept", 5) == "yes" and s.restarts == 2
+        run(s, 3, FIND_REPLY_FD)
+        with pytest.raises(ProtocolError, match="does not answer request"):  # calls raise
+            payload = messages.encode_message(messages.Value(999, 1))
+            s.call("forge", [struct.pack(">Q", len(payload)) + payload], {}, 5)
+        assert s.get("kept", 5) == "yes"
+
+
+def test_keyboard_interrupt_in_a_cell_is_interrupted(tmp_path):
+    with make_session(tmp_path, probes=False) as s:
+        cell = run(s, 0, "raise KeyboardInterrupt")
+        assert cell.status is CellStatus.INTERRUPTED and cell.error_type == "KeyboardInterrupt"
+        assert run(s, 1, "print(1)").stdout_tail == "1\n" and s.restarts == 0
 
 
 def test_an_oversized_reply_header_is_rejected_at_once(tmp_path):
     with make_session(tmp_path, probes=False) as s:
         start = time.monotonic()
-        with pytest.raises(WireError, match="more than the cap"):
-            s.run_cell(0, FIND_REPLY_FD + "os.write(fd, struct.pack('>Q', 1 << 40))\n"
-                       "import time\ntime.sleep(30)", 10)
+        cell = s.run_cell(0, FIND_REPLY_FD + "os.write(fd, struct.pack('>Q', 1 << 40))\n"
+                          "import time\ntime.sleep(30)", 10)
+        assert cell.status is CellStatus.DIED and "more than the cap" in cell.error_message
         assert time.monotonic() - start < 5
+        assert run(s, 1, "print(2)").stdout_tail == "2\n"
+
+
+@needs_bwrap
+def test_a_worker_that_cannot_start_is_a_start_error(tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    spec = WorkerSpec(scratch, tmp_path / "missing_probes.py", SandboxLevel.BWRAP,
+                      startup_timeout_s=5)
+    with pytest.raises(WorkerStartError, match="Can't find source path"):
+        WorkerSession(spec)
 
 
 def test_worker_death_during_a_call_is_worker_died(tmp_path):

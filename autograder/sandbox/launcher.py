@@ -33,11 +33,21 @@ from .messages import output_marker
 from .wire import HEADER, FrameBuffer, SandboxError
 
 __all__ = [
+    "CapturedOutput",
+    "DeadlinePassed",
     "Limits",
+    "OutputDrain",
+    "ProcessEnded",
     "SandboxLevel",
     "SandboxUnavailable",
+    "SlotLease",
     "WorkerProcess",
+    "bwrap_problem",
     "choose_level",
+    "plan_launch",
+    "prepare_scratch",
+    "processes_of_uid",
+    "slot_uid",
     "start_worker",
 ]
 
@@ -110,8 +120,9 @@ def bwrap_problem() -> str | None:
     missing = [tool for tool in needed if not os.access(tool, os.X_OK)]
     if missing:
         return f"missing {', '.join(missing)}"
-    argv = [*_bwrap_system_args(), "--proc", "/proc", "--dev", "/dev", *_NAMESPACE_ARGS,
-            *_drop_privileges(UID_BASE), "/usr/bin/true"]
+    argv = [*_bwrap_system_args(), "--perms", "1777", "--size", str(MIB), "--tmpfs", "/tmp",
+            "--proc", "/proc", "--dev", "/dev", *_NAMESPACE_ARGS, "--clearenv",
+            *_drop_privileges(UID_BASE), PRLIMIT, "--nproc=64", "--", "/usr/bin/true"]
     try:
         done = subprocess.run(argv, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -440,7 +451,7 @@ class OutputDrain:
 
     def _finish(self, request_id: int) -> None:
         self._done[request_id] = self._cut()
-        for old in [k for k in self._done if k < request_id - 8]:
+        for old in [k for k in self._done if k < request_id - 2]:  # never taken: calls
             del self._done[old]
 
     def take(self, request_id: int, wait_s: float) -> CapturedOutput:
@@ -564,8 +575,10 @@ class WorkerProcess:
 
     def stop(self, term_grace_s: float) -> None:
         """SIGTERM the worker, wait ``term_grace_s``, then SIGKILL the whole sandbox."""
-        if self.popen.poll() is None and self.signal_worker(signal.SIGTERM):
-            self.wait(term_grace_s)
+        if self.popen.poll() is None:
+            # A worker that already ended leaves bwrap a moment to exit with its status.
+            self.signal_worker(signal.SIGTERM)
+            self.wait(max(term_grace_s, 0.2))
         if self.popen.poll() is None:
             # bwrap --die-with-parent: killing the outer bwrap kills its pid namespace.
             _kill_group(self.popen.pid)

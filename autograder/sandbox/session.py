@@ -294,6 +294,8 @@ class WorkerSession:
     def _exchange(self, request: Message, timeout_s: float, *, interrupt: bool,
                   capture: bool = False) -> _Result:
         """One request/reply on the current worker, bounded by ``timeout_s``."""
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be a positive number of seconds, not {timeout_s}")
         payload = encode_message(request, caps=self._caps)  # WireError here: nothing sent
         worker = self._worker
         assert worker is not None
@@ -317,7 +319,7 @@ class WorkerSession:
         reply = decode_message(worker.receive(deadline), REPLIES, caps=self._caps)
         if reply.id != request_id:
             raise ProtocolError(
-                f"reply {reply.kind} has id {reply.id} but answers request {request_id}"
+                f"reply {reply.kind!r} has id {reply.id}: it does not answer request {request_id}"
             )
         return reply
 
@@ -360,8 +362,18 @@ class WorkerSession:
     # --------------------------------------------------------------------- cells
 
     def _run_cell(self, record: _CellRecord) -> CellOutcome:
+        """Run a cell; every student-caused failure (a malformed or forged reply included,
+        after which the worker is reset) becomes an outcome, never an exception."""
         request = RunCell(self._new_id(), record.index, record.source)
-        result = self._exchange(request, record.timeout_s, interrupt=True, capture=True)
+        start = time.monotonic()
+        try:
+            result = self._exchange(request, record.timeout_s, interrupt=True, capture=True)
+            reply = result.reply
+            if not (result.timed_out or result.died) and not _is_worker_cell_reply(reply):
+                raise self._unexpected(reply)
+        except (WireError, ProtocolError) as exc:
+            died = f"the notebook's process sent an invalid reply and was reset ({exc})"
+            result = _Result(None, time.monotonic() - start, died=died)
         out = result.output or CapturedOutput("", False, 0)
         base = dict(index=record.index, stdout_tail=out.text,
                     output_truncated=out.truncated, seconds=result.seconds)
@@ -374,9 +386,7 @@ class WorkerSession:
             trace = reply.traceback if isinstance(reply, CellDone) else ""
             return CellOutcome(status=CellStatus.TIMEOUT, error_type="Timeout",
                                error_message=message, traceback=trace, **base)
-        if not isinstance(reply, CellDone) or reply.status in (CellStatus.TIMEOUT,
-                                                               CellStatus.DIED):
-            raise self._unexpected(reply)
+        assert isinstance(reply, CellDone)
         return CellOutcome(status=reply.status, error_type=reply.error_type,
                            error_message=reply.error_message, traceback=reply.traceback,
                            notes=tuple(str(n) for n in reply.notes), **base)
@@ -455,6 +465,12 @@ class WorkerSession:
                 isinstance(info.signature, optional) and isinstance(info.source, optional)):
             raise ProtocolError(f"describe reply for {name!r} is malformed")
         return info
+
+
+def _is_worker_cell_reply(reply: Message | None) -> bool:
+    """A cell reply with a status the worker may report (TIMEOUT and DIED are ours)."""
+    return isinstance(reply, CellDone) and reply.status not in (CellStatus.TIMEOUT,
+                                                                 CellStatus.DIED)
 
 
 def describe_exit(returncode: int | None, level: SandboxLevel) -> str:

@@ -217,7 +217,7 @@ class Worker:
         try:
             code, last, notes = compile_cell(req.source, filename)
         except Refused as exc:
-            return CellDone(req.id, CellStatus.REFUSED, "", str(exc), "", [])
+            return CellDone(req.id, CellStatus.REFUSED, "CellMagic", str(exc), "", [])
         except (SyntaxError, ValueError) as exc:  # ValueError: null bytes in the source
             text = "".join(traceback.format_exception_only(type(exc), exc))
             return CellDone(req.id, CellStatus.ERROR, type(exc).__name__, _safe_str(exc),

@@ -153,6 +153,14 @@ def _malicious_weights(ctx: Context, folder: Path) -> Path:
     return folder
 
 
+def _symlink_to_solutions(ctx: Context, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    _write(ctx.reference, folder, "notebook")
+    target = ctx.project_root / "solutions" / "01_convolution_pooling" / "01_convolution_pooling.ipynb"
+    (folder / "answers.ipynb.txt").symlink_to(target)
+    return folder
+
+
 NOT_NOTEBOOK = json.dumps({"hello": "world", "answer": 42}).encode()
 OLD_NBFORMAT = json.dumps({"nbformat": 2, "nbformat_minor": 0, "worksheets": [], "metadata": {}}).encode()
 
@@ -304,6 +312,8 @@ SCENARIOS: list[Scenario] = [
              full_marks=(ALL,), feedback=("RecursionError",)),
     Scenario("zip_traversal", "a zip with ../ paths", _zip_traversal,
              status="error", feedback=("unsafe path",)),
+    Scenario("symlink_to_solutions", "a folder with a symbolic link to the master notebook",
+             _symlink_to_solutions, status="error", feedback=("symbolic link",)),
     Scenario("zip_ok", "a well-formed zip of a folder", _zip_ok, full_marks=(ALL,)),
     Scenario("malicious_pickle", "a folder whose weights file is a malicious pickle",
              _malicious_weights, full_marks=(ALL,)),

@@ -75,7 +75,7 @@ class RemoteCaller:
         if isinstance(value, RemoteObject):
             return value.handle
         if isinstance(value, RemoteName):
-            return value.wire_target
+            return self._handle_of(value.name)
         if isinstance(value, list):
             return [self.to_wire(v) for v in value]
         if isinstance(value, tuple):
@@ -95,6 +95,16 @@ class RemoteCaller:
         if isinstance(value, dict):
             return {k: self.from_wire(v) for k, v in value.items()}
         return value
+
+    def _handle_of(self, name: str) -> Handle:
+        """A handle for a top-level function or class, fetched now (valid for this worker)."""
+        try:
+            handle = self._session.get(name, self._timeout_s)
+        except Exception as exc:
+            raise _failure(exc, f"передача {name}", self._timeout_s) from None
+        if not isinstance(handle, Handle):
+            raise SubmissionFailure(f"{name} в ноутбуке больше не функция и не класс")
+        return handle
 
     def call(self, target: str | Handle, what: str, args: tuple, kwargs: dict) -> Any:
         """Call ``target`` in the worker."""
@@ -140,11 +150,6 @@ class RemoteName:
         self._caller = caller
         self.name = name
         self.kind = kind
-
-    @property
-    def wire_target(self) -> str:
-        """How the worker finds this object: by its top-level name."""
-        return self.name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._caller.call(self.name, f"вызов {self.name}(...)", args, kwargs)

@@ -1,0 +1,166 @@
+"""`python grader.py grade` end to end: references full, stubs zero, mutants lose exactly what
+they break, --tests public, the output files' shapes, and exit codes for instructor errors.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from local_run import apply_mutant, built, load_mutants, question_tests
+
+from autograder.assignments import PROJECT_ROOT, discover
+
+GRADER = [sys.executable, str(PROJECT_ROOT / "grader.py")]
+
+
+def grade(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*GRADER, "grade", *args], capture_output=True, text=True, cwd=cwd, timeout=1500,
+        check=False, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
+
+
+def read_gradebook(out: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
+    with (out / "gradebook.csv").open(encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        rows = {row["submission"]: row for row in reader}
+        return list(reader.fieldnames or []), rows
+
+
+@pytest.fixture(scope="module", params=discover())
+def graded(request, tmp_path_factory):
+    """Every assignment's reference, stub and mutants graded in one batch through the CLI."""
+    name = request.param
+    base = tmp_path_factory.mktemp(f"grade-{name}")
+    subs = base / "submissions"
+    subs.mkdir()
+    notebooks = {"reference": built(name).reference_notebook, "stub": built(name).student_notebook}
+    for mutant in load_mutants(name):
+        notebooks[f"mutant-{mutant.id}"] = apply_mutant(built(name).reference_notebook, mutant)
+    paths = []
+    for stem, nb in notebooks.items():
+        nbformat.write(nb, subs / f"{stem}.ipynb")
+        paths.append(str(subs / f"{stem}.ipynb"))
+    out = base / "out"
+    done = grade("--assignment", name, *paths, "--out", str(out), "--jobs", "2", "--seed", "777", cwd=base)
+    assert done.returncode == 0, done.stderr[-3000:]
+    columns, rows = read_gradebook(out)
+    return name, out, columns, rows
+
+
+def _tested(name: str) -> list[str]:
+    return [q.name for q in question_tests(name)]
+
+
+def test_gradebook_has_exactly_the_required_columns(graded):
+    name, _, columns, _ = graded
+    from autograder.assignments import load_assignment, question_order
+
+    questions = question_order(load_assignment(name))
+    assert columns == ["submission", "score", "max_score", *questions, "status", "message"]
+
+
+def test_reference_scores_full_marks_on_every_test_graded_question(graded):
+    name, _, _, rows = graded
+    reference = rows["reference"]
+    for question in question_tests(name):
+        assert float(reference[question.name]) == pytest.approx(question.points), question.name
+    assert reference["status"] == "graded" and reference["message"] == ""
+
+
+def test_stub_scores_zero_everywhere(graded):
+    _, _, _, rows = graded
+    stub = rows["stub"]
+    assert float(stub["score"]) == 0 and stub["status"] == "graded"
+
+
+def test_mutants_lose_exactly_the_questions_they_break(graded):
+    name, _, _, rows = graded
+    reference = rows["reference"]
+    wrong = {}
+    for mutant in load_mutants(name):
+        row = rows[f"mutant-{mutant.id}"]
+        lost = sorted(q for q in _tested(name) if float(row[q]) < float(reference[q]))
+        if lost != sorted(mutant.breaks):
+            wrong[mutant.id] = (lost, mutant.breaks)
+    assert not wrong
+
+
+def test_results_json_is_gradescope_shaped_with_hidden_cases_hidden(graded):
+    name, out, _, _ = graded
+    results = json.loads((out / "reference" / "results.json").read_text(encoding="utf-8"))
+    assert {"score", "tests", "output"} <= set(results)
+    cases = {(c.question, c.name): c.hidden for q in question_tests(name) for c in q.cases}
+    entries = [t for t in results["tests"] if t["name"].split(": ", 1)[1] != "no_library_routines"]
+    assert len(entries) == len(cases)
+    for entry in entries:
+        question, case = entry["name"].split(": ", 1)
+        assert entry["visibility"] == ("hidden" if cases[(question, case)] else "visible")
+        assert entry["status"] == "passed" and entry["score"] == entry["max_score"]
+
+
+def _hidden_source_lines(source: str) -> set[str]:
+    """Code lines of hidden test functions (string-only lines excluded: messages may show)."""
+    lines = source.splitlines()
+    found = set()
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        decorator = ast.unparse(node.decorator_list[0]) if node.decorator_list else ""
+        if "hidden=True" not in decorator:
+            continue
+        for line in lines[node.body[0].lineno - 1 : node.end_lineno]:
+            code = line.strip()
+            if len(code) > 25 and not code.startswith(("f'", 'f"', "'", '"', "#")):
+                found.add(code)
+    return found
+
+
+def test_feedback_never_shows_hidden_test_source(graded):
+    name, out, _, _ = graded
+    hidden_lines = set().union(*(_hidden_source_lines(s) for s in built(name).all_tests.values()))
+    assert hidden_lines
+    for folder in out.iterdir():
+        if folder.is_dir():
+            text = (folder / "feedback.md").read_text(encoding="utf-8")
+            text += (folder / "results.json").read_text(encoding="utf-8")
+            leaked = [line for line in hidden_lines if line in text]
+            assert not leaked, (folder.name, leaked[:3])
+
+
+def test_public_only_grading_runs_no_hidden_case(tmp_path):
+    name = discover()[0]
+    path = tmp_path / "reference.ipynb"
+    nbformat.write(built(name).reference_notebook, path)
+    done = grade("--assignment", name, str(path), "--tests", "public", "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "o" / "reference" / "results.json").read_text())
+    assert results["tests"] and all(t["visibility"] == "visible" for t in results["tests"])
+    public_points = sum(c.points for q in question_tests(name) for c in q.cases if not c.hidden)
+    assert results["score"] == pytest.approx(public_points)
+    assert results["extra_data"]["tests"] == "public"
+
+
+def test_unknown_assignment_is_an_instructor_error(tmp_path):
+    done = grade("--assignment", "no_such_assignment", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "unknown assignment" in done.stderr and "known assignments" in done.stderr
+
+
+def test_unwritable_output_folder_is_an_instructor_error(tmp_path):
+    name = discover()[0]
+    path = tmp_path / "reference.ipynb"
+    nbformat.write(built(name).reference_notebook, path)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    done = grade("--assignment", name, str(path), "--out", str(blocker / "out"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--out" in done.stderr

@@ -69,6 +69,8 @@ FORBIDDEN_METHODS: frozenset[str] = frozenset(
         "_conv_forward",
     }
 )
+# The routine name of a finding that says: no def/class in the cells defines the graded name.
+NOT_DEFINED_BY_HAND = "<no def or class in the notebook's cells>"
 # Builtins and modules that hide what the code calls.
 HIDING_NAMES: frozenset[str] = frozenset({"eval", "exec", "__import__", "compile", "importlib"})
 
@@ -84,6 +86,12 @@ class Finding:
 
     def describe(self) -> str:
         """A one-line, student-facing description."""
+        if self.routine == NOT_DEFINED_BY_HAND:
+            return (
+                f"`{self.definition}` не определена через def/class в ячейках ноутбука "
+                "(создана динамически или это псевдоним чужой функции), поэтому нельзя "
+                "проверить, что она написана вручную"
+            )
         return (
             f"`{self.definition}` использует `{self.routine}` "
             f"(ячейка {self.cell_index + 1}, строка {self.line})"
@@ -192,7 +200,7 @@ def find_library_routines(
     index = _NotebookIndex(cells)
     allowed_set = frozenset(allowed)
     if graded_name not in index.definitions:
-        return []
+        return [Finding(NOT_DEFINED_BY_HAND, graded_name, -1, 0)]
     findings: list[Finding] = []
     seen: set[str] = set()
     pending = [graded_name]

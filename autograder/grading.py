@@ -183,6 +183,7 @@ def grade_submission(
                 assignment.config.rules_for(question.name),
                 cells,
                 environment.is_defined,
+                environment.reported_source,
             )
             for question in questions
         )

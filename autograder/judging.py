@@ -12,7 +12,7 @@ from typing import Any
 
 from .assignments import QuestionRules
 from .errors import Outcome, SubmissionFailure
-from .forbidden import find_library_routines
+from .forbidden import NOT_DEFINED_BY_HAND, Finding, find_library_routines
 from .results import CaseResult, QuestionResult
 from .submission import CodeCell
 from .testfiles import CaseRun, QuestionTests, run_case
@@ -82,12 +82,30 @@ def _skipped(question: QuestionTests, missing: Sequence[str]) -> QuestionResult:
 
 
 def library_check(
-    question: QuestionTests, rules: QuestionRules, cells: Sequence[CodeCell]
+    question: QuestionTests,
+    rules: QuestionRules,
+    cells: Sequence[CodeCell],
+    reported_source: Callable[[str], str | None] | None = None,
 ) -> CaseResult | None:
-    """The harness's own check that no library routine does the exercise's work, if required."""
+    """The harness's own check that no library routine does the exercise's work, if required.
+
+    Two layers: the submitted cells (static, with the notebook's import aliases), and the
+    source the worker reports for the object the name is bound to at run time (which catches
+    a name rebound after its ``def``; no source means it was not written in a cell).
+    """
     if not rules.no_library_routines:
         return None
     findings = find_library_routines(cells, question.name, rules.allowed_routines)
+    if reported_source is not None and not findings:
+        try:
+            source = reported_source(question.name)
+        except SubmissionFailure:
+            source = None  # the worker could not show the object: it cannot be verified
+        if source is None:
+            findings = [Finding(NOT_DEFINED_BY_HAND, question.name, -1, 0)]
+        else:
+            runtime = [CodeCell(index=-1, source=source)]
+            findings = find_library_routines(runtime, question.name, rules.allowed_routines)
     if not findings:
         outcome, message = Outcome.PASSED, ""
     else:
@@ -126,13 +144,14 @@ def judge_question(
     rules: QuestionRules,
     cells: Sequence[CodeCell],
     is_defined: Callable[[str], bool],
+    reported_source: Callable[[str], str | None] | None = None,
 ) -> QuestionResult:
     """Run and score every case of ``question``; a library-routine finding zeroes the question."""
     missing = [name for name in question.student_names if not is_defined(name)]
     if missing:
         return _skipped(question, missing)
     cases = _run_cases(question, environment)
-    check = library_check(question, rules, cells)
+    check = library_check(question, rules, cells, reported_source)
     notes: tuple[str, ...] = ()
     score = sum(case.score for case in cases)
     if check is not None:

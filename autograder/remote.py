@@ -205,6 +205,13 @@ class ProxyEnvironment(Mapping[str, Any]):
         self._bound: dict[str, Any] = {"seed": seed, "probes": RemoteProbes(self._caller)}
         self._kinds: dict[str, str] = {}
 
+    def reported_source(self, name: str) -> str | None:
+        """The source the worker reports for the object ``name`` is bound to (None: none)."""
+        try:
+            return self._session.describe([name], self._timeout_s)[name].source
+        except Exception as exc:
+            raise _failure(exc, f"поиск {name}", self._timeout_s) from None
+
     def kind_of(self, name: str) -> str:
         """What ``name`` is in the student's namespace: function, class, data, module, missing."""
         if name not in self._kinds:

@@ -25,7 +25,7 @@ from local_run import built
 from autograder.assignments import PROJECT_ROOT
 
 ASSIGNMENT = "01_convolution_pooling"
-SANDBOX_UIDS = range(61000, 61100)
+SANDBOX_UIDS = range(61000, 62000)  # autograder.sandbox.launcher: UID_BASE + slot
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None,
@@ -55,16 +55,19 @@ def _tree_digest(*roots: Path) -> dict[str, str]:
     return digest
 
 
-def _sandbox_processes() -> list[str]:
+def _sandbox_processes(base: Path) -> list[str]:
+    """Sandbox processes still alive: any process of a sandbox uid, or naming this run's
+    folders on its command line (bwrap and setpriv do). Assumes no other grading runs on the
+    machine meanwhile (true in CI)."""
     found = []
     for proc in psutil.process_iter(["pid", "uids", "cmdline"]):
         try:
             uid = proc.info["uids"].real
             cmdline = " ".join(proc.info["cmdline"] or [])
-        except (psutil.Error, TypeError):
+        except (psutil.Error, TypeError, AttributeError):
             continue
-        if uid in SANDBOX_UIDS or "autograder.sandbox.worker" in cmdline:
-            found.append(f"{proc.info['pid']}: {cmdline[:120]}")
+        if uid in SANDBOX_UIDS or str(base) in cmdline:
+            found.append(f"{proc.info['pid']} (uid {uid}): {cmdline[:120]}")
     return found
 
 
@@ -95,6 +98,8 @@ def run(tmp_path_factory) -> CatalogueRun:
         import nbformat
 
         nbformat.write(nb, folder / f"{ASSIGNMENT}.ipynb")
+    scratch_root = base / "tmp"
+    scratch_root.mkdir()
     watched = (PROJECT_ROOT / "solutions", PROJECT_ROOT / "assignments", canary)
     before = _tree_digest(*watched)
     command = [
@@ -104,7 +109,7 @@ def run(tmp_path_factory) -> CatalogueRun:
     ]
     completed = subprocess.run(
         command, capture_output=True, text=True, timeout=1500, cwd=base, check=False,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "TMPDIR": str(scratch_root)},
     )
     rows = {}
     gradebook = out / "gradebook.csv"
@@ -119,7 +124,7 @@ def run(tmp_path_factory) -> CatalogueRun:
         canary_dir=canary,
         tree_before=before,
         tree_after=_tree_digest(*watched),
-        leftover=_sandbox_processes(),
+        leftover=_sandbox_processes(base),
     )
 
 

@@ -312,6 +312,20 @@ SCENARIOS: list[Scenario] = [
              full_marks=(ALL,), feedback=("RecursionError",)),
     Scenario("zip_traversal", "a zip with ../ paths", _zip_traversal,
              status="error", feedback=("unsafe path",)),
+    Scenario("exec_defined_library_conv", "conv2d made by exec() around torch's conv2d",
+             replacing_definition("stub", "conv2d",
+                                  "import numpy as np\nsrc = 'import torch\\ndef conv2d(x, w, b=None, stride=1, padding=0):\\n"
+                                  "    t = lambda a: None if a is None else torch.from_numpy(a)\\n"
+                                  "    return torch.nn.functional.conv2d(t(x), t(w), t(b), stride, padding).numpy()\\n'\n"
+                                  "exec(src)\n"),
+             no_better_than_stub=("conv2d",), feedback=("не определена через def",)),
+    Scenario("rebound_after_def", "a hand-written conv2d, later rebound to torch's",
+             with_cell("reference", "import torch\n"
+                                    "globals()['conv2d'] = lambda x, w, b=None, stride=1, padding=0: "
+                                    "torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), "
+                                    "None if b is None else torch.from_numpy(b), stride, padding).numpy()\n",
+                       where="end"),
+             full_marks=("corr2d", "max_pool2d"), no_better_than_stub=("conv2d",)),
     Scenario("symlink_to_solutions", "a folder with a symbolic link to the master notebook",
              _symlink_to_solutions, status="error", feedback=("symbolic link",)),
     Scenario("zip_ok", "a well-formed zip of a folder", _zip_ok, full_marks=(ALL,)),

@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(PY) grader.py demo
 
 test: $(STAMP)
+	$(PY) -m ruff check autograder tests bench grader.py
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -22,7 +22,7 @@ import nbformat
 from .assignments import PROJECT_ROOT, Assignment
 
 SETUP_CELL_TAG = "otter_ignore"
-_SETUP_TEMPLATE = '''\
+_SETUP_TEMPLATE = """\
 # @title Подготовка самопроверки (запустите эту ячейку первой)
 # Ячейка устанавливает otter-grader, если его нет (например, в Google Colab),
 # и создаёт папку tests/ с публичными тестами для grader.check("...").
@@ -47,7 +47,7 @@ import otter
 
 grader = otter.Notebook("{notebook}", tests_dir="tests")
 print("Готово: проверяйте решения ячейками grader.check(...).")
-'''
+"""
 
 
 class AuthoringError(RuntimeError):
@@ -92,7 +92,9 @@ def _setup_cell(name: str, public_tests: dict[str, str]) -> nbformat.NotebookNod
     files = {f"{question}.py": source for question, source in sorted(public_tests.items())}
     tests_json = json.dumps(files, ensure_ascii=False, sort_keys=True)
     if "'''" in tests_json:
-        raise AuthoringError(f"{name}: a public test contains ''' which the set-up cell cannot embed")
+        raise AuthoringError(
+            f"{name}: a public test contains ''' which the set-up cell cannot embed"
+        )
     source = _SETUP_TEMPLATE.format(tests_json=tests_json, notebook=f"{name}.ipynb")
     cell = nbformat.v4.new_code_cell(source)
     cell.metadata = {
@@ -178,7 +180,9 @@ def write(built: BuiltAssignment, assignment: Assignment, root: Path = PROJECT_R
     return changed
 
 
-def stale_files(built: BuiltAssignment, assignment: Assignment, root: Path = PROJECT_ROOT) -> list[str]:
+def stale_files(
+    built: BuiltAssignment, assignment: Assignment, root: Path = PROJECT_ROOT
+) -> list[str]:
     """Files on disk that differ from, are missing from, or are extra to what ``build`` made."""
     stale = [
         rel

@@ -100,8 +100,8 @@ def _grade_one(
             trace = traceback.format_exc()
             atomic_write(out_dir / sub_id / "grader_error.txt", trace)
             message = (
-                "internal grader error while grading this submission; the instructor has the "
-                "traceback in grader_error.txt"
+                "внутренняя ошибка проверяющей системы (не ваша); преподаватель видит подробности "
+                "в grader_error.txt (internal grader error)"
             )
             graded = GradedSubmission(failed_result(sub_id, tests, message), ())
     result = graded.result

@@ -118,21 +118,35 @@ def build_parser() -> argparse.ArgumentParser:
     assign.set_defaults(func=cmd_assign)
 
     grade = commands.add_parser("grade", help="grade submissions (.ipynb, folder or .zip)")
-    grade.add_argument("--assignment", required=True, help="assignment name, e.g. 01_convolution_pooling")
+    grade.add_argument(
+        "--assignment", required=True, help="assignment name, e.g. 01_convolution_pooling"
+    )
     grade.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION")
     grade.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
     grade.add_argument(
-        "--tests", choices=["public", "all"], default="all",
+        "--tests",
+        choices=["public", "all"],
+        default="all",
         help="grade with public tests only, or with public and hidden tests (default: all)",
     )
     grade.add_argument(
-        "--sandbox", choices=["auto", "bwrap", "process"], default="auto",
+        "--sandbox",
+        choices=["auto", "bwrap", "process"],
+        default="auto",
         help="isolation: bubblewrap, plain process with limits, or auto (bwrap when usable)",
     )
-    grade.add_argument("--timeout-cell", type=_positive, metavar="S", help="seconds per notebook cell")
-    grade.add_argument("--timeout-call", type=_positive, metavar="S", help="seconds per call from a test")
-    grade.add_argument("--jobs", type=int, default=1, metavar="N", help="submissions graded at once")
-    grade.add_argument("--seed", type=int, help="seed for hidden tests' random inputs (default: drawn)")
+    grade.add_argument(
+        "--timeout-cell", type=_positive, metavar="S", help="seconds per notebook cell"
+    )
+    grade.add_argument(
+        "--timeout-call", type=_positive, metavar="S", help="seconds per call from a test"
+    )
+    grade.add_argument(
+        "--jobs", type=int, default=1, metavar="N", help="submissions graded at once"
+    )
+    grade.add_argument(
+        "--seed", type=int, help="seed for hidden tests' random inputs (default: drawn)"
+    )
     grade.set_defaults(func=cmd_grade)
 
     demo = commands.add_parser("demo", help="verify assignments and grade example submissions")

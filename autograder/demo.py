@@ -86,7 +86,9 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2) -> in
         print(f"[grade] {name} (sandbox: {level.value}, seed: {options.seed})")
         for result in summary.results:
             note = f"  ({result.message[:70]})" if result.message else ""
-            print(f"    {result.submission_id:<28} {result.score:6.2f} / {result.max_score:g}{note}")
+            print(
+                f"    {result.submission_id:<28} {result.score:6.2f} / {result.max_score:g}{note}"
+            )
         print(f"    -> {summary.out_dir / 'gradebook.csv'}")
     if stale_any:
         print("assignments/ is stale: run `python grader.py assign` and commit the result")

@@ -181,7 +181,9 @@ def _scan(
             if parts is None:
                 if isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_METHODS:
                     if node.attr not in allowed:
-                        findings.append(Finding(f".{node.attr}()", definition, entry.cell_index, line))
+                        findings.append(
+                            Finding(f".{node.attr}()", definition, entry.cell_index, line)
+                        )
                 continue
             qualified = _normalise(index.qualify(parts))
             if _is_forbidden(qualified, allowed):

@@ -117,7 +117,9 @@ def _run_cells(
     return outcomes
 
 
-def _cell_notices(outcomes: Sequence[CellOutcome], cells_total: int, cell_timeout_s: float) -> list[str]:
+def _cell_notices(
+    outcomes: Sequence[CellOutcome], cells_total: int, cell_timeout_s: float
+) -> list[str]:
     notices = []
     for outcome in outcomes:
         template = _CELL_NOTICE.get(outcome.status)

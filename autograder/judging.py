@@ -126,7 +126,12 @@ def _run_cases(question: QuestionTests, environment: Mapping[str, Any]) -> list[
         if timed_out is not None:
             results.append(
                 CaseResult(
-                    question.name, case.name, case.hidden, case.points, 0.0, Outcome.SKIPPED,
+                    question.name,
+                    case.name,
+                    case.hidden,
+                    case.points,
+                    0.0,
+                    Outcome.SKIPPED,
                     f"не запускался: предыдущий тест ({timed_out.name}) превысил лимит времени",
                 )
             )

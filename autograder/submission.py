@@ -24,7 +24,7 @@ MAX_ZIP_MEMBERS = 1000
 
 
 class SubmissionError(ValueError):
-    """The submission itself is unusable; the message is written for the student."""
+    """The submission itself is unusable; the message is written for the student (in Russian)."""
 
 
 @dataclass(frozen=True)
@@ -104,41 +104,41 @@ def parse_notebook(raw: bytes, where: str) -> tuple[nbformat.NotebookNode, tuple
     """Parse notebook bytes into an nbformat v4 node, with warnings; SubmissionError if unusable."""
     if len(raw) > MAX_NOTEBOOK_BYTES:
         raise SubmissionError(
-            f"{where}: the notebook is {len(raw) // 2**20} MiB; the limit is "
-            f"{MAX_NOTEBOOK_BYTES // 2**20} MiB. Clear the outputs (Kernel > Restart & Clear) "
-            "and submit again."
+            f"{where}: ноутбук весит {len(raw) // 2**20} МиБ, предел "
+            f"{MAX_NOTEBOOK_BYTES // 2**20} МиБ. Очистите выводы (Kernel > Restart & Clear "
+            "Output) и отправьте снова."
         )
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SubmissionError(
-            f"{where} is not a Jupyter notebook: it is not valid JSON ({exc}). "
-            "Download it from Jupyter/Colab as .ipynb and submit that file."
+            f"{where} не является ноутбуком Jupyter: это не корректный JSON ({exc}). "
+            "Скачайте работу из Jupyter/Colab как .ipynb и отправьте этот файл."
         ) from None
     if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
         raise SubmissionError(
-            f"{where} is JSON but not a Jupyter notebook (no 'cells'). "
-            "Submit the .ipynb file of the assignment."
+            f"{where}: это JSON, но не ноутбук Jupyter (нет 'cells'). "
+            "Отправьте .ipynb-файл задания."
         )
     major = data.get("nbformat")
     if not isinstance(major, int) or major < 3:
         raise SubmissionError(
-            f"{where} uses notebook format {major!r}, which is too old to read; open it in a "
-            "current Jupyter or Colab, save it, and submit it again."
+            f"{where} в формате ноутбука {major!r}: он слишком старый, его нельзя прочитать. "
+            "Откройте его в современном Jupyter или Colab, сохраните и отправьте снова."
         )
     try:
         nb = nbformat.reads(json.dumps(data), as_version=4)
     except Exception as exc:  # nbformat raises many types for malformed input
-        raise SubmissionError(f"{where}: the notebook could not be read: {exc}") from None
+        raise SubmissionError(f"{where}: ноутбук не удалось прочитать: {exc}") from None
     warnings = []
     if major == 3:
-        warnings.append("the notebook was in the old format 3 and was converted to format 4")
+        warnings.append("ноутбук был в старом формате 3 и преобразован в формат 4")
     try:
         nbformat.validate(nb)
     except nbformat.ValidationError as exc:
-        warnings.append(f"the notebook does not fully follow the notebook format: {exc.message}")
+        warnings.append(f"ноутбук не полностью соответствует формату: {exc.message}")
     if not isinstance(nb.get("cells"), list):
-        raise SubmissionError(f"{where}: the notebook has no list of cells")
+        raise SubmissionError(f"{where}: в ноутбуке нет списка ячеек")
     return nb, tuple(warnings)
 
 
@@ -146,19 +146,19 @@ def _safe_extract(archive: Path, target: Path) -> None:
     try:
         zf = zipfile.ZipFile(archive)
     except zipfile.BadZipFile:
-        raise SubmissionError(f"{archive.name} is not a valid .zip archive") from None
+        raise SubmissionError(f"{archive.name}: повреждённый или не .zip архив") from None
     with zf:
         members = zf.infolist()
         if len(members) > MAX_ZIP_MEMBERS:
-            raise SubmissionError(f"{archive.name} holds more than {MAX_ZIP_MEMBERS} files")
+            raise SubmissionError(f"{archive.name}: больше {MAX_ZIP_MEMBERS} файлов в архиве")
         if sum(m.file_size for m in members) > MAX_ZIP_TOTAL_BYTES:
-            raise SubmissionError(f"{archive.name} unpacks to more than 1 GiB")
+            raise SubmissionError(f"{archive.name}: в распакованном виде больше 1 ГиБ")
         for member in members:
             name = PurePosixPath(member.filename)
             if name.is_absolute() or ".." in name.parts:
-                raise SubmissionError(f"{archive.name}: unsafe path {member.filename!r} in the zip")
+                raise SubmissionError(f"{archive.name}: опасный путь {member.filename!r} в архиве")
             if stat.S_ISLNK(member.external_attr >> 16):
-                raise SubmissionError(f"{archive.name}: symbolic links are not accepted")
+                raise SubmissionError(f"{archive.name}: символические ссылки не принимаются")
             if member.is_dir() or "__MACOSX" in name.parts:
                 continue
             dest = target.joinpath(*name.parts)
@@ -171,8 +171,8 @@ def _reject_links(folder: Path, where: str) -> None:
     for path in folder.rglob("*"):
         if path.is_symlink():
             raise SubmissionError(
-                f"{where} contains a symbolic link ({path.relative_to(folder)}); "
-                "submit real files only"
+                f"{where}: символическая ссылка ({path.relative_to(folder)}); "
+                "отправляйте только обычные файлы"
             )
 
 
@@ -181,10 +181,10 @@ def _find_notebook(folder: Path, where: str) -> Path:
         p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts and p.is_file()
     )
     if not candidates:
-        raise SubmissionError(f"{where} contains no .ipynb notebook")
+        raise SubmissionError(f"{where}: нет ноутбука .ipynb")
     if len(candidates) > 1:
         names = ", ".join(p.relative_to(folder).as_posix() for p in candidates)
-        raise SubmissionError(f"{where} contains several notebooks ({names}); submit exactly one")
+        raise SubmissionError(f"{where}: несколько ноутбуков ({names}); отправьте ровно один")
     return candidates[0]
 
 
@@ -192,10 +192,10 @@ def load_submission(path: Path, staging_dir: Path) -> Submission:
     """Load a submission; zips are unpacked into ``staging_dir``. Raises SubmissionError."""
     sub_id = submission_id(path)
     if path.is_symlink():
-        raise SubmissionError(f"{path.name} is a symbolic link; submit the file itself")
+        raise SubmissionError(f"{path.name}: символическая ссылка; отправьте сам файл")
     if path.is_dir():
-        _reject_links(path, f"folder {path.name}")
-        notebook_path = _find_notebook(path, f"folder {path.name}")
+        _reject_links(path, f"папка {path.name}")
+        notebook_path = _find_notebook(path, f"папка {path.name}")
     elif path.suffix == ".zip":
         staging_dir.mkdir(parents=True, exist_ok=True)
         _safe_extract(path, staging_dir)
@@ -203,9 +203,9 @@ def load_submission(path: Path, staging_dir: Path) -> Submission:
     elif path.is_file():
         notebook_path = path
     else:
-        raise SubmissionError(f"{path} does not exist")
+        raise SubmissionError(f"{path}: файл не найден")
     if path.is_file() and path.suffix not in {".ipynb", ".zip"}:
-        raise SubmissionError(f"{path.name}: submit a .ipynb notebook, a folder or a .zip")
+        raise SubmissionError(f"{path.name}: отправьте ноутбук .ipynb, папку или .zip")
     raw = notebook_path.read_bytes()
     nb, warnings = parse_notebook(raw, notebook_path.name)
     files_dir = notebook_path.parent if notebook_path != path else None

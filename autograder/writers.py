@@ -133,7 +133,14 @@ def feedback_markdown(result: SubmissionResult, notices: Sequence[str] = ()) -> 
         "",
     ]
     if result.status is SubmissionStatus.ERROR:
-        lines += ["Работу не удалось проверить полностью:", "", "```", _md_escape(result.message), "```", ""]
+        lines += [
+            "Работу не удалось проверить полностью:",
+            "",
+            "```",
+            _md_escape(result.message),
+            "```",
+            "",
+        ]
     for notice in notices:
         lines += [f"> {_md_escape(one_line(notice, 1000))}", ""]
     for question in result.questions:
@@ -148,6 +155,11 @@ def feedback_markdown(result: SubmissionResult, notices: Sequence[str] = ()) -> 
             status = _OUTCOME_RU[case.outcome]
             lines.append(f"- {label} `{case.name}`: {status}")
             if case.outcome is not Outcome.PASSED and case.message:
-                lines += ["", "  ```", *("  " + s for s in _md_escape(case.message).splitlines()), "  ```"]
+                lines += [
+                    "",
+                    "  ```",
+                    *("  " + s for s in _md_escape(case.message).splitlines()),
+                    "  ```",
+                ]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -62,8 +62,15 @@ def time_this_grader(paths: list[Path], out: Path) -> list[float]:
     assignment = load_assignment(NAME)
     options = GradeOptions(level=choose_level("auto"), seed=secrets.randbelow(2**31))
     stamps = [time.perf_counter()]
-    grade_batch(paths, assignment, options, out, jobs=1, on_done=lambda r: stamps.append(time.perf_counter()))
-    return [b - a for a, b in zip(stamps, stamps[1:])]
+    grade_batch(
+        paths,
+        assignment,
+        options,
+        out,
+        jobs=1,
+        on_done=lambda r: stamps.append(time.perf_counter()),
+    )
+    return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
 
 
 def otter_autograder_zip(work: Path) -> Path:
@@ -76,7 +83,8 @@ def otter_autograder_zip(work: Path) -> Path:
     dist = work / "dist"
     subprocess.run(
         [sys.executable, "-m", "otter", "assign", "--no-run-tests", str(copy_path), str(dist)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     return next((dist / "autograder").glob("*.zip"))
 
@@ -90,7 +98,8 @@ def time_otter(paths: list[Path], zip_path: Path, work: Path) -> list[float]:
         started = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "otter", "run", "-a", str(zip_path), "-o", str(out), str(path)],
-            capture_output=True, check=False,
+            capture_output=True,
+            check=False,
         )
         seconds.append(time.perf_counter() - started)
     return seconds
@@ -101,8 +110,10 @@ def floor_script(path: Path, tests: dict[str, str]) -> str:
     nb = nbformat.read(path, 4)
     parts = ["import os\nos.environ.setdefault('MPLBACKEND', 'Agg')\n"]
     for cell in gradable_cells(nb):
-        parts.append(f"try:\n    exec(compile({cell.source!r}, 'cell', 'exec'))\nexcept BaseException:\n    pass\n")
-    parts.append("from otter.test_files import ExceptionTestFile\n_env = dict(globals()); _env['seed'] = 1234\n")
+        code = f"exec(compile({cell.source!r}, 'cell', 'exec'))"
+        parts.append(f"try:\n    {code}\nexcept BaseException:\n    pass\n")
+    parts.append("from otter.test_files import ExceptionTestFile\n")
+    parts.append("_env = dict(globals())\n_env['seed'] = 1234\n")
     for question, source in tests.items():
         parts.append(
             f"for _tc in ExceptionTestFile.from_string({source!r}, path={question!r}).test_cases:\n"
@@ -138,7 +149,11 @@ def time_floor_warm(paths: list[Path], tests: dict[str, str], work: Path) -> lis
         "    times.append(time.perf_counter() - t)\nprint(json.dumps(times))\n"
     )
     done = subprocess.run(
-        [sys.executable, str(driver), *scripts], cwd=work, capture_output=True, text=True, check=True
+        [sys.executable, str(driver), *scripts],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 

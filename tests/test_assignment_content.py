@@ -48,7 +48,9 @@ def test_stub_scores_zero_on_every_question_without_crashing(name, tmp_path):
     scored = {q: r.score for q, r in results.items() if r.score > 0}
     assert not scored, f"the stub earns points: {scored}"
     for result in results.values():
-        assert all(case.outcome is not Outcome.PASSED or case.max_score == 0 for case in result.cases)
+        assert all(
+            case.outcome is not Outcome.PASSED or case.max_score == 0 for case in result.cases
+        )
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: f"{m.assignment}:{m.id}")

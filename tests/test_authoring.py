@@ -76,9 +76,13 @@ def test_no_solution_line_appears_under_assignments(name):
     solution = _solution_lines(master)
     assert solution, "the master notebook should hold solution code"
     for path, text in _student_texts().items():
-        student_code = "\n".join(
-            cell.source for cell in nbformat.reads(text, 4).cells if cell.cell_type == "code"
-        ) if path.suffix == ".ipynb" else text
+        student_code = (
+            "\n".join(
+                cell.source for cell in nbformat.reads(text, 4).cells if cell.cell_type == "code"
+            )
+            if path.suffix == ".ipynb"
+            else text
+        )
         leaked = [line for line in solution if line in student_code]
         assert not leaked, f"{path} contains solution code: {leaked[:3]}"
 

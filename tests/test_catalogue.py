@@ -103,12 +103,32 @@ def run(tmp_path_factory) -> CatalogueRun:
     watched = (PROJECT_ROOT / "solutions", PROJECT_ROOT / "assignments", canary)
     before = _tree_digest(*watched)
     command = [
-        sys.executable, str(PROJECT_ROOT / "grader.py"), "grade", "--assignment", ASSIGNMENT,
-        *map(str, paths), "--out", str(out), "--jobs", "2", "--sandbox", "bwrap",
-        "--timeout-cell", "5", "--timeout-call", "4", "--seed", "4242",
+        sys.executable,
+        str(PROJECT_ROOT / "grader.py"),
+        "grade",
+        "--assignment",
+        ASSIGNMENT,
+        *map(str, paths),
+        "--out",
+        str(out),
+        "--jobs",
+        "2",
+        "--sandbox",
+        "bwrap",
+        "--timeout-cell",
+        "5",
+        "--timeout-call",
+        "4",
+        "--seed",
+        "4242",
     ]
     completed = subprocess.run(
-        command, capture_output=True, text=True, timeout=1500, cwd=base, check=False,
+        command,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        cwd=base,
+        check=False,
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "TMPDIR": str(scratch_root)},
     )
     rows = {}
@@ -174,6 +194,8 @@ def test_scenario(run, scenario):
     feedback = (run.out_dir / scenario.id / "feedback.md").read_text(encoding="utf-8")
     assert (run.out_dir / scenario.id / "results.json").is_file()
     for text in scenario.feedback:
-        assert text in feedback, f"feedback of {scenario.id} should say {text!r}:\n{feedback[:1500]}"
+        assert text in feedback, (
+            f"feedback of {scenario.id} should say {text!r}:\n{feedback[:1500]}"
+        )
     for text in scenario.feedback_absent:
         assert text not in feedback, f"feedback of {scenario.id} says {text!r}:\n{feedback[:1500]}"

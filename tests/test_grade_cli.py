@@ -23,8 +23,13 @@ GRADER = [sys.executable, str(PROJECT_ROOT / "grader.py")]
 
 def grade(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*GRADER, "grade", *args], capture_output=True, text=True, cwd=cwd, timeout=1500,
-        check=False, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        [*GRADER, "grade", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=1500,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
     )
 
 
@@ -50,7 +55,9 @@ def graded(request, tmp_path_factory):
         nbformat.write(nb, subs / f"{stem}.ipynb")
         paths.append(str(subs / f"{stem}.ipynb"))
     out = base / "out"
-    done = grade("--assignment", name, *paths, "--out", str(out), "--jobs", "2", "--seed", "777", cwd=base)
+    done = grade(
+        "--assignment", name, *paths, "--out", str(out), "--jobs", "2", "--seed", "777", cwd=base
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     columns, rows = read_gradebook(out)
     return name, out, columns, rows
@@ -140,7 +147,16 @@ def test_public_only_grading_runs_no_hidden_case(tmp_path):
     name = discover()[0]
     path = tmp_path / "reference.ipynb"
     nbformat.write(built(name).reference_notebook, path)
-    done = grade("--assignment", name, str(path), "--tests", "public", "--out", str(tmp_path / "o"), cwd=tmp_path)
+    done = grade(
+        "--assignment",
+        name,
+        str(path),
+        "--tests",
+        "public",
+        "--out",
+        str(tmp_path / "o"),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "o" / "reference" / "results.json").read_text())
     assert results["tests"] and all(t["visibility"] == "visible" for t in results["tests"])

@@ -39,11 +39,15 @@ def _text_outputs(cell):
 def test_reference_notebook_self_checks_pass_in_a_real_kernel(name, tmp_path):
     nb = _without_training_cells(built(name).reference_notebook)
     nbformat.write(nb, tmp_path / f"{name}.ipynb")
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     checks = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("grader.check(")]
     assert checks
     for cell in checks:
         text = _text_outputs(cell)
         assert "passed" in text.lower() and "failed" not in text.lower(), (cell.source, text)
-    assert (tmp_path / "tests").is_dir(), "the set-up cell writes the public tests beside the notebook"
+    assert (tmp_path / "tests").is_dir(), (
+        "the set-up cell writes the public tests beside the notebook"
+    )

@@ -67,7 +67,9 @@ def with_cell(base: str, source: str, where: str = "start") -> Callable[[Context
 
     def build(ctx: Context, folder: Path) -> Path:
         nb = copy.deepcopy(ctx.reference if base == "reference" else ctx.stub)
-        cell = nbformat.v4.new_code_cell(source.format(canary=ctx.canary_dir, out=ctx.out_dir, root=ctx.project_root))
+        cell = nbformat.v4.new_code_cell(
+            source.format(canary=ctx.canary_dir, out=ctx.out_dir, root=ctx.project_root)
+        )
         if where == "end":
             nb.cells.append(cell)
         else:
@@ -84,7 +86,9 @@ def replacing_definition(base: str, name: str, source: str) -> Callable[[Context
         nb = copy.deepcopy(ctx.reference if base == "reference" else ctx.stub)
         hits = [c for c in nb.cells if c.cell_type == "code" and f"def {name}(" in c.source]
         assert hits, f"no cell defines {name}"
-        hits[0].source = source.format(canary=ctx.canary_dir, out=ctx.out_dir, root=ctx.project_root)
+        hits[0].source = source.format(
+            canary=ctx.canary_dir, out=ctx.out_dir, root=ctx.project_root
+        )
         return _write(nb, folder, folder.name)
 
     return build
@@ -156,179 +160,395 @@ def _malicious_weights(ctx: Context, folder: Path) -> Path:
 def _symlink_to_solutions(ctx: Context, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     _write(ctx.reference, folder, "notebook")
-    target = ctx.project_root / "solutions" / "01_convolution_pooling" / "01_convolution_pooling.ipynb"
+    target = (
+        ctx.project_root / "solutions" / "01_convolution_pooling" / "01_convolution_pooling.ipynb"
+    )
     (folder / "answers.ipynb.txt").symlink_to(target)
     return folder
 
 
 NOT_NOTEBOOK = json.dumps({"hello": "world", "answer": 42}).encode()
-OLD_NBFORMAT = json.dumps({"nbformat": 2, "nbformat_minor": 0, "worksheets": [], "metadata": {}}).encode()
+OLD_NBFORMAT = json.dumps(
+    {"nbformat": 2, "nbformat_minor": 0, "worksheets": [], "metadata": {}}
+).encode()
 
 SCENARIOS: list[Scenario] = [
-    Scenario("not_json", "a file that is not JSON", raw_bytes(b"print('hello')\n"),
-             status="error", feedback=("not valid JSON",)),
-    Scenario("json_not_notebook", "valid JSON, not a notebook", raw_bytes(NOT_NOTEBOOK),
-             status="error", feedback=("not a Jupyter notebook",)),
-    Scenario("empty_notebook", "a notebook without cells", _empty_notebook,
-             feedback=("не найдено в ноутбуке",)),
-    Scenario("old_nbformat", "notebook format 2", raw_bytes(OLD_NBFORMAT),
-             status="error", feedback=("too old",)),
-    Scenario("nbformat3", "an old but readable format 3 notebook", _nbformat3,
-             full_marks=(ALL,), feedback=("converted",)),
-    Scenario("syntax_error_first", "a SyntaxError before the definitions",
-             with_cell("reference", "def broken(:\n    pass\n"),
-             full_marks=(ALL,), feedback=("SyntaxError",)),
-    Scenario("missing_function", "conv2d never defined",
-             replacing_definition("reference", "conv2d", "x = 1\n"),
-             full_marks=("corr2d", "max_pool2d", "avg_pool2d"), no_better_than_stub=("conv2d",),
-             feedback=("`conv2d`",)),
-    Scenario("misnamed_function", "conv2d defined as conv_2d",
-             replacing_definition("reference", "conv2d", "def conv_2d(x, w, b=None, stride=1, padding=0):\n    return x\n"),
-             full_marks=("corr2d",), no_better_than_stub=("conv2d",), feedback=("`conv2d`",)),
-    Scenario("wrong_signature", "conv2d takes two arguments only",
-             replacing_definition("reference", "conv2d", "def conv2d(x, w):\n    return x\n"),
-             full_marks=("corr2d",), no_better_than_stub=("conv2d",), feedback=("TypeError",)),
-    Scenario("wrong_return_type", "corr2d returns a string",
-             replacing_definition("reference", "corr2d", "def corr2d(x, k):\n    return 'корреляция'\n"),
-             full_marks=("conv2d",), no_better_than_stub=("corr2d",)),
-    Scenario("eq_always_true", "conv2d returns an object equal to everything",
-             replacing_definition("stub", "conv2d",
-                                  "class Anything:\n    def __eq__(self, other):\n        return True\n"
-                                  "    def __ne__(self, other):\n        return False\n"
-                                  "    def __array__(self, *a, **k):\n        raise TypeError('no')\n\n"
-                                  "def conv2d(x, w, b=None, stride=1, padding=0):\n    return Anything()\n"),
-             no_better_than_stub=("conv2d",)),
-    Scenario("ndarray_subclass_eq", "conv2d returns an ndarray subclass whose == is always True",
-             replacing_definition("stub", "conv2d",
-                                  "import numpy as np\nclass Liar(np.ndarray):\n"
-                                  "    def __eq__(self, other):\n        return np.ones(np.shape(other), bool)\n\n"
-                                  "def conv2d(x, w, b=None, stride=1, padding=0):\n"
-                                  "    return np.zeros((1, 1, 1, 1)).view(Liar)\n"),
-             no_better_than_stub=("conv2d",)),
-    Scenario("nans", "conv2d returns NaNs of the right shape",
-             replacing_definition("stub", "conv2d",
-                                  "import numpy as np\n"
-                                  "def conv2d(x, w, b=None, stride=1, padding=0):\n"
-                                  "    n, c, h, wd = x.shape\n    f, _, kh, kw = w.shape\n"
-                                  "    ho = (h + 2 * padding - kh) // stride + 1\n"
-                                  "    wo = (wd + 2 * padding - kw) // stride + 1\n"
-                                  "    return np.full((n, f, ho, wo), np.nan)\n"),
-             no_better_than_stub=("conv2d",)),
-    Scenario("huge_return", "conv2d returns 320 MB",
-             replacing_definition("stub", "conv2d",
-                                  "import numpy as np\n"
-                                  "def conv2d(x, w, b=None, stride=1, padding=0):\n"
-                                  "    return np.ones((40000, 1000))\n"),
-             no_better_than_stub=("conv2d",)),
-    Scenario("sleep_forever", "conv2d sleeps forever",
-             replacing_definition("reference", "conv2d",
-                                  "import time\ndef conv2d(x, w, b=None, stride=1, padding=0):\n"
-                                  "    time.sleep(10**6)\n"),
-             full_marks=("corr2d", "max_pool2d", "conv2d_backward"), no_better_than_stub=("conv2d",),
-             feedback=("не завершилось",)),
-    Scenario("infinite_loop_top_level", "an infinite loop in a cell",
-             with_cell("reference", "while True:\n    pass\n"),
-             full_marks=(ALL,), feedback=("была прервана", "не завершилась")),
-    Scenario("ignores_sigint_loop", "a cell that ignores SIGINT and loops",
-             with_cell("reference", "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-                                    "while True:\n    pass\n"),
-             full_marks=(ALL,), feedback=("не завершилась",)),
-    Scenario("sys_exit", "sys.exit in a cell",
-             with_cell("reference", "import sys\nsys.exit(3)\n"),
-             full_marks=(ALL,), feedback=("SystemExit",)),
-    Scenario("os_exit", "os._exit in a cell",
-             with_cell("reference", "import os\nos._exit(0)\n"),
-             full_marks=(ALL,), feedback=("завершила процесс",)),
-    Scenario("memory_bomb", "allocates memory until it fails",
-             with_cell("reference", "hog = []\nwhile True:\n    hog.append(bytearray(50 * 2**20))\n"),
-             full_marks=(ALL,)),
-    Scenario("fork_storm", "a bounded fork storm",
-             with_cell("reference", "import os, time\nkids = 0\nfor _ in range(300):\n"
-                                    "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
-                                    "    if pid == 0:\n        time.sleep(600)\n        os._exit(0)\n"
-                                    "    kids += 1\nprint('forked', kids)\n"),
-             full_marks=(ALL,)),
-    Scenario("print_100mb", "prints 100 MB",
-             with_cell("reference", "import sys\nline = 'x' * 1023 + '\\n'\n"
-                                    "for _ in range(100 * 1024):\n    sys.stdout.write(line)\n"),
-             full_marks=(ALL,), feedback=("обрезан",)),
-    Scenario("network_access", "opens a network connection",
-             with_cell("reference", "import socket\ns = socket.create_connection(('1.1.1.1', 80), timeout=3)\n"),
-             full_marks=(ALL,), feedback=("OSError",)),
-    Scenario("read_solutions", "conv2d copies the answers from solutions/ and tests/",
-             replacing_definition("stub", "conv2d",
-                                  "import pathlib\nleak = ''\nfor p in ['{root}/solutions', '{root}/tests', '{root}']:\n"
-                                  "    try:\n        leak += str(list(pathlib.Path(p).rglob('*.py'))[:3])\n"
-                                  "    except Exception as exc:\n        leak += repr(exc)\n"
-                                  "def conv2d(x, w, b=None, stride=1, padding=0):\n    return leak\n"),
-             no_better_than_stub=("conv2d",)),
-    Scenario("read_outside_scratch", "reads other submissions, the output folder and /root",
-             with_cell("reference", "import os\nfound = {{}}\nfor p in ['{out}', '{canary}', '{root}/solutions', '{root}/tests', '/etc/shadow']:\n"
-                                    "    try:\n        found[p] = os.listdir(p) if os.path.isdir(p) else open(p).read()[:50]\n"
-                                    "    except Exception as exc:\n        found[p] = repr(exc)\n"
-                                    "assert not any(isinstance(v, list) and v for v in found.values()), found\n"),
-             full_marks=(ALL,), feedback_absent=("AssertionError",)),
-    Scenario("fake_results", "writes a fake results.json and gradebook",
-             with_cell("reference", "import json, os\nfake = {{'score': 1000, 'tests': []}}\n"
-                                    "for d in ['.', '{out}', '{out}/fake_results', '{canary}']:\n"
-                                    "    try:\n        os.makedirs(d, exist_ok=True)\n"
-                                    "        json.dump(fake, open(os.path.join(d, 'results.json'), 'w'))\n"
-                                    "        open(os.path.join(d, 'gradebook.csv'), 'w').write('submission,score\\nfake_results,1000\\n')\n"
-                                    "    except Exception:\n        pass\n", where="end"),
-             full_marks=(ALL,)),
-    Scenario("patch_numpy", "patches numpy so comparisons always pass",
-             with_cell("stub", "import numpy as np\nnp.allclose = lambda *a, **k: True\n"
-                               "np.testing.assert_allclose = lambda *a, **k: None\n"
-                               "np.max = lambda *a, **k: 0.0\nnp.abs = lambda x: x * 0\n", where="end"),
-             no_better_than_stub=("conv2d", "corr2d", "max_pool2d", "avg_pool2d", "conv2d_backward")),
-    Scenario("patch_torch", "patches torch's reference functions in the worker",
-             with_cell("stub", "import torch\nimport torch.nn.functional as F\n"
-                               "F.conv2d = lambda *a, **k: None\ntorch.allclose = lambda *a, **k: True\n", where="end"),
-             no_better_than_stub=("conv2d", "max_pool2d")),
-    Scenario("patch_otter", "patches otter's test runner in the worker",
-             with_cell("stub", "import otter.test_files.exception_test as et\n"
-                               "et.test_case.call_func = lambda self, env: None\n"
-                               "import otter.test_files.abstract_test as at\n"
-                               "at.TestFile.grade = property(lambda self: 1.0)\n", where="end"),
-             no_better_than_stub=(ALL,)),
-    Scenario("kill_parent", "kills its parent process",
-             with_cell("reference", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"),
-             full_marks=(ALL,)),
-    Scenario("kill_everything", "signals every process it can see",
-             with_cell("reference", "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept Exception:\n    pass\n"),
-             full_marks=(ALL,)),
-    Scenario("shell_and_magics", "shell escapes and magics",
-             with_cell("reference", "!rm -rf {canary}\n%timeit 1\nx = 1\n"),
-             full_marks=(ALL,)),
-    Scenario("cell_magic", "a %%bash cell",
-             with_cell("reference", "%%bash\nrm -rf {canary}\n"),
-             full_marks=(ALL,)),
-    Scenario("disk_filler", "writes a 2 GB file",
-             with_cell("reference", "with open('big.bin', 'wb') as f:\n"
-                                    "    for _ in range(2048):\n        f.write(b'0' * 2**20)\n"),
-             full_marks=(ALL,)),
-    Scenario("recursion_bomb", "unbounded recursion",
-             with_cell("reference", "def f(n):\n    return f(n + 1)\nf(0)\n"),
-             full_marks=(ALL,), feedback=("RecursionError",)),
-    Scenario("zip_traversal", "a zip with ../ paths", _zip_traversal,
-             status="error", feedback=("unsafe path",)),
-    Scenario("exec_defined_library_conv", "conv2d made by exec() around torch's conv2d",
-             replacing_definition("stub", "conv2d",
-                                  "import numpy as np\nsrc = 'import torch\\ndef conv2d(x, w, b=None, stride=1, padding=0):\\n"
-                                  "    t = lambda a: None if a is None else torch.from_numpy(a)\\n"
-                                  "    return torch.nn.functional.conv2d(t(x), t(w), t(b), stride, padding).numpy()\\n'\n"
-                                  "exec(src)\n"),
-             no_better_than_stub=("conv2d",), feedback=("не определена через def",)),
-    Scenario("rebound_after_def", "a hand-written conv2d, later rebound to torch's",
-             with_cell("reference", "import torch\n"
-                                    "globals()['conv2d'] = lambda x, w, b=None, stride=1, padding=0: "
-                                    "torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), "
-                                    "None if b is None else torch.from_numpy(b), stride, padding).numpy()\n",
-                       where="end"),
-             full_marks=("corr2d", "max_pool2d"), no_better_than_stub=("conv2d",)),
-    Scenario("symlink_to_solutions", "a folder with a symbolic link to the master notebook",
-             _symlink_to_solutions, status="error", feedback=("symbolic link",)),
+    Scenario(
+        "not_json",
+        "a file that is not JSON",
+        raw_bytes(b"print('hello')\n"),
+        status="error",
+        feedback=("не корректный JSON",),
+    ),
+    Scenario(
+        "json_not_notebook",
+        "valid JSON, not a notebook",
+        raw_bytes(NOT_NOTEBOOK),
+        status="error",
+        feedback=("не ноутбук Jupyter",),
+    ),
+    Scenario(
+        "empty_notebook",
+        "a notebook without cells",
+        _empty_notebook,
+        feedback=("не найдено в ноутбуке",),
+    ),
+    Scenario(
+        "old_nbformat",
+        "notebook format 2",
+        raw_bytes(OLD_NBFORMAT),
+        status="error",
+        feedback=("слишком старый",),
+    ),
+    Scenario(
+        "nbformat3",
+        "an old but readable format 3 notebook",
+        _nbformat3,
+        full_marks=(ALL,),
+        feedback=("преобразован",),
+    ),
+    Scenario(
+        "syntax_error_first",
+        "a SyntaxError before the definitions",
+        with_cell("reference", "def broken(:\n    pass\n"),
+        full_marks=(ALL,),
+        feedback=("SyntaxError",),
+    ),
+    Scenario(
+        "missing_function",
+        "conv2d never defined",
+        replacing_definition("reference", "conv2d", "x = 1\n"),
+        full_marks=("corr2d", "max_pool2d", "avg_pool2d"),
+        no_better_than_stub=("conv2d",),
+        feedback=("`conv2d`",),
+    ),
+    Scenario(
+        "misnamed_function",
+        "conv2d defined as conv_2d",
+        replacing_definition(
+            "reference", "conv2d", "def conv_2d(x, w, b=None, stride=1, padding=0):\n    return x\n"
+        ),
+        full_marks=("corr2d",),
+        no_better_than_stub=("conv2d",),
+        feedback=("`conv2d`",),
+    ),
+    Scenario(
+        "wrong_signature",
+        "conv2d takes two arguments only",
+        replacing_definition("reference", "conv2d", "def conv2d(x, w):\n    return x\n"),
+        full_marks=("corr2d",),
+        no_better_than_stub=("conv2d",),
+        feedback=("TypeError",),
+    ),
+    Scenario(
+        "wrong_return_type",
+        "corr2d returns a string",
+        replacing_definition("reference", "corr2d", "def corr2d(x, k):\n    return 'корреляция'\n"),
+        full_marks=("conv2d",),
+        no_better_than_stub=("corr2d",),
+    ),
+    Scenario(
+        "eq_always_true",
+        "conv2d returns an object equal to everything",
+        replacing_definition(
+            "stub",
+            "conv2d",
+            "class Anything:\n    def __eq__(self, other):\n        return True\n"
+            "    def __ne__(self, other):\n        return False\n"
+            "    def __array__(self, *a, **k):\n        raise TypeError('no')\n\n"
+            "def conv2d(x, w, b=None, stride=1, padding=0):\n    return Anything()\n",
+        ),
+        no_better_than_stub=("conv2d",),
+    ),
+    Scenario(
+        "ndarray_subclass_eq",
+        "conv2d returns an ndarray subclass whose == is always True",
+        replacing_definition(
+            "stub",
+            "conv2d",
+            "import numpy as np\nclass Liar(np.ndarray):\n"
+            "    def __eq__(self, other):\n        return np.ones(np.shape(other), bool)\n\n"
+            "def conv2d(x, w, b=None, stride=1, padding=0):\n"
+            "    return np.zeros((1, 1, 1, 1)).view(Liar)\n",
+        ),
+        no_better_than_stub=("conv2d",),
+    ),
+    Scenario(
+        "nans",
+        "conv2d returns NaNs of the right shape",
+        replacing_definition(
+            "stub",
+            "conv2d",
+            "import numpy as np\n"
+            "def conv2d(x, w, b=None, stride=1, padding=0):\n"
+            "    n, c, h, wd = x.shape\n    f, _, kh, kw = w.shape\n"
+            "    ho = (h + 2 * padding - kh) // stride + 1\n"
+            "    wo = (wd + 2 * padding - kw) // stride + 1\n"
+            "    return np.full((n, f, ho, wo), np.nan)\n",
+        ),
+        no_better_than_stub=("conv2d",),
+    ),
+    Scenario(
+        "huge_return",
+        "conv2d returns 320 MB",
+        replacing_definition(
+            "stub",
+            "conv2d",
+            "import numpy as np\n"
+            "def conv2d(x, w, b=None, stride=1, padding=0):\n"
+            "    return np.ones((40000, 1000))\n",
+        ),
+        no_better_than_stub=("conv2d",),
+    ),
+    Scenario(
+        "sleep_forever",
+        "conv2d sleeps forever",
+        replacing_definition(
+            "reference",
+            "conv2d",
+            "import time\ndef conv2d(x, w, b=None, stride=1, padding=0):\n    time.sleep(10**6)\n",
+        ),
+        full_marks=("corr2d", "max_pool2d", "conv2d_backward"),
+        no_better_than_stub=("conv2d",),
+        feedback=("не завершилось",),
+    ),
+    Scenario(
+        "infinite_loop_top_level",
+        "an infinite loop in a cell",
+        with_cell("reference", "while True:\n    pass\n"),
+        full_marks=(ALL,),
+        feedback=("была прервана", "не завершилась"),
+    ),
+    Scenario(
+        "ignores_sigint_loop",
+        "a cell that ignores SIGINT and loops",
+        with_cell(
+            "reference",
+            "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass\n",
+        ),
+        full_marks=(ALL,),
+        feedback=("не завершилась",),
+    ),
+    Scenario(
+        "sys_exit",
+        "sys.exit in a cell",
+        with_cell("reference", "import sys\nsys.exit(3)\n"),
+        full_marks=(ALL,),
+        feedback=("SystemExit",),
+    ),
+    Scenario(
+        "os_exit",
+        "os._exit in a cell",
+        with_cell("reference", "import os\nos._exit(0)\n"),
+        full_marks=(ALL,),
+        feedback=("завершила процесс",),
+    ),
+    Scenario(
+        "memory_bomb",
+        "allocates memory until it fails",
+        with_cell("reference", "hog = []\nwhile True:\n    hog.append(bytearray(50 * 2**20))\n"),
+        full_marks=(ALL,),
+    ),
+    Scenario(
+        "fork_storm",
+        "a bounded fork storm",
+        with_cell(
+            "reference",
+            "import os, time\nkids = 0\nfor _ in range(300):\n"
+            "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
+            "    if pid == 0:\n        time.sleep(600)\n        os._exit(0)\n"
+            "    kids += 1\nprint('forked', kids)\n",
+        ),
+        full_marks=(ALL,),
+    ),
+    Scenario(
+        "print_100mb",
+        "prints 100 MB",
+        with_cell(
+            "reference",
+            "import sys\nline = 'x' * 1023 + '\\n'\n"
+            "for _ in range(100 * 1024):\n    sys.stdout.write(line)\n",
+        ),
+        full_marks=(ALL,),
+        feedback=("обрезан",),
+    ),
+    Scenario(
+        "network_access",
+        "opens a network connection",
+        with_cell(
+            "reference", "import socket\ns = socket.create_connection(('1.1.1.1', 80), timeout=3)\n"
+        ),
+        full_marks=(ALL,),
+        feedback=("OSError",),
+    ),
+    Scenario(
+        "read_solutions",
+        "conv2d copies the answers from solutions/ and tests/",
+        replacing_definition(
+            "stub",
+            "conv2d",
+            "import pathlib\nleak = ''\nfor p in ['{root}/solutions', '{root}/tests', '{root}']:\n"
+            "    try:\n        leak += str(list(pathlib.Path(p).rglob('*.py'))[:3])\n"
+            "    except Exception as exc:\n        leak += repr(exc)\n"
+            "def conv2d(x, w, b=None, stride=1, padding=0):\n    return leak\n",
+        ),
+        no_better_than_stub=("conv2d",),
+    ),
+    Scenario(
+        "read_outside_scratch",
+        "reads other submissions, the output folder and /root",
+        with_cell(
+            "reference",
+            "import os\nfound = {{}}\nfor p in ['{out}', '{canary}', '{root}/solutions', '{root}/tests', '/etc/shadow']:\n"
+            "    try:\n        found[p] = os.listdir(p) if os.path.isdir(p) else open(p).read()[:50]\n"
+            "    except Exception as exc:\n        found[p] = repr(exc)\n"
+            "assert not any(isinstance(v, list) and v for v in found.values()), found\n",
+        ),
+        full_marks=(ALL,),
+        feedback_absent=("AssertionError",),
+    ),
+    Scenario(
+        "fake_results",
+        "writes a fake results.json and gradebook",
+        with_cell(
+            "reference",
+            "import json, os\nfake = {{'score': 1000, 'tests': []}}\n"
+            "for d in ['.', '{out}', '{out}/fake_results', '{canary}']:\n"
+            "    try:\n        os.makedirs(d, exist_ok=True)\n"
+            "        json.dump(fake, open(os.path.join(d, 'results.json'), 'w'))\n"
+            "        open(os.path.join(d, 'gradebook.csv'), 'w').write('submission,score\\nfake_results,1000\\n')\n"
+            "    except Exception:\n        pass\n",
+            where="end",
+        ),
+        full_marks=(ALL,),
+    ),
+    Scenario(
+        "patch_numpy",
+        "patches numpy so comparisons always pass",
+        with_cell(
+            "stub",
+            "import numpy as np\nnp.allclose = lambda *a, **k: True\n"
+            "np.testing.assert_allclose = lambda *a, **k: None\n"
+            "np.max = lambda *a, **k: 0.0\nnp.abs = lambda x: x * 0\n",
+            where="end",
+        ),
+        no_better_than_stub=("conv2d", "corr2d", "max_pool2d", "avg_pool2d", "conv2d_backward"),
+    ),
+    Scenario(
+        "patch_torch",
+        "patches torch's reference functions in the worker",
+        with_cell(
+            "stub",
+            "import torch\nimport torch.nn.functional as F\n"
+            "F.conv2d = lambda *a, **k: None\ntorch.allclose = lambda *a, **k: True\n",
+            where="end",
+        ),
+        no_better_than_stub=("conv2d", "max_pool2d"),
+    ),
+    Scenario(
+        "patch_otter",
+        "patches otter's test runner in the worker",
+        with_cell(
+            "stub",
+            "import otter.test_files.exception_test as et\n"
+            "et.test_case.call_func = lambda self, env: None\n"
+            "import otter.test_files.abstract_test as at\n"
+            "at.TestFile.grade = property(lambda self: 1.0)\n",
+            where="end",
+        ),
+        no_better_than_stub=(ALL,),
+    ),
+    Scenario(
+        "kill_parent",
+        "kills its parent process",
+        with_cell("reference", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"),
+        full_marks=(ALL,),
+    ),
+    Scenario(
+        "kill_everything",
+        "signals every process it can see",
+        with_cell(
+            "reference",
+            "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept Exception:\n    pass\n",
+        ),
+        full_marks=(ALL,),
+    ),
+    Scenario(
+        "shell_and_magics",
+        "shell escapes and magics",
+        with_cell("reference", "!rm -rf {canary}\n%timeit 1\nx = 1\n"),
+        full_marks=(ALL,),
+    ),
+    Scenario(
+        "cell_magic",
+        "a %%bash cell",
+        with_cell("reference", "%%bash\nrm -rf {canary}\n"),
+        full_marks=(ALL,),
+    ),
+    Scenario(
+        "disk_filler",
+        "writes a 2 GB file",
+        with_cell(
+            "reference",
+            "with open('big.bin', 'wb') as f:\n"
+            "    for _ in range(2048):\n        f.write(b'0' * 2**20)\n",
+        ),
+        full_marks=(ALL,),
+    ),
+    Scenario(
+        "recursion_bomb",
+        "unbounded recursion",
+        with_cell("reference", "def f(n):\n    return f(n + 1)\nf(0)\n"),
+        full_marks=(ALL,),
+        feedback=("RecursionError",),
+    ),
+    Scenario(
+        "zip_traversal",
+        "a zip with ../ paths",
+        _zip_traversal,
+        status="error",
+        feedback=("опасный путь",),
+    ),
+    Scenario(
+        "exec_defined_library_conv",
+        "conv2d made by exec() around torch's conv2d",
+        replacing_definition(
+            "stub",
+            "conv2d",
+            "import numpy as np\nsrc = 'import torch\\ndef conv2d(x, w, b=None, stride=1, padding=0):\\n"
+            "    t = lambda a: None if a is None else torch.from_numpy(a)\\n"
+            "    return torch.nn.functional.conv2d(t(x), t(w), t(b), stride, padding).numpy()\\n'\n"
+            "exec(src)\n",
+        ),
+        no_better_than_stub=("conv2d",),
+        feedback=("не определена через def",),
+    ),
+    Scenario(
+        "rebound_after_def",
+        "a hand-written conv2d, later rebound to torch's",
+        with_cell(
+            "reference",
+            "import torch\n"
+            "globals()['conv2d'] = lambda x, w, b=None, stride=1, padding=0: "
+            "torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), "
+            "None if b is None else torch.from_numpy(b), stride, padding).numpy()\n",
+            where="end",
+        ),
+        full_marks=("corr2d", "max_pool2d"),
+        no_better_than_stub=("conv2d",),
+    ),
+    Scenario(
+        "symlink_to_solutions",
+        "a folder with a symbolic link to the master notebook",
+        _symlink_to_solutions,
+        status="error",
+        feedback=("символическая ссылка",),
+    ),
     Scenario("zip_ok", "a well-formed zip of a folder", _zip_ok, full_marks=(ALL,)),
-    Scenario("malicious_pickle", "a folder whose weights file is a malicious pickle",
-             _malicious_weights, full_marks=(ALL,)),
+    Scenario(
+        "malicious_pickle",
+        "a folder whose weights file is a malicious pickle",
+        _malicious_weights,
+        full_marks=(ALL,),
+    ),
 ]

@@ -180,3 +180,51 @@ def test_unwritable_output_folder_is_an_instructor_error(tmp_path):
     done = grade("--assignment", name, str(path), "--out", str(blocker / "out"), cwd=tmp_path)
     assert done.returncode == 2
     assert "--out" in done.stderr
+
+
+def _with_cells(nb, *sources):
+    import copy
+
+    result = copy.deepcopy(nb)
+    result.cells.extend(nbformat.v4.new_code_cell(source) for source in sources)
+    return result
+
+
+def test_timeout_flags_override_the_assignment_budgets(tmp_path):
+    """A 3 s cell and a 3 s call: both fine under the defaults, both cut at 1 s by the flags."""
+    name = discover()[0]
+    nb = _with_cells(
+        built(name).reference_notebook,
+        "import time\ntime.sleep(3)\n",
+        "import time\n_real_corr2d = corr2d\n"
+        "def corr2d(x, k):\n    time.sleep(3)\n    return _real_corr2d(x, k)\n",
+    )
+    path = tmp_path / "slow.ipynb"
+    nbformat.write(nb, path)
+    out = tmp_path / "o"
+    done = grade(
+        "--assignment", name, str(path), "--out", str(out),
+        "--timeout-cell", "1", "--timeout-call", "1", cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "slow" / "results.json").read_text())
+    cells = results["extra_data"]["cells"]
+    assert any(cell["status"] == "timeout" for cell in cells), cells
+    corr2d = [t for t in results["tests"] if t["name"].startswith("corr2d:")]
+    assert "timeout" in corr2d[0]["tags"], corr2d[0]
+    _, rows = read_gradebook(out)
+    assert float(rows["slow"]["corr2d"]) == 0
+    assert float(rows["slow"]["conv2d"]) > 0
+
+
+def test_process_fallback_grades_and_says_isolation_is_weaker(tmp_path):
+    name = discover()[0]
+    path = tmp_path / "reference.ipynb"
+    nbformat.write(built(name).reference_notebook, path)
+    out = tmp_path / "o"
+    done = grade("--assignment", name, str(path), "--sandbox", "process", "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "reference" / "results.json").read_text())
+    assert results["extra_data"]["isolation"] == "process"
+    assert results["score"] == results["extra_data"]["max_score"]
+    assert "изоляция слабее" in (out / "reference" / "feedback.md").read_text(encoding="utf-8")

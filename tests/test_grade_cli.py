@@ -203,8 +203,16 @@ def test_timeout_flags_override_the_assignment_budgets(tmp_path):
     nbformat.write(nb, path)
     out = tmp_path / "o"
     done = grade(
-        "--assignment", name, str(path), "--out", str(out),
-        "--timeout-cell", "1", "--timeout-call", "1", cwd=tmp_path,
+        "--assignment",
+        name,
+        str(path),
+        "--out",
+        str(out),
+        "--timeout-cell",
+        "1",
+        "--timeout-call",
+        "1",
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     results = json.loads((out / "slow" / "results.json").read_text())
@@ -222,7 +230,9 @@ def test_process_fallback_grades_and_says_isolation_is_weaker(tmp_path):
     path = tmp_path / "reference.ipynb"
     nbformat.write(built(name).reference_notebook, path)
     out = tmp_path / "o"
-    done = grade("--assignment", name, str(path), "--sandbox", "process", "--out", str(out), cwd=tmp_path)
+    done = grade(
+        "--assignment", name, str(path), "--sandbox", "process", "--out", str(out), cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     results = json.loads((out / "reference" / "results.json").read_text())
     assert results["extra_data"]["isolation"] == "process"

@@ -106,7 +106,11 @@ def _setup_cell(name: str, public_tests: dict[str, str]) -> nbformat.NotebookNod
 
 
 def _make_deterministic(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Give cells stable ids (otter draws random ones for the cells it inserts)."""
+    """Give cells stable ids (otter draws random ones for the cells it inserts).
+
+    Cell ids exist from nbformat 4.5 on, so the notebook is declared 4.5 at least.
+    """
+    nb.nbformat, nb.nbformat_minor = 4, max(5, int(nb.get("nbformat_minor", 0)))
     for index, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{index:03d}"
         if cell.cell_type == "code":

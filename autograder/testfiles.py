@@ -80,7 +80,7 @@ def load_question_tests(path: Path) -> QuestionTests:
         cases.append(
             TestCaseSpec(
                 question=test_file.name,
-                name=tc.name,
+                name=_case_name(tc.name, runner, test_file.name),
                 hidden=bool(tc.hidden),
                 points=float(tc.points or 0.0),
                 parameters=tuple(inspect.signature(runner.test_func).parameters),
@@ -91,6 +91,13 @@ def load_question_tests(path: Path) -> QuestionTests:
         raise TestFileError(f"test file {path} defines no test cases")
     points = sum(case.points for case in cases)
     return QuestionTests(name=test_file.name, points=points, cases=tuple(cases))
+
+
+def _case_name(otter_name: str, runner: Any, question: str) -> str:
+    """The test function's name (readable), unless the author named the case explicitly."""
+    if otter_name and not otter_name.startswith(f"{question} - "):
+        return otter_name
+    return getattr(runner.test_func, "__name__", otter_name)
 
 
 def load_tests(tests_dir: Path, order: list[str]) -> list[QuestionTests]:

@@ -46,8 +46,9 @@ def test_assign_check_names_a_stale_and_an_extra_file(tmp_path):
     assert authoring.stale_files(authoring.build(target, tmp_path), target, tmp_path) == []
 
 
-def _solution_lines(master: nbformat.NotebookNode) -> set[str]:
-    lines, inside = set(), False
+def _code_lines(master: nbformat.NotebookNode) -> tuple[set[str], set[str]]:
+    """(solution lines, given lines) of the master's code cells, stripped."""
+    solution, given, inside = set(), set(), False
     for cell in master.cells:
         if cell.cell_type != "code":
             continue
@@ -57,9 +58,20 @@ def _solution_lines(master: nbformat.NotebookNode) -> set[str]:
                 inside = True
             elif stripped == "# END SOLUTION":
                 inside = False
-            elif (inside or stripped.endswith("# SOLUTION")) and len(stripped) > 12:
-                lines.add(stripped.removesuffix("# SOLUTION").strip())
-    return lines
+            elif inside or stripped.endswith("# SOLUTION"):
+                if len(stripped) > 12:
+                    solution.add(stripped.removesuffix("# SOLUTION").strip())
+            else:
+                given.add(stripped)
+    return solution, given
+
+
+def _solution_lines(master: nbformat.NotebookNode, public_tests: dict[str, str]) -> set[str]:
+    """Solution lines that are not also code given to students (cells or public tests)."""
+    solution, given = _code_lines(master)
+    for source in public_tests.values():
+        given |= {line.strip() for line in source.splitlines()}
+    return solution - given
 
 
 def _student_texts():
@@ -73,17 +85,14 @@ def _student_texts():
 @pytest.mark.parametrize("name", ASSIGNMENTS)
 def test_no_solution_line_appears_under_assignments(name):
     master = nbformat.read(assignment(name).master_notebook, 4)
-    solution = _solution_lines(master)
+    solution = _solution_lines(master, built(name).public_tests)
     assert solution, "the master notebook should hold solution code"
     for path, text in _student_texts().items():
-        student_code = (
-            "\n".join(
-                cell.source for cell in nbformat.reads(text, 4).cells if cell.cell_type == "code"
-            )
-            if path.suffix == ".ipynb"
-            else text
-        )
-        leaked = [line for line in solution if line in student_code]
+        if path.suffix == ".ipynb":
+            cells = nbformat.reads(text, 4).cells
+            text = "\n".join(cell.source for cell in cells if cell.cell_type == "code")
+        student_lines = {line.strip() for line in text.splitlines()}
+        leaked = sorted(solution & student_lines)
         assert not leaked, f"{path} contains solution code: {leaked[:3]}"
 
 

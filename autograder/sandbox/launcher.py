@@ -219,6 +219,9 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
     uid = slot_uid(slot) if as_root else None
     env = _worker_env(SANDBOX_HOME, "/tmp", extra_env)
     argv = [*_bwrap_system_args(), *_bwrap_etc_args(private_dir, uid)]
+    # The private /tmp comes before the binds: a project or venv that lives under /tmp (a CI
+    # clone, say) must be bound on top of it, not hidden by it.
+    argv += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
     for path in _interpreter_paths():
         argv += _bind_with_parents(path, path, argv)
     argv += _bind_with_parents(PACKAGE_DIR, PACKAGE_DIR, argv)
@@ -227,8 +230,7 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
         argv += _bind_with_parents(probes.resolve(), Path(SANDBOX_PROBES), argv)
         probes_arg = [f"--probes={SANDBOX_PROBES}"]
     argv += _bind_with_parents(scratch.resolve(), Path(SANDBOX_HOME), argv, writable=True)
-    argv += ["--chdir", SANDBOX_HOME, "--perms", "1777", "--size", str(limits.tmp_bytes),
-             "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev", *_NAMESPACE_ARGS,
+    argv += ["--chdir", SANDBOX_HOME, "--proc", "/proc", "--dev", "/dev", *_NAMESPACE_ARGS,
              "--clearenv"]
     for key, value in env.items():
         argv += ["--setenv", key, value]

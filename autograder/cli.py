@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import authoring
 from .assignments import PROJECT_ROOT, ConfigError, discover, load_assignment
+from .testfiles import TestFileError
 
 EXIT_OK = 0
 EXIT_STALE = 1
@@ -99,6 +100,13 @@ def _positive(value: str) -> float:
     return number
 
 
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of grader.py."""
     parser = argparse.ArgumentParser(
@@ -142,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout-call", type=_positive, metavar="S", help="seconds per call from a test"
     )
     grade.add_argument(
-        "--jobs", type=int, default=1, metavar="N", help="submissions graded at once"
+        "--jobs", type=_count, default=1, metavar="N", help="submissions graded at once"
     )
     grade.add_argument(
         "--seed", type=int, help="seed for hidden tests' random inputs (default: drawn)"
@@ -152,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="verify assignments and grade example submissions")
     demo.add_argument("names", nargs="*", help="assignments (default: all)")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
-    demo.add_argument("--jobs", type=int, default=2, metavar="N", help="submissions at once")
+    demo.add_argument("--jobs", type=_count, default=2, metavar="N", help="submissions at once")
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -163,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, authoring.AuthoringError) as exc:
+    except (ConfigError, authoring.AuthoringError, TestFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -146,6 +146,18 @@ def _cell_notices(
     return notices
 
 
+def _ungraded_notices(assignment: Assignment) -> list[str]:
+    """Say plainly which configured questions this grader does not score yet."""
+    names = [q.question for q in assignment.config.accuracy]
+    names += [q.question for q in assignment.config.comparison]
+    if not names:
+        return []
+    return [
+        f"вопросы {', '.join(names)} (точность сохранённых моделей) пока не оцениваются "
+        "автоматически: их баллы здесь не учтены"
+    ]
+
+
 def grade_submission(
     path: Path,
     assignment: Assignment,
@@ -191,6 +203,7 @@ def grade_submission(
         )
         isolation, restarts = session.isolation, session.restarts
     notices = _cell_notices(outcomes, len(cells), cell_timeout_s)
+    notices.extend(_ungraded_notices(assignment))
     if isolation is not SandboxLevel.BWRAP:
         notices.append("проверка шла без bubblewrap: изоляция слабее (только лимиты процесса)")
     details = {

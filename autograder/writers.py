@@ -35,9 +35,9 @@ def gradebook_header(questions: Sequence[str]) -> list[str]:
 
 
 def gradebook_row(result: SubmissionResult, questions: Sequence[str]) -> list[str]:
-    """One gradebook row; questions a failed submission never reached score 0."""
+    """One gradebook row; a question with no result (not graded at all) is left empty."""
     by_name = {q.name: q for q in result.questions}
-    scores = [str(_number(by_name[q].score)) if q in by_name else "0" for q in questions]
+    scores = [str(_number(by_name[q].score)) if q in by_name else "" for q in questions]
     return [
         result.submission_id,
         str(_number(result.score)),

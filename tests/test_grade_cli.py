@@ -75,6 +75,18 @@ def test_gradebook_has_exactly_the_required_columns(graded):
     assert columns == ["submission", "score", "max_score", *questions, "status", "message"]
 
 
+def test_questions_not_graded_yet_are_left_empty_and_explained(graded):
+    name, out, _, rows = graded
+    from autograder.assignments import load_assignment
+
+    config = load_assignment(name).config
+    ungraded = [q.question for q in (*config.accuracy, *config.comparison)]
+    for question in ungraded:
+        assert rows["reference"][question] == ""
+    feedback = (out / "reference" / "feedback.md").read_text(encoding="utf-8")
+    assert all(question in feedback for question in ungraded)
+
+
 def test_reference_scores_full_marks_on_every_test_graded_question(graded):
     name, _, _, rows = graded
     reference = rows["reference"]

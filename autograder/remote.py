@@ -40,6 +40,11 @@ def _short_traceback(text: str) -> str:
 
 
 def _failure(exc: Exception, what: str, timeout_s: float) -> SubmissionFailure:
+    if isinstance(exc, StudentCodeError) and exc.error_type == "WireError":
+        return SubmissionFailure(
+            f"{what}: ваш код вернул то, что нельзя передать на проверку ({exc.message})",
+            Outcome.ERROR,
+        )
     if isinstance(exc, StudentCodeError):
         trace = _short_traceback(exc.traceback)
         message = f"{what}: ваш код выбросил {exc.error_type}: {exc.message}"

@@ -33,6 +33,7 @@ from autograder.sandbox import (
     choose_level,
     launcher,
     messages,
+    process,
 )
 
 HAVE_BWRAP = os.access("/usr/bin/bwrap", os.X_OK)
@@ -508,9 +509,9 @@ def test_close_leaves_no_worker_behind(tmp_path, level):
     if level is SandboxLevel.PROCESS:  # inside bwrap the pid is the namespace's own
         assert Path(f"/proc/{child}").exists()
     s.close()
-    assert not Path(f"/proc/{pid}").exists() or launcher._is_zombie(pid)
+    assert not Path(f"/proc/{pid}").exists() or process._is_zombie(pid)
     if level is SandboxLevel.PROCESS:
-        assert not Path(f"/proc/{child}").exists() or launcher._is_zombie(child)
+        assert not Path(f"/proc/{child}").exists() or process._is_zombie(child)
     s.close()  # idempotent
 
 

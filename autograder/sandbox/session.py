@@ -23,14 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import launcher
-from .launcher import (
-    CapturedOutput,
-    DeadlinePassed,
-    Limits,
-    ProcessEnded,
-    SandboxLevel,
-    WorkerProcess,
-)
+from .launcher import Limits
 from .messages import (
     REPLIES,
     Call,
@@ -51,6 +44,13 @@ from .messages import (
     Value,
     decode_message,
     encode_message,
+)
+from .process import (
+    CapturedOutput,
+    DeadlinePassed,
+    ProcessEnded,
+    SandboxLevel,
+    WorkerProcess,
 )
 from .wire import Caps, Handle, SandboxError, WireError
 

@@ -159,7 +159,7 @@ def test_os_exit_is_died_then_restart_replays_only_ok_cells(tmp_path):
         run(s, 0, "open('log', 'a').write('A')\ndef f(v): return v * 2")
         assert run(s, 1, "open('log', 'a').write('E')\n1/0").status is CellStatus.ERROR
         died = run(s, 2, "import os\nopen('log', 'a').write('D')\nos._exit(7)")
-        assert died.status is CellStatus.DIED and "status 7" in died.error_message
+        assert died.status is CellStatus.DIED and "кодом 7" in died.error_message
         after = run(s, 3, "print(f(21))")  # the restarted worker replayed cell 0 only
         assert after.status is CellStatus.OK and after.stdout_tail == "42\n"
         assert s.restarts == 1 and s.generation == first_generation + 1
@@ -170,7 +170,7 @@ def test_segfault_is_died_with_a_description(tmp_path):
     with make_session(tmp_path, probes=False) as s:
         died = run(s, 0, "import ctypes\nctypes.string_at(0)")
         assert died.status is CellStatus.DIED
-        assert "segmentation fault" in died.error_message
+        assert "ошибкой сегментации" in died.error_message
         assert "Fatal Python error" in died.stdout_tail  # faulthandler's report
         assert run(s, 1, "1").status is CellStatus.OK
 
@@ -579,6 +579,6 @@ def test_a_worker_that_cannot_start_is_a_start_error(tmp_path):
 def test_worker_death_during_a_call_is_worker_died(tmp_path):
     with make_session(tmp_path, probes=False) as s:
         run(s, 0, "import os\ndef die(): os._exit(9)\nx = 3")
-        with pytest.raises(WorkerDied, match="status 9"):
+        with pytest.raises(WorkerDied, match="кодом 9"):
             s.call("die", [], {}, 5)
         assert s.get("x", 5) == 3

@@ -372,7 +372,7 @@ class WorkerSession:
             if not (result.timed_out or result.died) and not _is_worker_cell_reply(reply):
                 raise self._unexpected(reply)
         except (WireError, ProtocolError) as exc:
-            died = f"the notebook's process sent an invalid reply and was reset ({exc})"
+            died = f"процесс с ноутбуком прислал некорректный ответ и был перезапущен ({exc})"
             result = _Result(None, time.monotonic() - start, died=died)
         out = result.output or CapturedOutput("", False, 0)
         base = dict(index=record.index, stdout_tail=out.text,
@@ -474,26 +474,26 @@ def _is_worker_cell_reply(reply: Message | None) -> bool:
 
 
 def describe_exit(returncode: int | None, level: SandboxLevel) -> str:
-    """A student-facing sentence for how the worker process ended."""
+    """A student-facing sentence (in Russian, the course's language) for how the worker ended."""
     if returncode is None:
-        return "the notebook's process stopped answering"
+        return "процесс с ноутбуком перестал отвечать"
     if level is SandboxLevel.BWRAP and returncode < 0:
-        return "the notebook's sandbox was killed from outside"
+        return "песочница с ноутбуком была остановлена извне"
     signum = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else None
     hints = {
-        signal.SIGKILL: "killed (often: the memory limit was hit, or it was stopped)",
-        signal.SIGSEGV: "crashed with a segmentation fault (in native code)",
-        signal.SIGXCPU: "stopped: it used up its CPU-time limit",
-        signal.SIGXFSZ: "stopped: it wrote a file larger than allowed",
-        signal.SIGABRT: "aborted",
+        signal.SIGKILL: "убит (обычно: превышен лимит памяти или он был остановлен)",
+        signal.SIGSEGV: "упал с ошибкой сегментации (в нативном коде)",
+        signal.SIGXCPU: "остановлен: исчерпан лимит процессорного времени",
+        signal.SIGXFSZ: "остановлен: записан файл больше разрешённого",
+        signal.SIGABRT: "аварийно завершён (abort)",
     }
     if signum is not None and signum > 0:
         try:
             name = signal.Signals(signum).name
         except ValueError:
             name = f"signal {signum}"
-        return f"the notebook's process was {hints.get(signum, 'ended by ' + name)} ({name})"
-    return f"the notebook's process exited with status {returncode} (os._exit or a crash)"
+        return f"процесс с ноутбуком {hints.get(signum, 'завершён сигналом ' + name)} ({name})"
+    return f"процесс с ноутбуком завершился с кодом {returncode} (os._exit или сбой)"
 
 
 def _is_root() -> bool:

@@ -298,8 +298,8 @@ SCENARIOS: list[Scenario] = [
             "def conv2d(x, w, b=None, stride=1, padding=0):\n"
             "    return np.ones((40000, 1000))\n",
         ),
-        no_better_than_stub=("conv2d",),        feedback=('too large',),
-
+        no_better_than_stub=("conv2d",),
+        feedback=("too large",),
     ),
     Scenario(
         "sleep_forever",
@@ -351,8 +351,8 @@ SCENARIOS: list[Scenario] = [
             "reference",
             "import numpy as np\nhog = []\nwhile True:\n    hog.append(np.empty(2**28))\n",
         ),
-        full_marks=(ALL,),        feedback=('MemoryError|завершила процесс',),
-
+        full_marks=(ALL,),
+        feedback=("MemoryError|завершила процесс",),
     ),
     Scenario(
         "fork_storm",
@@ -467,8 +467,8 @@ SCENARIOS: list[Scenario] = [
         "kill_parent",
         "kills its parent process",
         with_cell("reference", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"),
-        full_marks=(ALL,),        feedback=('PermissionError|завершила процесс',),
-
+        full_marks=(ALL,),
+        feedback=("PermissionError|завершила процесс",),
     ),
     Scenario(
         "kill_everything",
@@ -483,15 +483,15 @@ SCENARIOS: list[Scenario] = [
         "shell_and_magics",
         "shell escapes and magics",
         with_cell("reference", "!rm -rf {canary}\n%timeit 1\nx = 1\n"),
-        full_marks=(ALL,),        feedback=('строки с ! или %',),
-
+        full_marks=(ALL,),
+        feedback=("строки с ! или %",),
     ),
     Scenario(
         "cell_magic",
         "a %%bash cell",
         with_cell("reference", "%%bash\nrm -rf {canary}\n"),
-        full_marks=(ALL,),        feedback=('магии ячейки',),
-
+        full_marks=(ALL,),
+        feedback=("магии ячейки",),
     ),
     Scenario(
         "disk_filler",
@@ -501,8 +501,8 @@ SCENARIOS: list[Scenario] = [
             "with open('big.bin', 'wb') as f:\n"
             "    for _ in range(2048):\n        f.write(b'0' * 2**20)\n",
         ),
-        full_marks=(ALL,),        feedback=('File too large',),
-
+        full_marks=(ALL,),
+        feedback=("File too large",),
     ),
     Scenario(
         "recursion_bomb",
@@ -558,7 +558,7 @@ SCENARIOS: list[Scenario] = [
         "malicious_pickle",
         "a folder whose weights file is a malicious pickle",
         _malicious_weights,
-        full_marks=(ALL,),        feedback=('FileNotFoundError|PermissionError',),
-
+        full_marks=(ALL,),
+        feedback=("FileNotFoundError|PermissionError",),
     ),
 ]

@@ -1,0 +1,148 @@
+"""Small units: config validation, submission loading, ids, writers' escaping, library check."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.assignments import ConfigError, parse_config
+from autograder.batch import unique_ids
+from autograder.errors import Outcome
+from autograder.forbidden import NOT_DEFINED_BY_HAND, find_library_routines
+from autograder.grading import safe_id
+from autograder.results import CaseResult, QuestionResult, SubmissionResult, SubmissionStatus
+from autograder.submission import CodeCell, SubmissionError, gradable_cells, load_submission
+from autograder.writers import feedback_markdown, gradebook_csv, gradescope_results
+
+
+def test_config_rejects_unknown_keys_by_name():
+    with pytest.raises(ConfigError, match="cell_timeout"):
+        parse_config("x", {"limits": {"cell_timeout": 5}}, "x.toml")
+    with pytest.raises(ConfigError, match="no_library"):
+        parse_config("x", {"questions": {"q": {"no_library": True}}}, "x.toml")
+
+
+def test_config_checks_thresholds_and_comparison_references():
+    entry = {"question": "a", "model": "M", "weights": "m.pt", "points": 1}
+    with pytest.raises(ConfigError, match="zero_at < full_at"):
+        parse_config("x", {"accuracy": [{**entry, "full_at": 0.3, "zero_at": 0.5}]}, "x.toml")
+    comparison = {"question": "c", "better": "a", "worse": "missing", "margin": 0.1, "points": 1}
+    with pytest.raises(ConfigError, match="missing"):
+        parse_config(
+            "x",
+            {"accuracy": [{**entry, "full_at": 0.5, "zero_at": 0.3}], "comparison": [comparison]},
+            "x.toml",
+        )
+
+
+def test_unique_ids_never_let_one_result_hide_another(tmp_path):
+    paths = [tmp_path / "a" / "hw.ipynb", tmp_path / "b" / "hw.ipynb", tmp_path / "hw.zip"]
+    assert unique_ids(paths) == ["hw", "hw-2", "hw-3"]
+    assert safe_id("../../etc") == "_.._etc"
+    assert safe_id("..") == "submission"
+
+
+def _zip(path: Path, members: dict[str, str]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, text in members.items():
+            zf.writestr(name, text)
+    return path
+
+
+def test_zip_submission_is_unpacked_with_its_files(tmp_path):
+    nb = nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]))
+    archive = _zip(tmp_path / "alice.zip", {"work/hw.ipynb": nb, "work/convnet.pt": "weights"})
+    submission = load_submission(archive, tmp_path / "staging")
+    assert submission.submission_id == "alice"
+    assert submission.artifact("convnet.pt") is not None
+    assert [c.source for c in gradable_cells(submission.notebook)] == ["x = 1"]
+
+
+def test_zip_with_two_notebooks_is_refused_with_both_names(tmp_path):
+    nb = nbformat.writes(nbformat.v4.new_notebook())
+    archive = _zip(tmp_path / "bob.zip", {"a.ipynb": nb, "b.ipynb": nb})
+    with pytest.raises(SubmissionError, match="a.ipynb.*b.ipynb"):
+        load_submission(archive, tmp_path / "staging")
+
+
+def test_gradable_cells_skip_ignored_and_check_cells():
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("train()", metadata={"tags": ["otter_ignore"]}),
+            nbformat.v4.new_code_cell('grader.check("q1")'),
+            nbformat.v4.new_code_cell('grader.check("q1")\nx = 2'),
+            nbformat.v4.new_markdown_cell("text"),
+        ]
+    )
+    assert [c.index for c in gradable_cells(nb)] == [2]
+
+
+def _result(message: str) -> SubmissionResult:
+    case = CaseResult("q", "test_q", True, 1.0, 0.0, Outcome.FAILED, message)
+    question = QuestionResult("q", 1.0, 0.0, (case,))
+    return SubmissionResult('evil,"id"', SubmissionStatus.GRADED, message, (question,))
+
+
+def test_gradebook_keeps_one_row_per_submission_whatever_the_message():
+    text = gradebook_csv([_result('line one\nline, two "quoted"')], ["q"])
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["submission", "score", "max_score", "q", "status", "message"]
+    assert len(rows) == 2 and rows[1][0] == 'evil,"id"' and "\n" not in rows[1][-1]
+
+
+def test_feedback_cannot_be_broken_out_of_its_code_block():
+    text = feedback_markdown(_result("```\n# I am a heading now"))
+    assert "```\n# I am a heading now" not in text
+    assert text.count("```") % 2 == 0
+
+
+def test_gradescope_results_are_valid_json_with_hidden_marked():
+    document = json.loads(gradescope_results(_result("x")))
+    assert document["tests"][0]["visibility"] == "hidden"
+
+
+def _cells(*sources: str) -> list[CodeCell]:
+    return [CodeCell(index=i, source=s) for i, s in enumerate(sources)]
+
+
+@pytest.mark.parametrize(
+    "sources",
+    [
+        ("import torch.nn.functional as Q", "def conv2d(x, w):\n    return Q.conv2d(x, w)"),
+        ("from scipy.signal import correlate2d as c", "def conv2d(x, w):\n    return c(x, w)"),
+        (
+            "def helper(x):\n    import numpy as np\n"
+            "    return np.lib.stride_tricks.sliding_window_view(x, 3)",
+            "def conv2d(x, w):\n    return helper(x)",
+        ),
+        ("def conv2d(x, w):\n    return eval('x')",),
+        ("def conv2d(x, w):\n    return x.unfold(2, 3, 1)",),
+    ],
+)
+def test_library_check_finds_aliases_helpers_and_hiding(sources):
+    assert find_library_routines(_cells(*sources), "conv2d")
+
+
+def test_library_check_accepts_loops_and_allowed_routines():
+    loops = (
+        "import numpy as np\ndef conv2d(x, w):\n    out = np.zeros(3)\n    for i in range(3):\n"
+        "        out[i] = np.sum(x[i:i + 2] * w)\n    return out"
+    )
+    assert find_library_routines(_cells(loops), "conv2d") == []
+    unfold = (
+        "import torch.nn.functional as F\nclass MyConv2d:\n"
+        "    def forward(self, x):\n        return F.unfold(x, 3)"
+    )
+    assert find_library_routines(_cells(unfold), "MyConv2d", ["unfold"]) == []
+    assert find_library_routines(_cells(unfold), "MyConv2d")
+
+
+def test_library_check_flags_a_name_with_no_definition_in_the_cells():
+    findings = find_library_routines(_cells("exec('def conv2d(x, w): return x')"), "conv2d")
+    assert [f.routine for f in findings] == [NOT_DEFINED_BY_HAND]

@@ -14,7 +14,7 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import writers
@@ -28,6 +28,7 @@ from .grading import (
     select_tests,
 )
 from .results import SubmissionResult
+from .submission import submission_id
 from .testfiles import QuestionTests, load_tests
 
 
@@ -72,7 +73,7 @@ def unique_ids(paths: Sequence[Path]) -> list[str]:
     seen: dict[str, int] = {}
     ids = []
     for path in paths:
-        base = safe_id(path.name if path.is_dir() else path.stem)
+        base = safe_id(submission_id(path))
         seen[base] = seen.get(base, 0) + 1
         ids.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
     return ids
@@ -95,7 +96,7 @@ def _grade_one(
 ) -> GradedSubmission:
     with tempfile.TemporaryDirectory(prefix=f"grade-{sub_id}-") as workdir:
         try:
-            graded = grade_submission(path, assignment, tests, options, Path(workdir), slot)
+            return grade_submission(path, sub_id, assignment, tests, options, Path(workdir), slot)
         except Exception:  # the grader's own bug: this submission alone gets an error row
             trace = traceback.format_exc()
             atomic_write(out_dir / sub_id / "grader_error.txt", trace)
@@ -103,11 +104,7 @@ def _grade_one(
                 "внутренняя ошибка проверяющей системы (не ваша); преподаватель видит подробности "
                 "в grader_error.txt (internal grader error)"
             )
-            graded = GradedSubmission(failed_result(sub_id, tests, message), ())
-    result = graded.result
-    if result.submission_id != sub_id:
-        result = replace(result, submission_id=sub_id)
-    return GradedSubmission(result, graded.notices)
+            return GradedSubmission(failed_result(sub_id, tests, message), ())
 
 
 def grade_batch(
@@ -120,9 +117,11 @@ def grade_batch(
 ) -> BatchSummary:
     """Grade ``paths`` with ``jobs`` workers at a time; write every output as results arrive."""
     prepare_out_dir(out_dir)
-    tests = load_tests(assignment.tests_dir, tested_question_names(assignment))
+    tests = select_tests(
+        load_tests(assignment.tests_dir, tested_question_names(assignment)), options.public_only
+    )
     questions = tuple(question_order(assignment))
-    max_score = sum(q.points for q in select_tests(tests, options.public_only))
+    max_score = sum(q.points for q in tests)
     ids = unique_ids(paths)
     finished: list[SubmissionResult] = []
     lock = threading.Lock()

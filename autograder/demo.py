@@ -1,16 +1,14 @@
 """``grader.py demo``: verify the assignments, then grade example submissions end to end.
 
 The examples are made fresh from the master notebooks (the reference solution, the student
-stub, and a classic-bug mutant from tests/mutants/) plus the hand-written hostile notebooks
-committed under examples/<assignment>/. Everything is graded through the real sandboxed path.
+stub, and a classic-bug mutant from tests/mutants/) plus any submissions committed under
+examples/<assignment>/. Everything is graded through the real sandboxed path.
 """
 
 from __future__ import annotations
 
-import copy
 import secrets
 import shutil
-import tomllib
 from pathlib import Path
 
 import nbformat
@@ -19,26 +17,15 @@ from . import authoring
 from .assignments import PROJECT_ROOT, discover, load_assignment
 from .batch import grade_batch
 from .grading import GradeOptions
+from .mutants import apply_mutant, load_mutants
 from .sandbox import choose_level
 
 EXAMPLES_DIR = PROJECT_ROOT / "examples"
-MUTANTS_DIR = PROJECT_ROOT / "tests" / "mutants"
 
 
 def _first_mutant(name: str, reference: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
-    path = MUTANTS_DIR / f"{name}.toml"
-    if not path.is_file():
-        return None
-    entries = tomllib.loads(path.read_text(encoding="utf-8")).get("mutant", [])
-    if not entries:
-        return None
-    nb = copy.deepcopy(reference)
-    for edit in entries[0]["edit"]:
-        for cell in nb.cells:
-            if cell.cell_type == "code" and edit["old"] in cell.source:
-                cell.source = cell.source.replace(edit["old"], edit["new"], 1)
-                break
-    return nb
+    mutants = load_mutants(name)
+    return apply_mutant(reference, mutants[0]) if mutants else None
 
 
 def make_examples(name: str, built: authoring.BuiltAssignment, folder: Path) -> list[Path]:

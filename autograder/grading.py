@@ -16,9 +16,9 @@ from pathlib import Path
 
 from .assignments import Assignment
 from .errors import Outcome
-from .judging import judge_question
+from .judging import judge_question, zeroed_question
 from .remote import ProxyEnvironment
-from .results import CaseResult, QuestionResult, SubmissionResult, SubmissionStatus
+from .results import SubmissionResult, SubmissionStatus
 from .sandbox import CellOutcome, CellStatus, Limits, SandboxLevel, WorkerSession, WorkerSpec
 from .submission import CodeCell, Submission, SubmissionError, gradable_cells, load_submission
 from .testfiles import QuestionTests
@@ -73,19 +73,6 @@ def select_tests(questions: Sequence[QuestionTests], public_only: bool) -> list[
     return selected
 
 
-def _zeroed(
-    questions: Sequence[QuestionTests], message: str, outcome: Outcome
-) -> tuple[QuestionResult, ...]:
-    results = []
-    for question in questions:
-        cases = tuple(
-            CaseResult(question.name, case.name, case.hidden, case.points, 0.0, outcome, message)
-            for case in question.cases
-        )
-        results.append(QuestionResult(question.name, question.points, 0.0, cases))
-    return tuple(results)
-
-
 def failed_result(
     sub_id: str, questions: Sequence[QuestionTests], message: str, details: dict | None = None
 ) -> SubmissionResult:
@@ -94,7 +81,7 @@ def failed_result(
         submission_id=sub_id,
         status=SubmissionStatus.ERROR,
         message=message,
-        questions=_zeroed(questions, message, Outcome.SKIPPED),
+        questions=tuple(zeroed_question(q, Outcome.SKIPPED, message) for q in questions),
         details=details or {},
     )
 
@@ -160,15 +147,17 @@ def _ungraded_notices(assignment: Assignment) -> list[str]:
 
 def grade_submission(
     path: Path,
+    sub_id: str,
     assignment: Assignment,
     questions: Sequence[QuestionTests],
     options: GradeOptions,
     workdir: Path,
     slot: int = 0,
 ) -> GradedSubmission:
-    """Grade one submission in its own sandboxed worker."""
-    sub_id = safe_id(path.name if path.is_dir() else path.stem)
-    questions = select_tests(questions, options.public_only)
+    """Grade one submission in its own sandboxed worker.
+
+    ``questions`` are the tests to run, already narrowed by :func:`select_tests`.
+    """
     try:
         submission = load_submission(path, workdir / "unpacked")
     except SubmissionError as exc:

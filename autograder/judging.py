@@ -12,10 +12,10 @@ from typing import Any
 
 from .assignments import QuestionRules
 from .errors import Outcome, SubmissionFailure
-from .forbidden import NOT_DEFINED_BY_HAND, Finding, find_library_routines
+from .forbidden import find_library_routines
 from .results import CaseResult, QuestionResult
 from .submission import CodeCell
-from .testfiles import CaseRun, QuestionTests, run_case
+from .testfiles import CaseRun, QuestionTests, TestCaseSpec, run_case
 
 LIBRARY_CHECK_NAME = "no_library_routines"
 MAX_MESSAGE_CHARS = 2000
@@ -60,25 +60,25 @@ def score_case(run: CaseRun) -> CaseResult:
     )
 
 
+def _not_run(
+    question: QuestionTests, case: TestCaseSpec, outcome: Outcome, message: str
+) -> CaseResult:
+    return CaseResult(question.name, case.name, case.hidden, case.points, 0.0, outcome, message)
+
+
+def zeroed_question(question: QuestionTests, outcome: Outcome, message: str) -> QuestionResult:
+    """A question none of whose cases ran: each scores 0 with the same outcome and reason."""
+    cases = tuple(_not_run(question, case, outcome, message) for case in question.cases)
+    return QuestionResult(question.name, question.points, 0.0, cases)
+
+
 def _skipped(question: QuestionTests, missing: Sequence[str]) -> QuestionResult:
     names = ", ".join(f"`{n}`" for n in missing)
     message = (
         f"{names}: не найдено в ноутбуке (не определено или ячейка упала с ошибкой), "
         "поэтому тест не запускался"
     )
-    cases = tuple(
-        CaseResult(
-            question=question.name,
-            name=case.name,
-            hidden=case.hidden,
-            max_score=case.points,
-            score=0.0,
-            outcome=Outcome.SKIPPED,
-            message=message,
-        )
-        for case in question.cases
-    )
-    return QuestionResult(question.name, question.points, 0.0, cases)
+    return zeroed_question(question, Outcome.SKIPPED, message)
 
 
 def library_check(
@@ -101,11 +101,9 @@ def library_check(
             source = reported_source(question.name)
         except SubmissionFailure:
             source = None  # the worker could not show the object: it cannot be verified
-        if source is None:
-            findings = [Finding(NOT_DEFINED_BY_HAND, question.name, -1, 0)]
-        else:
-            runtime = [CodeCell(index=-1, source=source)]
-            findings = find_library_routines(runtime, question.name, rules.allowed_routines)
+        # No source is checked as empty cells: nothing defines the name, which is a finding.
+        runtime = [] if source is None else [CodeCell(index=-1, source=source)]
+        findings = find_library_routines(runtime, question.name, rules.allowed_routines)
     if not findings:
         outcome, message = Outcome.PASSED, ""
     else:
@@ -124,17 +122,8 @@ def _run_cases(question: QuestionTests, environment: Mapping[str, Any]) -> list[
     timed_out: CaseResult | None = None
     for case in question.cases:
         if timed_out is not None:
-            results.append(
-                CaseResult(
-                    question.name,
-                    case.name,
-                    case.hidden,
-                    case.points,
-                    0.0,
-                    Outcome.SKIPPED,
-                    f"не запускался: предыдущий тест ({timed_out.name}) превысил лимит времени",
-                )
-            )
+            message = f"не запускался: предыдущий тест ({timed_out.name}) превысил лимит времени"
+            results.append(_not_run(question, case, Outcome.SKIPPED, message))
             continue
         result = score_case(run_case(case, environment))
         if result.outcome is Outcome.TIMEOUT:

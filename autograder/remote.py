@@ -17,7 +17,7 @@ the student.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .errors import Outcome, SubmissionFailure
@@ -68,6 +68,17 @@ def _failure(exc: Exception, what: str, timeout_s: float) -> SubmissionFailure:
     raise exc
 
 
+def _map_leaves(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """Apply ``leaf`` inside lists, tuples and dict values, keeping the containers' types."""
+    if isinstance(value, list):
+        return [_map_leaves(v, leaf) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_map_leaves(v, leaf) for v in value)
+    if isinstance(value, dict):
+        return {k: _map_leaves(v, leaf) for k, v in value.items()}
+    return leaf(value)
+
+
 class RemoteCaller:
     """Shared plumbing: encode arguments, forward to the session, decode and wrap results."""
 
@@ -77,29 +88,21 @@ class RemoteCaller:
 
     def to_wire(self, value: Any) -> Any:
         """Replace proxies in arguments by the handles the worker knows them by."""
+        return _map_leaves(value, self._leaf_to_wire)
+
+    def from_wire(self, value: Any) -> Any:
+        """Wrap handles in results as proxies; data stays data."""
+        return _map_leaves(value, self._leaf_from_wire)
+
+    def _leaf_to_wire(self, value: Any) -> Any:
         if isinstance(value, RemoteObject):
             return value.handle
         if isinstance(value, RemoteName):
             return self._handle_of(value.name)
-        if isinstance(value, list):
-            return [self.to_wire(v) for v in value]
-        if isinstance(value, tuple):
-            return tuple(self.to_wire(v) for v in value)
-        if isinstance(value, dict):
-            return {k: self.to_wire(v) for k, v in value.items()}
         return value
 
-    def from_wire(self, value: Any) -> Any:
-        """Wrap handles in results as proxies; data stays data."""
-        if isinstance(value, Handle):
-            return RemoteObject(self, value)
-        if isinstance(value, list):
-            return [self.from_wire(v) for v in value]
-        if isinstance(value, tuple):
-            return tuple(self.from_wire(v) for v in value)
-        if isinstance(value, dict):
-            return {k: self.from_wire(v) for k, v in value.items()}
-        return value
+    def _leaf_from_wire(self, value: Any) -> Any:
+        return RemoteObject(self, value) if isinstance(value, Handle) else value
 
     def _handle_of(self, name: str) -> Handle:
         """A handle for a top-level function or class, fetched now (valid for this worker)."""

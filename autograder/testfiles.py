@@ -71,9 +71,18 @@ class CaseRun:
 def load_question_tests(path: Path) -> QuestionTests:
     """Load one otter exception-based test file."""
     try:
-        test_file = ExceptionTestFile.from_file(str(path))
+        source = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TestFileError(f"cannot read test file {path}: {exc.strerror}") from exc
+    return parse_question_tests(source, str(path))
+
+
+def parse_question_tests(source: str, where: str) -> QuestionTests:
+    """Parse the text of one otter exception-based test file (``where`` names it in errors)."""
+    try:
+        test_file = ExceptionTestFile.from_string(source, path=where)
     except Exception as exc:
-        raise TestFileError(f"cannot load test file {path}: {type(exc).__name__}: {exc}") from exc
+        raise TestFileError(f"cannot load test file {where}: {type(exc).__name__}: {exc}") from exc
     cases = []
     for tc in test_file.test_cases:
         runner = tc.body
@@ -88,7 +97,7 @@ def load_question_tests(path: Path) -> QuestionTests:
             )
         )
     if not cases:
-        raise TestFileError(f"test file {path} defines no test cases")
+        raise TestFileError(f"test file {where} defines no test cases")
     points = sum(case.points for case in cases)
     return QuestionTests(name=test_file.name, points=points, cases=tuple(cases))
 

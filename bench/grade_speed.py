@@ -13,7 +13,6 @@ Targets (issue 3): at most 0.5x otter and at most 5x the floor.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import secrets
 import statistics
@@ -21,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
 import nbformat
@@ -33,6 +31,7 @@ from autograder import authoring  # noqa: E402
 from autograder.assignments import load_assignment  # noqa: E402
 from autograder.batch import grade_batch  # noqa: E402
 from autograder.grading import GradeOptions  # noqa: E402
+from autograder.mutants import apply_mutant, load_mutants  # noqa: E402
 from autograder.sandbox import choose_level  # noqa: E402
 from autograder.submission import gradable_cells  # noqa: E402
 
@@ -42,13 +41,8 @@ NAME = "01_convolution_pooling"
 def make_submissions(built: authoring.BuiltAssignment, folder: Path, count: int) -> list[Path]:
     """The reference, the stub and classic-bug mutants, as .ipynb files."""
     notebooks = [("reference", built.reference_notebook), ("stub", built.student_notebook)]
-    mutants = tomllib.loads((ROOT / "tests" / "mutants" / f"{NAME}.toml").read_text())["mutant"]
-    for entry in mutants[: max(0, count - 2)]:
-        nb = copy.deepcopy(built.reference_notebook)
-        for edit in entry["edit"]:
-            cell = next(c for c in nb.cells if c.cell_type == "code" and edit["old"] in c.source)
-            cell.source = cell.source.replace(edit["old"], edit["new"], 1)
-        notebooks.append((entry["id"], nb))
+    for mutant in load_mutants(NAME)[: max(0, count - 2)]:
+        notebooks.append((mutant.id, apply_mutant(built.reference_notebook, mutant)))
     paths = []
     for stem, nb in notebooks[:count]:
         path = folder / f"{stem}.ipynb"

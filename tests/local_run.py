@@ -8,37 +8,20 @@ must never be pointed at a student's submission: untrusted code runs only in the
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import importlib.util
 import io
-import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import nbformat
 
 from autograder import authoring
-from autograder.assignments import PROJECT_ROOT, Assignment, load_assignment, tested_question_names
+from autograder.assignments import Assignment, load_assignment, tested_question_names
 from autograder.judging import judge_question
 from autograder.results import QuestionResult
 from autograder.submission import CodeCell, gradable_cells
-from autograder.testfiles import QuestionTests, load_question_tests
-
-MUTANTS_DIR = PROJECT_ROOT / "tests" / "mutants"
-
-
-@dataclass(frozen=True)
-class Mutant:
-    """A classic student bug, as an edit of the reference solution."""
-
-    assignment: str
-    id: str
-    bug: str
-    breaks: tuple[str, ...]
-    edits: tuple[tuple[str, str], ...]
-    caught_by: str = "tests"
+from autograder.testfiles import QuestionTests, parse_question_tests
 
 
 @functools.cache
@@ -54,23 +37,11 @@ def built(name: str) -> authoring.BuiltAssignment:
 @functools.cache
 def question_tests(name: str) -> tuple[QuestionTests, ...]:
     """Grader-side tests as generated now from the master notebook (not the files on disk)."""
-    result = []
-    for question in tested_question_names(assignment(name)):
-        source = built(name).all_tests[question]
-        path = Path(f"<{name}/{question}>")
-        result.append(_load_from_source(source, path))
-    return tuple(result)
-
-
-def _load_from_source(source: str, path: Path) -> QuestionTests:
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False, encoding="utf-8") as f:
-        f.write(source)
-    try:
-        return load_question_tests(Path(f.name))
-    finally:
-        Path(f.name).unlink()
+    sources = built(name).all_tests
+    return tuple(
+        parse_question_tests(sources[question], f"<{name}/{question}>")
+        for question in tested_question_names(assignment(name))
+    )
 
 
 def load_probes(name: str) -> ModuleType | None:
@@ -117,33 +88,3 @@ def grade_locally(
         import matplotlib.pyplot as plt
 
         plt.close("all")
-
-
-def load_mutants(name: str) -> list[Mutant]:
-    path = MUTANTS_DIR / f"{name}.toml"
-    if not path.is_file():
-        return []
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
-    return [
-        Mutant(
-            assignment=name,
-            id=entry["id"],
-            bug=entry["bug"],
-            breaks=tuple(entry["breaks"]),
-            edits=tuple((edit["old"], edit["new"]) for edit in entry["edit"]),
-            caught_by=entry.get("caught_by", "tests"),
-        )
-        for entry in data.get("mutant", [])
-    ]
-
-
-def apply_mutant(nb: nbformat.NotebookNode, mutant: Mutant) -> nbformat.NotebookNode:
-    """The notebook with the mutant's edits; each `old` must occur exactly once in code cells."""
-    result = copy.deepcopy(nb)
-    for old, new in mutant.edits:
-        hits = [c for c in result.cells if c.cell_type == "code" and old in c.source]
-        count = sum(c.source.count(old) for c in hits)
-        if count != 1:
-            raise AssertionError(f"mutant {mutant.id}: edit text occurs {count} times, not once")
-        hits[0].source = hits[0].source.replace(old, new)
-    return result

@@ -7,10 +7,11 @@ code the grader uses; the sandboxed path is covered by the grading tests.
 import re
 
 import pytest
-from local_run import apply_mutant, built, grade_locally, load_mutants, question_tests
+from local_run import built, grade_locally, question_tests
 
 from autograder.assignments import discover
 from autograder.errors import Outcome
+from autograder.mutants import apply_mutant, load_mutants
 
 EXPECTED = ["01_convolution_pooling", "02_pytorch_modules", "03_convnet_cifar10"]
 ASSIGNMENTS = discover()

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from local_run import apply_mutant, built, load_mutants, question_tests
+from local_run import built, question_tests
 
 from autograder.assignments import PROJECT_ROOT, discover
+from autograder.mutants import apply_mutant, load_mutants
 
 GRADER = [sys.executable, str(PROJECT_ROOT / "grader.py")]
 

@@ -32,6 +32,14 @@ class Context:
     out_dir: Path
     project_root: Path
 
+    def copy_of(self, base: str) -> nbformat.NotebookNode:
+        """A fresh copy of the "reference" or the "stub" notebook."""
+        return copy.deepcopy(self.reference if base == "reference" else self.stub)
+
+    def fill(self, source: str) -> str:
+        """Cell source with {canary}, {out} and {root} replaced by this run's paths."""
+        return source.format(canary=self.canary_dir, out=self.out_dir, root=self.project_root)
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -66,10 +74,8 @@ def with_cell(base: str, source: str, where: str = "start") -> Callable[[Context
     """A builder: the base notebook with one extra code cell."""
 
     def build(ctx: Context, folder: Path) -> Path:
-        nb = copy.deepcopy(ctx.reference if base == "reference" else ctx.stub)
-        cell = nbformat.v4.new_code_cell(
-            source.format(canary=ctx.canary_dir, out=ctx.out_dir, root=ctx.project_root)
-        )
+        nb = ctx.copy_of(base)
+        cell = nbformat.v4.new_code_cell(ctx.fill(source))
         if where == "end":
             nb.cells.append(cell)
         else:
@@ -83,12 +89,10 @@ def replacing_definition(base: str, name: str, source: str) -> Callable[[Context
     """A builder: the base notebook with the cell defining ``name`` replaced by ``source``."""
 
     def build(ctx: Context, folder: Path) -> Path:
-        nb = copy.deepcopy(ctx.reference if base == "reference" else ctx.stub)
+        nb = ctx.copy_of(base)
         hits = [c for c in nb.cells if c.cell_type == "code" and f"def {name}(" in c.source]
         assert hits, f"no cell defines {name}"
-        hits[0].source = source.format(
-            canary=ctx.canary_dir, out=ctx.out_dir, root=ctx.project_root
-        )
+        hits[0].source = ctx.fill(source)
         return _write(nb, folder, folder.name)
 
     return build

@@ -1,0 +1,61 @@
+"""Classic student bugs as edits of a reference solution (``tests/mutants/<name>.toml``).
+
+Used by the test suite (each mutant must lose exactly the questions it breaks), by
+``grader.py demo`` (a classic-bug example) and by the speed bench.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from .assignments import PROJECT_ROOT
+
+MUTANTS_DIR = PROJECT_ROOT / "tests" / "mutants"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """A classic student bug, as an edit of the reference solution."""
+
+    assignment: str
+    id: str
+    bug: str
+    breaks: tuple[str, ...]
+    edits: tuple[tuple[str, str], ...]
+    caught_by: str = "tests"
+
+
+def load_mutants(name: str, folder: Path = MUTANTS_DIR) -> list[Mutant]:
+    """The mutants of assignment ``name``, in file order (none when it has no file)."""
+    path = folder / f"{name}.toml"
+    if not path.is_file():
+        return []
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return [
+        Mutant(
+            assignment=name,
+            id=entry["id"],
+            bug=entry["bug"],
+            breaks=tuple(entry["breaks"]),
+            edits=tuple((edit["old"], edit["new"]) for edit in entry["edit"]),
+            caught_by=entry.get("caught_by", "tests"),
+        )
+        for entry in data.get("mutant", [])
+    ]
+
+
+def apply_mutant(nb: nbformat.NotebookNode, mutant: Mutant) -> nbformat.NotebookNode:
+    """The notebook with the mutant's edits; each `old` must occur exactly once in code cells."""
+    result = copy.deepcopy(nb)
+    for old, new in mutant.edits:
+        hits = [c for c in result.cells if c.cell_type == "code" and old in c.source]
+        count = sum(c.source.count(old) for c in hits)
+        if count != 1:
+            raise ValueError(f"mutant {mutant.id}: edit text occurs {count} times, not once")
+        hits[0].source = hits[0].source.replace(old, new)
+    return result

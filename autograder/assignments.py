@@ -17,6 +17,8 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE = "assignment.toml"
 PROBES_FILE = "probes.py"
+FIXTURES_FILE = "fixtures.py"
+STRUCTURES = ("convolutional", "fully_connected")
 
 
 class ConfigError(ValueError):
@@ -34,13 +36,43 @@ class Limits:
 
 @dataclass(frozen=True)
 class QuestionRules:
-    """Extra grading rules for one test-graded question."""
+    """Extra grading rules for one test-graded question.
+
+    ``graded_names``: the notebook names this question grades (default: the question's own
+    name); every other parameter of its tests must be a harness name, a module or a fixture.
+    ``structure``: what the model's forward pass must (``"convolutional"``) or must not
+    (``"fully_connected"``) dispatch, decided from the operators recorded while it ran.
+    """
 
     no_library_routines: bool = False
     allowed_routines: tuple[str, ...] = ()
+    graded_names: tuple[str, ...] = ()
+    structure: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allowed_routines", tuple(self.allowed_routines))
+        object.__setattr__(self, "graded_names", tuple(self.graded_names))
+
+    @property
+    def records_calls(self) -> bool:
+        """True when the harness needs the worker's record of what the graded calls ran."""
+        return self.no_library_routines or self.structure is not None
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """What the worker of this assignment may import beyond the standard library.
+
+    ``packages`` None: everything installed is visible. A list: only those distributions
+    (and what they require) exist inside the bubblewrap sandbox; the process fallback blocks
+    the other imports, which is weaker.
+    """
+
+    packages: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.packages is not None:
+            object.__setattr__(self, "packages", tuple(self.packages))
 
 
 @dataclass(frozen=True)
@@ -72,6 +104,7 @@ class AssignmentConfig:
 
     name: str
     limits: Limits = field(default_factory=Limits)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     questions: Mapping[str, QuestionRules] = field(default_factory=dict)
     accuracy: tuple[AccuracyQuestion, ...] = ()
     comparison: tuple[ComparisonQuestion, ...] = ()
@@ -80,6 +113,15 @@ class AssignmentConfig:
     def rules_for(self, question: str) -> QuestionRules:
         """The rules of ``question`` (defaults when the config says nothing about it)."""
         return self.questions.get(question, QuestionRules())
+
+    def graded_names(self, question: str) -> tuple[str, ...]:
+        """The notebook names ``question`` grades (its own name unless configured)."""
+        return self.rules_for(question).graded_names or (question,)
+
+    @property
+    def records_calls(self) -> bool:
+        """True when any question needs the worker's record of what graded calls ran."""
+        return any(rules.records_calls for rules in self.questions.values())
 
 
 @dataclass(frozen=True)
@@ -112,6 +154,12 @@ class Assignment:
         path = self.source_dir / PROBES_FILE
         return path if path.is_file() else None
 
+    @property
+    def fixtures_file(self) -> Path | None:
+        """The assignment's fixtures module (helpers its tests hand to student code), if any."""
+        path = self.source_dir / FIXTURES_FILE
+        return path if path.is_file() else None
+
 
 def _take(table: Mapping[str, Any], allowed: set[str], where: str) -> dict[str, Any]:
     unknown = sorted(set(table) - allowed)
@@ -135,8 +183,11 @@ def _build(cls: type, table: Any, where: str) -> Any:
 
 def parse_config(name: str, raw: Mapping[str, Any], where: str) -> AssignmentConfig:
     """Validate a parsed ``assignment.toml`` table into an :class:`AssignmentConfig`."""
-    raw = _take(raw, {"limits", "questions", "accuracy", "comparison", "artifacts"}, where)
+    raw = _take(
+        raw, {"limits", "sandbox", "questions", "accuracy", "comparison", "artifacts"}, where
+    )
     limits = _build(Limits, raw.get("limits", {}), f"{where} [limits]")
+    sandbox = _build(SandboxConfig, raw.get("sandbox", {}), f"{where} [sandbox]")
     questions = {
         q: _build(QuestionRules, rules, f"{where} [questions.{q}]")
         for q, rules in raw.get("questions", {}).items()
@@ -153,6 +204,7 @@ def parse_config(name: str, raw: Mapping[str, Any], where: str) -> AssignmentCon
     config = AssignmentConfig(
         name=name,
         limits=limits,
+        sandbox=sandbox,
         questions=questions,
         accuracy=accuracy,
         comparison=comparison,
@@ -176,6 +228,18 @@ def _check_consistency(config: AssignmentConfig, where: str) -> None:
                     f"{where}: comparison {entry.question!r} refers to {ref!r}, "
                     f"which is not an [[accuracy]] question"
                 )
+    for question, rules in config.questions.items():
+        if rules.structure is not None and rules.structure not in STRUCTURES:
+            raise ConfigError(
+                f"{where} [questions.{question}]: structure must be one of "
+                f"{', '.join(STRUCTURES)}, not {rules.structure!r}"
+            )
+        for key in ("allowed_routines", "graded_names"):
+            if not all(isinstance(v, str) and v for v in getattr(rules, key)):
+                raise ConfigError(f"{where} [questions.{question}]: {key} must be names")
+    packages = config.sandbox.packages
+    if packages is not None and not all(isinstance(p, str) and p for p in packages):
+        raise ConfigError(f"{where} [sandbox]: packages must be a list of distribution names")
     for limit_name, value in vars(config.limits).items():
         if not (isinstance(value, int | float) and value > 0):
             raise ConfigError(f"{where} [limits]: {limit_name} must be a positive number")

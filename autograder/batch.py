@@ -29,7 +29,7 @@ from .grading import (
 )
 from .results import SubmissionResult
 from .submission import submission_id
-from .testfiles import QuestionTests, load_tests
+from .testfiles import QuestionTests, check_bindings, fixture_names, load_tests
 
 
 class OutputDirError(RuntimeError):
@@ -107,6 +107,22 @@ def _grade_one(
             return GradedSubmission(failed_result(sub_id, tests, message), ())
 
 
+def load_checked_tests(assignment: Assignment, public_only: bool) -> list[QuestionTests]:
+    """The assignment's tests, with every parameter checked to be graded, harness or fixture."""
+    tests = load_tests(assignment.tests_dir, tested_question_names(assignment))
+    check_bindings(
+        tests,
+        assignment.config.graded_names,
+        fixture_names(assignment.fixtures_file),
+        str(assignment.tests_dir),
+    )
+    if assignment.config.sandbox.packages is not None:
+        from .sandbox.packages import package_view
+
+        package_view(assignment.config.sandbox.packages)  # an uninstalled package fails here
+    return select_tests(tests, public_only)
+
+
 def grade_batch(
     paths: Sequence[Path],
     assignment: Assignment,
@@ -117,9 +133,7 @@ def grade_batch(
 ) -> BatchSummary:
     """Grade ``paths`` with ``jobs`` workers at a time; write every output as results arrive."""
     prepare_out_dir(out_dir)
-    tests = select_tests(
-        load_tests(assignment.tests_dir, tested_question_names(assignment)), options.public_only
-    )
+    tests = load_checked_tests(assignment, options.public_only)
     questions = tuple(question_order(assignment))
     max_score = sum(q.points for q in tests)
     ids = unique_ids(paths)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from . import authoring
 from .assignments import PROJECT_ROOT, ConfigError, discover, load_assignment
+from .results import SubmissionResult
+from .sandbox.packages import PackageError
 from .testfiles import TestFileError
 
 EXIT_OK = 0
@@ -83,7 +85,18 @@ def cmd_grade(args: argparse.Namespace) -> int:
         f"graded {graded} of {len(summary.results)} submission(s) of {assignment.name} "
         f"(sandbox: {level.value}, seed: {options.seed}); results in {summary.out_dir}"
     )
+    print_review_list(summary.results)
     return EXIT_OK
+
+
+def print_review_list(results: Sequence[SubmissionResult]) -> None:
+    """The submissions a person should look at, each flag with cell, line and what was seen."""
+    flagged = [(r.submission_id, flag) for r in results for flag in r.review_flags]
+    if not flagged:
+        return
+    print(f"\nneeds review ({len(flagged)} flag(s); scores stand until a person decides):")
+    for sub_id, flag in flagged:
+        print(f"  {sub_id}: {flag.describe()}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -171,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, authoring.AuthoringError, TestFileError) as exc:
+    except (ConfigError, authoring.AuthoringError, TestFileError, PackageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

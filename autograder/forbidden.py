@@ -1,19 +1,27 @@
-"""Find library convolution / pooling routines in the code that a question grades.
+"""Static reading of the code a question grades: library routines it names, code that hides.
 
 Decided in the trusted harness from the submitted source (the notebook's cells as text): the
-graded function or class, plus every function or class of the notebook it refers to, is
-scanned for references to routines that do the convolution or pooling for the student. Import
-aliases anywhere in the notebook are resolved, so ``from torch.nn import functional as Q`` and
-``Q.conv2d`` are found too. Code that hides what it calls (eval, exec, __import__, importlib)
-counts as forbidden in graded code as well.
+graded function or class, plus every function, class or top-level value of the notebook it
+refers to, is read for references to routines that do the convolution or pooling for the
+student. Import aliases anywhere in the notebook are resolved, so ``from torch.nn import
+functional as Q`` and ``Q.conv2d`` are found too, and ``getattr(np, "convolve")`` with a
+constant name counts as ``np.convolve``.
+
+A reading cannot decide what code will call. Code that hides what it calls (a computed
+``getattr``, ``sys.modules``, importlib, ``reload``, ``vars()`` / ``__dict__``, ctypes, a module
+the notebook wrote or brought along, eval / exec) is not zeroed here: it becomes a review flag
+with cell and line, and the run's own record (see ``sandbox/tracing.py``) decides the score.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
+import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .results import ReviewFlag
 from .submission import CodeCell
 
 # Qualified-name prefixes of routines that do a convolution, a pooling or sliding windows.
@@ -47,10 +55,14 @@ FORBIDDEN_PREFIXES: tuple[str, ...] = (
     "scipy.signal",
     "scipy.ndimage",
     "numpy.lib.stride_tricks",
+    "numpy.lib._stride_tricks_impl",
     "numpy.convolve",
     "numpy.correlate",
+    "numpy._core.multiarray.correlate",
+    "numpy.core.multiarray.correlate",
     "skimage",
     "cv2",
+    "PIL.ImageFilter",
 )
 # Method names that do the same when called on an array or tensor (x.unfold(...)).
 FORBIDDEN_METHODS: frozenset[str] = frozenset(
@@ -71,8 +83,65 @@ FORBIDDEN_METHODS: frozenset[str] = frozenset(
 )
 # The routine name of a finding that says: no def/class in the cells defines the graded name.
 NOT_DEFINED_BY_HAND = "<no def or class in the notebook's cells>"
-# Builtins and modules that hide what the code calls.
-HIDING_NAMES: frozenset[str] = frozenset({"eval", "exec", "__import__", "compile", "importlib"})
+
+# What hides a call, by kind: (qualified-name prefixes or names, the reason in Russian).
+_HIDING: dict[str, tuple[tuple[str, ...], str]] = {
+    "dynamic_import": (
+        ("importlib", "__import__", "imp", "runpy", "pkgutil", "zipimport"),
+        "импорт во время выполнения (importlib, __import__, reload): по тексту не видно, что "
+        "вызывается",
+    ),
+    "dynamic_code": (
+        ("eval", "exec", "compile"),
+        "код собирается из строки (eval, exec, compile): по тексту не видно, что вызывается",
+    ),
+    "sys_modules": (
+        ("sys.modules",),
+        "функции берутся из sys.modules: по тексту не видно, что вызывается",
+    ),
+    "namespace_lookup": (
+        ("vars", "globals", "locals"),
+        "имена ищутся в словаре пространства имён (vars, globals, __dict__)",
+    ),
+    "builtins_lookup": (
+        ("__builtins__", "builtins"),
+        "функции берутся из builtins: по тексту не видно, что вызывается",
+    ),
+    "native_code": (
+        ("ctypes", "cffi", "_ctypes"),
+        "вызывается машинный код (ctypes, cffi): его нельзя прочитать",
+    ),
+    "introspection": (
+        ("gc", "inspect", "types.FunctionType", "types.CodeType", "marshal"),
+        "используются внутренности интерпретатора (gc, inspect, __closure__, __wrapped__, "
+        "__globals__, __code__)",
+    ),
+}
+_HIDING_ATTRIBUTES = {
+    "__closure__": "introspection",
+    "__wrapped__": "introspection",
+    "__globals__": "introspection",
+    "__code__": "introspection",
+    "__dict__": "namespace_lookup",
+    "__builtins__": "builtins_lookup",
+    "__getattribute__": "computed_attribute",
+}
+_ATTRIBUTE_CALLS = {"getattr", "setattr", "delattr", "hasattr"}
+_OPERATOR_LOOKUPS = {"operator.attrgetter", "operator.methodcaller", "operator.itemgetter"}
+_CODE_SUFFIXES = (".py", ".pyc", ".so", ".pyd", ".pyw")
+_WRITERS = {"open", "write_text", "write_bytes", "copy", "copy2", "copyfile", "writestr",
+            "move", "rename", "symlink_to", "urlretrieve"}
+REASONS = {
+    **{kind: reason for kind, (_, reason) in _HIDING.items()},
+    "computed_attribute": "имя атрибута вычисляется при выполнении (getattr / setattr с "
+    "переменной): по тексту не видно, что вызывается",
+    "unknown_module": "вызывается код модуля, которого нет ни в стандартной библиотеке, ни среди "
+    "установленных пакетов (файл, записанный ноутбуком или приложенный к нему): его текст "
+    "проверка не видит",
+    "writes_module": "ноутбук записывает файл с кодом Python, который затем можно импортировать",
+    "not_defined_by_hand": "имя не определено через def/class в ячейках (создано exec, "
+    "присвоено из другого объекта или переопределено через globals()): его код нельзя прочитать",
+}
 
 
 @dataclass(frozen=True)
@@ -86,22 +155,50 @@ class Finding:
 
     def describe(self) -> str:
         """A one-line, student-facing description."""
-        if self.routine == NOT_DEFINED_BY_HAND:
-            return (
-                f"`{self.definition}` не определена через def/class в ячейках ноутбука "
-                "(создана динамически или это псевдоним чужой функции), поэтому нельзя "
-                "проверить, что она написана вручную"
-            )
         return (
             f"`{self.definition}` использует `{self.routine}` "
             f"(ячейка {self.cell_index + 1}, строка {self.line})"
         )
 
 
+@dataclass(frozen=True)
+class StaticReading:
+    """What reading the graded code found: forbidden references, and what needs a person."""
+
+    findings: tuple[Finding, ...] = ()
+    flags: tuple[ReviewFlag, ...] = ()
+
+
 @dataclass
 class _Definition:
     node: ast.AST
     cell_index: int
+    source: str
+
+
+@dataclass
+class _Reader:
+    """One pass over the definitions reachable from a graded name."""
+
+    question: str
+    index: _NotebookIndex
+    allowed: frozenset[str]
+    known_modules: frozenset[str]
+    findings: list[Finding] = field(default_factory=list)
+    flags: list[ReviewFlag] = field(default_factory=list)
+
+    def flag(self, kind: str, entry: _Definition, node: ast.AST) -> None:
+        line = getattr(node, "lineno", 0)
+        lines = entry.source.splitlines()
+        seen = lines[line - 1].strip()[:160] if 0 < line <= len(lines) else ""
+        self.flags.append(
+            ReviewFlag(self.question, kind, REASONS[kind], entry.cell_index + 1, line, seen)
+        )
+
+    def find(self, routine: str, definition: str, entry: _Definition, node: ast.AST) -> None:
+        self.findings.append(
+            Finding(routine, definition, entry.cell_index, getattr(node, "lineno", 0))
+        )
 
 
 def _dotted(node: ast.AST) -> list[str] | None:
@@ -121,21 +218,24 @@ class _NotebookIndex:
     def __init__(self, cells: Iterable[CodeCell]):
         self.definitions: dict[str, _Definition] = {}
         self.aliases: dict[str, str] = {}
+        self.trees: list[tuple[CodeCell, ast.Module]] = []
         for cell in cells:
             try:
                 tree = ast.parse(cell.source)
             except SyntaxError:
                 continue  # such a cell cannot run, so it cannot define anything either
-            self._index_cell(tree, cell.index)
+            self.trees.append((cell, tree))
+            self._index_cell(tree, cell)
 
-    def _index_cell(self, tree: ast.Module, cell_index: int) -> None:
+    def _index_cell(self, tree: ast.Module, cell: CodeCell) -> None:
         for node in tree.body:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                self.definitions[node.name] = _Definition(node, cell_index)
-            elif isinstance(node, ast.Assign):
-                for target in node.targets:
+                self.definitions[node.name] = _Definition(node, cell.index, cell.source)
+            elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
                     if isinstance(target, ast.Name):
-                        self.definitions[target.id] = _Definition(node, cell_index)
+                        self.definitions[target.id] = _Definition(node, cell.index, cell.source)
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
@@ -164,46 +264,117 @@ def _is_forbidden(qualified: str, allowed: frozenset[str]) -> bool:
     return any(qualified.startswith(prefix) for prefix in FORBIDDEN_PREFIXES)
 
 
-def _scan(
-    definition: str, index: _NotebookIndex, allowed: frozenset[str]
-) -> tuple[list[Finding], set[str]]:
-    entry = index.definitions[definition]
-    findings, referenced = [], set()
+def _hiding_kind(qualified: str) -> str | None:
+    for kind, (prefixes, _) in _HIDING.items():
+        for prefix in prefixes:
+            if qualified == prefix or qualified.startswith(prefix + "."):
+                return kind
+    return None
+
+
+@functools.cache
+def installed_modules() -> frozenset[str]:
+    """Top-level module names Python or an installed distribution provides (harness side)."""
+    import importlib.metadata
+
+    names = set(sys.stdlib_module_names) | set(sys.builtin_module_names)
+    names |= set(importlib.metadata.packages_distributions())
+    return frozenset(names | {"__main__", "builtins"})
+
+
+def _check_chain(reader: _Reader, name: str, entry: _Definition, node: ast.AST,
+                 parts: list[str]) -> None:
+    qualified = _normalise(reader.index.qualify(parts))
+    if _is_forbidden(qualified, reader.allowed):
+        reader.find(qualified, name, entry, node)
+        return
+    if parts[-1] in FORBIDDEN_METHODS and len(parts) > 1 and parts[-1] not in reader.allowed:
+        reader.find(f".{parts[-1]}()", name, entry, node)
+        return
+    kind = _hiding_kind(qualified) or _hiding_kind(parts[0])
+    if kind is not None:
+        reader.flag(kind, entry, node)
+    elif parts[-1] in _HIDING_ATTRIBUTES and parts[0] != "self":
+        reader.flag(_HIDING_ATTRIBUTES[parts[-1]], entry, node)
+    elif parts[0] in reader.index.aliases and qualified.split(".")[0] not in reader.known_modules:
+        reader.flag("unknown_module", entry, node)
+
+
+def _check_call(reader: _Reader, name: str, entry: _Definition, node: ast.Call) -> None:
+    """getattr-like calls: a constant name is read as an attribute, a computed one flagged."""
+    func = _dotted(node.func)
+    if func is None:
+        return
+    qualified = _normalise(reader.index.qualify(func))
+    if func == [func[0]] and func[0] in _ATTRIBUTE_CALLS and len(node.args) >= 2:
+        target, attr = _dotted(node.args[0]), node.args[1]
+        if isinstance(attr, ast.Constant) and isinstance(attr.value, str):
+            if target is not None:
+                _check_chain(reader, name, entry, node, [*target, attr.value])
+        else:
+            reader.flag("computed_attribute", entry, node)
+    elif qualified in _OPERATOR_LOOKUPS:
+        reader.flag("computed_attribute", entry, node)
+
+
+def _scan(reader: _Reader, name: str) -> set[str]:
+    """Read one definition; return the names it refers to."""
+    entry = reader.index.definitions[name]
+    referenced = set()
     inner = {id(n.value) for n in ast.walk(entry.node) if isinstance(n, ast.Attribute)}
     for node in ast.walk(entry.node):
-        line = getattr(node, "lineno", 0)
         if isinstance(node, ast.Name):
             referenced.add(node.id)
-        if id(node) in inner:
+        if isinstance(node, ast.Call):
+            _check_call(reader, name, entry, node)
+        if id(node) in inner or not isinstance(node, ast.Attribute | ast.Name):
             continue  # only the whole chain `a.b.c` counts, not its prefixes `a.b` and `a`
-        if isinstance(node, ast.Attribute | ast.Name):
-            parts = _dotted(node)
-            if parts is None:
-                if isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_METHODS:
-                    if node.attr not in allowed:
-                        findings.append(
-                            Finding(f".{node.attr}()", definition, entry.cell_index, line)
-                        )
+        parts = _dotted(node)
+        if parts is not None:
+            _check_chain(reader, name, entry, node, parts)
+        elif isinstance(node, ast.Attribute):
+            if node.attr in FORBIDDEN_METHODS and node.attr not in reader.allowed:
+                reader.find(f".{node.attr}()", name, entry, node)
+            elif node.attr in _HIDING_ATTRIBUTES:
+                reader.flag(_HIDING_ATTRIBUTES[node.attr], entry, node)
+    return referenced
+
+
+def _writes_code_files(index: _NotebookIndex, question: str) -> list[ReviewFlag]:
+    """Calls anywhere in the notebook that write a file named like Python code."""
+    flags = []
+    for cell, tree in index.trees:
+        lines = cell.source.splitlines()
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
                 continue
-            qualified = _normalise(index.qualify(parts))
-            if _is_forbidden(qualified, allowed):
-                findings.append(Finding(qualified, definition, entry.cell_index, line))
-            elif parts[-1] in FORBIDDEN_METHODS and len(parts) > 1 and parts[-1] not in allowed:
-                findings.append(Finding(f".{parts[-1]}()", definition, entry.cell_index, line))
-            elif parts[0] in HIDING_NAMES or qualified.split(".")[0] in HIDING_NAMES:
-                findings.append(Finding(parts[0], definition, entry.cell_index, line))
-    return findings, referenced
+            func = _dotted(node.func)
+            if func is None or func[-1] not in _WRITERS:
+                continue
+            texts = [n.value for n in ast.walk(node) if isinstance(n, ast.Constant)]
+            if any(isinstance(t, str) and t.endswith(_CODE_SUFFIXES) for t in texts):
+                line = node.lineno
+                seen = lines[line - 1].strip()[:160] if line <= len(lines) else ""
+                flags.append(ReviewFlag(question, "writes_module", REASONS["writes_module"],
+                                        cell.index + 1, line, seen))
+    return flags
 
 
-def find_library_routines(
-    cells: Iterable[CodeCell], graded_name: str, allowed: Iterable[str] = ()
-) -> list[Finding]:
-    """Forbidden references reachable from ``graded_name`` through the notebook's definitions."""
+def read_graded_code(
+    cells: Iterable[CodeCell],
+    graded_name: str,
+    allowed: Iterable[str] = (),
+    known_modules: frozenset[str] | None = None,
+) -> StaticReading:
+    """Forbidden references and review flags reachable from ``graded_name``."""
     index = _NotebookIndex(cells)
-    allowed_set = frozenset(allowed)
+    reader = _Reader(
+        graded_name, index, frozenset(allowed),
+        installed_modules() if known_modules is None else known_modules,
+    )
     if graded_name not in index.definitions:
-        return [Finding(NOT_DEFINED_BY_HAND, graded_name, -1, 0)]
-    findings: list[Finding] = []
+        reason = REASONS["not_defined_by_hand"]
+        return StaticReading((), (ReviewFlag(graded_name, "not_defined_by_hand", reason),))
     seen: set[str] = set()
     pending = [graded_name]
     while pending:
@@ -211,8 +382,18 @@ def find_library_routines(
         if name in seen or name not in index.definitions:
             continue
         seen.add(name)
-        found, referenced = _scan(name, index, allowed_set)
-        findings.extend(found)
-        pending.extend(sorted(referenced - seen))
-    unique = {(f.routine, f.definition, f.cell_index, f.line): f for f in findings}
-    return sorted(unique.values(), key=lambda f: (f.cell_index, f.line, f.routine))
+        pending.extend(sorted(_scan(reader, name) - seen))
+    reader.flags.extend(_writes_code_files(index, graded_name))
+    unique = {(f.routine, f.definition, f.cell_index, f.line): f for f in reader.findings}
+    findings = sorted(unique.values(), key=lambda f: (f.cell_index, f.line, f.routine))
+    flags = {(f.kind, f.cell, f.line): f for f in reader.flags}
+    return StaticReading(
+        tuple(findings), tuple(sorted(flags.values(), key=lambda f: (f.cell or 0, f.line or 0)))
+    )
+
+
+def find_library_routines(
+    cells: Iterable[CodeCell], graded_name: str, allowed: Iterable[str] = ()
+) -> list[Finding]:
+    """Forbidden references reachable from ``graded_name`` (the zeroing part of a reading)."""
+    return list(read_graded_code(cells, graded_name, allowed).findings)

@@ -16,12 +16,14 @@ from pathlib import Path
 
 from .assignments import Assignment
 from .errors import Outcome
-from .judging import judge_question, zeroed_question
+from .judging import GradedNotebook, judge_question, zeroed_question
 from .remote import ProxyEnvironment
 from .results import SubmissionResult, SubmissionStatus
 from .sandbox import CellOutcome, CellStatus, Limits, SandboxLevel, WorkerSession, WorkerSpec
 from .submission import CodeCell, Submission, SubmissionError, gradable_cells, load_submission
-from .testfiles import QuestionTests
+from .testfiles import QuestionTests, fixture_names
+
+WATCHABLE = ("numpy", "torch")  # libraries the worker's recorder knows
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,25 @@ def _ungraded_notices(assignment: Assignment) -> list[str]:
     ]
 
 
+def worker_spec(assignment: Assignment, options: GradeOptions, scratch: Path,
+                slot: int) -> WorkerSpec:
+    """How the worker of this assignment is started: trusted files, packages, recorders."""
+    packages = assignment.config.sandbox.packages
+    watch = frozenset()
+    if assignment.config.records_calls:
+        watch = frozenset(lib for lib in WATCHABLE if packages is None or lib in packages)
+    return WorkerSpec(
+        scratch_dir=scratch,
+        probes_file=assignment.probes_file,
+        level=options.level,
+        limits=options.limits,
+        slot=slot,
+        fixtures_file=assignment.fixtures_file,
+        watch=watch,
+        packages=packages,
+    )
+
+
 def grade_submission(
     path: Path,
     sub_id: str,
@@ -168,36 +189,38 @@ def grade_submission(
     cell_timeout_s = options.cell_timeout_s or limits.cell_timeout_s
     call_timeout_s = options.call_timeout_s or limits.call_timeout_s
     cells = gradable_cells(submission.notebook)
-    spec = WorkerSpec(
-        scratch_dir=scratch,
-        probes_file=assignment.probes_file,
-        level=options.level,
-        limits=options.limits,
-        slot=slot,
-    )
+    spec = worker_spec(assignment, options, scratch, slot)
     started = time.monotonic()
     with WorkerSession(spec) as session:
         outcomes = _run_cells(session, cells, cell_timeout_s, started + limits.total_timeout_s)
-        environment = ProxyEnvironment(session, options.seed, call_timeout_s)
+        environment = ProxyEnvironment(
+            session, options.seed, call_timeout_s, fixture_names(assignment.fixtures_file)
+        )
+        notebook = GradedNotebook(
+            cells, environment, environment.is_defined, environment.reported_source,
+            environment.recording,
+        )
         results = tuple(
-            judge_question(
-                question,
-                environment,
-                assignment.config.rules_for(question.name),
-                cells,
-                environment.is_defined,
-                environment.reported_source,
-            )
+            judge_question(question, assignment.config.rules_for(question.name), notebook)
             for question in questions
         )
         isolation, restarts = session.isolation, session.restarts
     notices = _cell_notices(outcomes, len(cells), cell_timeout_s)
     notices.extend(_ungraded_notices(assignment))
     if isolation is not SandboxLevel.BWRAP:
-        notices.append("проверка шла без bubblewrap: изоляция слабее (только лимиты процесса)")
+        notices.append(
+            "проверка шла без bubblewrap: изоляция слабее (только лимиты процесса; "
+            "недоступные в задании пакеты не спрятаны, а только запрещены к импорту)"
+        )
+    if any(q.review for q in results):
+        notices.append(
+            "часть кода не удалось проверить автоматически: преподаватель посмотрит её сам "
+            "(см. пометки «нужна проверка» ниже); баллы могут измениться"
+        )
     details = {
         "seed": options.seed,
         "isolation": isolation.value,
+        "packages": list(spec.packages) if spec.packages is not None else "all",
         "tests": "public" if options.public_only else "all",
         "worker_restarts": restarts,
         "cells": [

@@ -2,23 +2,45 @@
 
 The environment maps names to the student's objects: real ones in a trusted local run, proxies
 of the sandboxed worker when grading. Either way, every comparison happens in the test code
-running here, and every score is computed here.
+running here, and every score is computed here. Rules that tests cannot express are applied
+here too, in layers: what the graded code names (static reading), what the graded calls ran
+(the worker's record), and what neither can decide (review flags for a person).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from typing import Any
 
+from . import routines
 from .assignments import QuestionRules
 from .errors import Outcome, SubmissionFailure
-from .forbidden import find_library_routines
-from .results import CaseResult, QuestionResult
+from .forbidden import read_graded_code
+from .results import CaseResult, QuestionResult, ReviewFlag
+from .sandbox import CallRecord
 from .submission import CodeCell
 from .testfiles import CaseRun, QuestionTests, TestCaseSpec, run_case
 
 LIBRARY_CHECK_NAME = "no_library_routines"
+STRUCTURE_CHECK_NAME = "forward_structure"
 MAX_MESSAGE_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class GradedNotebook:
+    """Where the names a question grades live, and what the harness can learn about them.
+
+    ``recording`` opens a span over which the worker's call records are collected; None in
+    trusted local runs (nothing is recorded there, so the run-time layers are skipped).
+    """
+
+    cells: Sequence[CodeCell]
+    environment: Mapping[str, Any]
+    is_defined: Callable[[str], bool]
+    reported_source: Callable[[str], str | None] | None = None
+    recording: Callable[[], AbstractContextManager[list[CallRecord]]] | None = None
 
 
 def _trim(text: str) -> str:
@@ -72,52 +94,142 @@ def zeroed_question(question: QuestionTests, outcome: Outcome, message: str) -> 
     return QuestionResult(question.name, question.points, 0.0, cases)
 
 
-def _skipped(question: QuestionTests, missing: Sequence[str]) -> QuestionResult:
+def _missing_message(missing: Sequence[str]) -> str:
     names = ", ".join(f"`{n}`" for n in missing)
-    message = (
+    return (
         f"{names}: не найдено в ноутбуке (не определено или ячейка упала с ошибкой), "
-        "поэтому тест не запускался"
+        "поэтому этот тест не запускался"
     )
-    return zeroed_question(question, Outcome.SKIPPED, message)
 
 
-def library_check(
-    question: QuestionTests,
-    rules: QuestionRules,
-    cells: Sequence[CodeCell],
-    reported_source: Callable[[str], str | None] | None = None,
-) -> CaseResult | None:
-    """The harness's own check that no library routine does the exercise's work, if required.
-
-    Two layers: the submitted cells (static, with the notebook's import aliases), and the
-    source the worker reports for the object the name is bound to at run time (which catches
-    a name rebound after its ``def``; no source means it was not written in a cell).
-    """
-    if not rules.no_library_routines:
-        return None
-    findings = find_library_routines(cells, question.name, rules.allowed_routines)
-    if reported_source is not None and not findings:
-        try:
-            source = reported_source(question.name)
-        except SubmissionFailure:
-            source = None  # the worker could not show the object: it cannot be verified
-        # No source is checked as empty cells: nothing defines the name, which is a finding.
-        runtime = [] if source is None else [CodeCell(index=-1, source=source)]
-        findings = find_library_routines(runtime, question.name, rules.allowed_routines)
+def _check_case(question: QuestionTests, name: str, findings: Sequence[str], what: str
+                ) -> CaseResult:
+    """A harness check, worth no points itself; a failure zeroes the question."""
     if not findings:
-        outcome, message = Outcome.PASSED, ""
+        return CaseResult(question.name, name, False, 0.0, 0.0, Outcome.PASSED, "")
+    listed = "; ".join(findings[:6])
+    return CaseResult(question.name, name, False, 0.0, 0.0, Outcome.FAILED, f"{what}: {listed}")
+
+
+# ----------------------------------------------------------------------------- library rule
+
+
+def _read_code(question: QuestionTests, rules: QuestionRules, graded: Sequence[str],
+               notebook: GradedNotebook) -> tuple[list[str], list[ReviewFlag]]:
+    """The static layers: the cells, then the source the worker reports for each name."""
+    findings: list[str] = []
+    flags: list[ReviewFlag] = []
+    for name in graded:
+        reading = read_graded_code(notebook.cells, name, rules.allowed_routines)
+        flags.extend(replace_question(f, question.name) for f in reading.flags)
+        findings.extend(f.describe() for f in reading.findings)
+        if reading.findings or notebook.reported_source is None:
+            continue
+        try:
+            source = notebook.reported_source(name)
+        except SubmissionFailure:
+            source = None  # the worker could not show the object
+        if source is None:
+            if not any(f.kind == "not_defined_by_hand" for f in reading.flags):
+                flags.append(ReviewFlag(question.name, "not_defined_by_hand",
+                                        "объект, на который имя указывает при проверке, не "
+                                        "написан в ячейке ноутбука: его код нельзя прочитать",
+                                        seen=name))
+            continue
+        runtime = read_graded_code([CodeCell(index=-1, source=source)], name,
+                                   rules.allowed_routines)
+        findings.extend(f.describe() for f in runtime.findings)
+    return findings, flags
+
+
+def replace_question(flag: ReviewFlag, question: str) -> ReviewFlag:
+    """The same flag, filed under ``question``."""
+    return flag if flag.question == question else replace(flag, question=question)
+
+
+def library_check(question: QuestionTests, rules: QuestionRules, graded: Sequence[str],
+                  notebook: GradedNotebook, records: Sequence[CallRecord] | None
+                  ) -> tuple[CaseResult | None, list[ReviewFlag]]:
+    """No library routine does the exercise's work: read, then recorded, then flagged."""
+    if not rules.no_library_routines:
+        return None, []
+    findings, flags = _read_code(question, rules, graded, notebook)
+    if records is not None:
+        recorded = {name for record in records for name in record.routines}
+        findings += [
+            f"во время проверки вызов дошёл до {routines.describe(name)}"
+            for name in routines.forbidden_in(recorded, rules.allowed_routines)
+        ]
+    what = (
+        "в этом задании нельзя вызывать библиотечные функции, которые делают свёртку, пулинг "
+        "или скользящие окна за вас, поэтому вопрос оценён в 0"
+    )
+    return _check_case(question, LIBRARY_CHECK_NAME, findings, what), flags
+
+
+# ----------------------------------------------------------------------------- structure
+
+
+def structure_check(question: QuestionTests, rules: QuestionRules,
+                    records: Sequence[CallRecord] | None
+                    ) -> tuple[CaseResult | None, list[ReviewFlag]]:
+    """What the model's forward passes dispatched, never what its classes are called."""
+    if rules.structure is None or records is None:
+        return None, []
+    ran = {name for record in records for name in record.routines}
+    modules = {name for record in records for name in record.modules}
+    spatial = routines.forbidden_in(ran, ())
+    # a convolution by hand through unfold (im2col + matmul) convolves too
+    convolving = routines.forbidden_in(ran, (), (routines.CONVOLUTION,)) + sorted(
+        name for name in ran if name.endswith(".im2col")
+    )
+    conv_modules = sorted(m for m in modules if routines.family_of(m) is not None)
+    flags: list[ReviewFlag] = []
+    if rules.structure == "convolutional":
+        findings = [] if convolving else [
+            "во время тестов forward не выполнил ни одной свёртки (ни слоя nn.Conv2d, ни "
+            "F.conv2d, ни unfold): сеть без свёрток не считается свёрточной"
+        ]
+        if not convolving and conv_modules:
+            findings = []
+            flags.append(_unclear(question, "работали слои " + ", ".join(conv_modules)
+                                  + ", но запись операций не показала ни одной свёртки"))
+        what = f"{question.name} должна быть свёрточной сетью, поэтому вопрос оценён в 0"
     else:
-        listed = "; ".join(f.describe() for f in findings[:5])
-        outcome = Outcome.FAILED
-        message = (
-            "в этом задании нельзя вызывать библиотечные функции, которые делают свёртку "
-            f"или пулинг за вас, поэтому вопрос оценён в 0: {listed}"
-        )
-    return CaseResult(question.name, LIBRARY_CHECK_NAME, False, 0.0, 0.0, outcome, message)
+        findings = [f"forward выполнил {routines.describe(name)}" for name in spatial]
+        if not spatial and conv_modules:
+            flags.append(_unclear(question, "работали слои " + ", ".join(conv_modules)
+                                  + ", но запись операций не показала ни одной свёртки"))
+        what = f"{question.name} должна быть полносвязной сетью, поэтому вопрос оценён в 0"
+    return _check_case(question, STRUCTURE_CHECK_NAME, findings, what), flags
 
 
-def _run_cases(question: QuestionTests, environment: Mapping[str, Any]) -> list[CaseResult]:
-    """Run the cases in order; after a timeout the rest are not run (each would time out too)."""
+def _unclear(question: QuestionTests, seen: str) -> ReviewFlag:
+    return ReviewFlag(question.name, "structure_unclear",
+                      "по записи выполнения нельзя решить, есть ли в сети свёртки: "
+                      "запись могла быть отключена кодом ноутбука", seen=seen)
+
+
+def tamper_flags(question: QuestionTests, records: Sequence[CallRecord] | None
+                 ) -> list[ReviewFlag]:
+    """Signs, in the worker's record, that the recorder itself was disturbed."""
+    if records is None:
+        return []
+    seen = sorted({item for record in records for item in record.tampered})
+    return [
+        ReviewFlag(question.name, "record_tampered",
+                   "во время проверки запись выполнения была нарушена кодом ноутбука", seen=item)
+        for item in seen
+    ]
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+def _run_cases(question: QuestionTests, graded: Sequence[str],
+               notebook: GradedNotebook) -> list[CaseResult]:
+    """Run the cases in order. A case whose graded names are missing is skipped alone; after
+    a timeout the rest are not run (each would time out too)."""
     results: list[CaseResult] = []
     timed_out: CaseResult | None = None
     for case in question.cases:
@@ -125,31 +237,53 @@ def _run_cases(question: QuestionTests, environment: Mapping[str, Any]) -> list[
             message = f"не запускался: предыдущий тест ({timed_out.name}) превысил лимит времени"
             results.append(_not_run(question, case, Outcome.SKIPPED, message))
             continue
-        result = score_case(run_case(case, environment))
+        missing = [n for n in case.parameters if n in graded and not notebook.is_defined(n)]
+        if missing:
+            results.append(_not_run(question, case, Outcome.SKIPPED, _missing_message(missing)))
+            continue
+        result = score_case(run_case(case, notebook.environment))
         if result.outcome is Outcome.TIMEOUT:
             timed_out = result
         results.append(result)
     return results
 
 
-def judge_question(
-    question: QuestionTests,
-    environment: Mapping[str, Any],
-    rules: QuestionRules,
-    cells: Sequence[CodeCell],
-    is_defined: Callable[[str], bool],
-    reported_source: Callable[[str], str | None] | None = None,
-) -> QuestionResult:
-    """Run and score every case of ``question``; a library-routine finding zeroes the question."""
-    missing = [name for name in question.student_names if not is_defined(name)]
-    if missing:
-        return _skipped(question, missing)
-    cases = _run_cases(question, environment)
-    check = library_check(question, rules, cells, reported_source)
-    notes: tuple[str, ...] = ()
+def _recorded_cases(question: QuestionTests, graded: Sequence[str], notebook: GradedNotebook
+                    ) -> tuple[list[CaseResult], list[CallRecord] | None]:
+    if notebook.recording is None:
+        return _run_cases(question, graded, notebook), None
+    with notebook.recording() as records:
+        cases = _run_cases(question, graded, notebook)
+    return cases, list(records)
+
+
+def judge_question(question: QuestionTests, rules: QuestionRules, notebook: GradedNotebook,
+                   graded: Sequence[str] | None = None) -> QuestionResult:
+    """Run and score every case of ``question``; a rule's finding zeroes the question.
+
+    ``graded``: the notebook names the question grades (default: its own name).
+    """
+    graded = tuple(graded or rules.graded_names or (question.name,))
+    records = None
+    if all(not notebook.is_defined(name) for name in graded):
+        cases = [_not_run(question, case, Outcome.SKIPPED, _missing_message(graded))
+                 for case in question.cases]
+        return QuestionResult(question.name, question.points, 0.0, tuple(cases))
+    if rules.records_calls:
+        cases, records = _recorded_cases(question, graded, notebook)
+    else:
+        cases = _run_cases(question, graded, notebook)
+    library, flags = library_check(question, rules, graded, notebook, records)
+    structure, structure_flags = structure_check(question, rules, records)
+    flags += structure_flags + tamper_flags(question, records)
+    notes: list[str] = []
     score = sum(case.score for case in cases)
-    if check is not None:
+    for check in (library, structure):
+        if check is None:
+            continue
         cases.append(check)
         if check.outcome is not Outcome.PASSED:
-            score, notes = 0.0, (check.message,)
-    return QuestionResult(question.name, question.points, score, tuple(cases), notes)
+            score = 0.0
+            notes.append(check.message)
+    return QuestionResult(question.name, question.points, score, tuple(cases), tuple(notes),
+                          tuple(flags))

@@ -7,7 +7,12 @@ A test's parameter is looked up in :class:`ProxyEnvironment`:
   :class:`RemoteObject` (calls, attribute reads and method calls are forwarded);
 - a plain value is fetched once and decoded as data;
 - a module name (np, torch, F, ...) is this process's own import, from an allow-list;
+- a fixture name (a helper the assignment's ``fixtures.py`` defines) is the grader's own
+  object, made inside the worker from that trusted file, never the notebook's name;
 - ``seed`` and ``probes`` are bound by the harness.
+
+Every reply carries the worker's record of what the call ran; while a recording span is
+open (:meth:`ProxyEnvironment.recording`) the records are collected for the judge.
 
 Nothing from the worker is ever executed or unpickled here: results are decoded data only.
 Every failure inside the worker surfaces as a :class:`SubmissionFailure` with a message for
@@ -16,21 +21,23 @@ the student.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .errors import Outcome, SubmissionFailure
-from .sandbox import CallTimeout, Handle, StudentCodeError, WireError, WorkerDied, WorkerSession
+from .sandbox import (
+    CallRecord,
+    CallTimeout,
+    Handle,
+    StudentCodeError,
+    WireError,
+    WorkerDied,
+    WorkerSession,
+)
+from .testfiles import ALLOWED_MODULES
 
-ALLOWED_MODULES: Mapping[str, str] = {
-    "np": "numpy",
-    "numpy": "numpy",
-    "torch": "torch",
-    "nn": "torch.nn",
-    "F": "torch.nn.functional",
-    "math": "math",
-}
 STUDENT_TRACEBACK_LINES = 12
 
 
@@ -85,6 +92,12 @@ class RemoteCaller:
     def __init__(self, session: WorkerSession, call_timeout_s: float):
         self._session = session
         self._timeout_s = call_timeout_s
+        self.records: list[CallRecord] | None = None  # collecting while not None
+
+    def _collect(self) -> None:
+        record = self._session.last_record
+        if self.records is not None and record != CallRecord():
+            self.records.append(record)
 
     def to_wire(self, value: Any) -> Any:
         """Replace proxies in arguments by the handles the worker knows them by."""
@@ -121,7 +134,9 @@ class RemoteCaller:
                 target, self.to_wire(list(args)), self.to_wire(dict(kwargs)), self._timeout_s
             )
         except Exception as exc:
+            self._collect()
             raise _failure(exc, what, self._timeout_s) from None
+        self._collect()
         return self.from_wire(result)
 
     def getattr(self, target: str | Handle, name: str, what: str) -> Any:
@@ -133,21 +148,27 @@ class RemoteCaller:
         try:
             result = self._session.getattr(target, name, self._timeout_s)
         except StudentCodeError as exc:
+            self._collect()
             if exc.error_type == "AttributeError":
                 raise AttributeError(f"{what}: {exc.message}") from None
             raise _failure(exc, what, self._timeout_s) from None
         except Exception as exc:
             raise _failure(exc, what, self._timeout_s) from None
+        self._collect()
         return self.from_wire(result)
 
-    def probe(self, name: str, args: tuple, kwargs: dict) -> Any:
-        """Run the assignment's probe ``name`` in the worker."""
+    def probe(self, name: str, args: tuple, kwargs: dict, module: str = "probes") -> Any:
+        """Run function ``name`` of a trusted file (``probes`` or ``fixtures``) in the worker."""
+        what = f"проверка {name}" if module == "probes" else f"вспомогательный объект {name}"
         try:
             result = self._session.probe(
-                name, self.to_wire(list(args)), self.to_wire(dict(kwargs)), self._timeout_s
+                name, self.to_wire(list(args)), self.to_wire(dict(kwargs)), self._timeout_s,
+                module=module,
             )
         except Exception as exc:
-            raise _failure(exc, f"проверка {name}", self._timeout_s) from None
+            self._collect()
+            raise _failure(exc, what, self._timeout_s) from None
+        self._collect()
         return self.from_wire(result)
 
 
@@ -203,15 +224,44 @@ class RemoteProbes:
         return lambda *args, **kwargs: self._caller.probe(name, args, kwargs)
 
 
+class RemoteFixture:
+    """A helper of the assignment's ``fixtures.py`` (a class or function), made in the worker.
+
+    Calling it calls the trusted definition there; what comes back is data or a proxy.
+    """
+
+    def __init__(self, caller: RemoteCaller, name: str):
+        self._caller = caller
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._caller.probe(self.name, args, kwargs, module="fixtures")
+
+    def __repr__(self) -> str:
+        return f"<fixture {self.name}>"
+
+
 class ProxyEnvironment(Mapping[str, Any]):
     """The global environment tests are bound from while grading (otter calls ``.get``)."""
 
-    def __init__(self, session: WorkerSession, seed: int, call_timeout_s: float):
+    def __init__(self, session: WorkerSession, seed: int, call_timeout_s: float,
+                 fixtures: frozenset[str] = frozenset()):
         self._session = session
         self._caller = RemoteCaller(session, call_timeout_s)
         self._timeout_s = call_timeout_s
         self._bound: dict[str, Any] = {"seed": seed, "probes": RemoteProbes(self._caller)}
+        self._bound.update({name: RemoteFixture(self._caller, name) for name in fixtures})
         self._kinds: dict[str, str] = {}
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[CallRecord]]:
+        """Collect the worker's call records of every request made inside the block."""
+        records: list[CallRecord] = []
+        previous, self._caller.records = self._caller.records, records
+        try:
+            yield records
+        finally:
+            self._caller.records = previous
 
     def reported_source(self, name: str) -> str | None:
         """The source the worker reports for the object ``name`` is bound to (None: none)."""

@@ -16,6 +16,40 @@ class SubmissionStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class ReviewFlag:
+    """Something a rule could not decide: a person should look, with what was seen.
+
+    ``cell`` and ``line`` are 1-based positions in the submitted notebook (None when the
+    evidence comes from the run, not from a line); ``seen`` is the code line or the record.
+    """
+
+    question: str  # "" for the notebook as a whole
+    kind: str  # a short code: computed_attribute, dynamic_import, record_tampered, ...
+    reason: str  # student- and instructor-facing sentence (Russian)
+    cell: int | None = None
+    line: int | None = None
+    seen: str = ""
+
+    def where(self) -> str:
+        """``cell 3, line 2`` (or "" when the flag has no position)."""
+        if self.cell is None:
+            return ""
+        return f"cell {self.cell}, line {self.line}" if self.line else f"cell {self.cell}"
+
+    def describe(self) -> str:
+        """One line for the instructor (English frame, the reason as written)."""
+        where = f" at {self.where()}" if self.cell is not None else ""
+        seen = f": `{self.seen}`" if self.seen else ""
+        return f"{self.question or 'notebook'}: {self.kind}{where}{seen} ({self.reason})"
+
+    def describe_ru(self) -> str:
+        """One line for the student."""
+        where = f" (ячейка {self.cell}" + (f", строка {self.line})" if self.line else ")")
+        seen = f": `{self.seen}`" if self.seen else ""
+        return f"{self.reason}{where if self.cell is not None else ''}{seen}"
+
+
+@dataclass(frozen=True)
 class CaseResult:
     """One test case or harness check, scored."""
 
@@ -38,6 +72,7 @@ class QuestionResult:
     score: float
     cases: tuple[CaseResult, ...]
     notes: tuple[str, ...] = ()
+    review: tuple[ReviewFlag, ...] = ()
 
     @property
     def passed_all(self) -> bool:
@@ -59,6 +94,11 @@ class SubmissionResult:
     def score(self) -> float:
         """Total points earned."""
         return sum(q.score for q in self.questions)
+
+    @property
+    def review_flags(self) -> tuple[ReviewFlag, ...]:
+        """Every question's review flags, in question order."""
+        return tuple(flag for q in self.questions for flag in q.review)
 
     @property
     def max_score(self) -> float:

@@ -8,9 +8,10 @@ This module never formats a test's source into a message: hidden tests stay hidd
 
 from __future__ import annotations
 
+import ast
 import inspect
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,15 @@ from otter.test_files import ExceptionTestFile
 
 # Names the harness binds itself; they are never looked up in the student's notebook.
 HARNESS_NAMES = frozenset({"seed", "probes", "env"})
+# Module names a test may take as parameters: the harness's own imports.
+ALLOWED_MODULES: Mapping[str, str] = {
+    "np": "numpy",
+    "numpy": "numpy",
+    "torch": "torch",
+    "nn": "torch.nn",
+    "F": "torch.nn.functional",
+    "math": "math",
+}
 
 
 class TestFileError(RuntimeError):
@@ -36,11 +46,6 @@ class TestCaseSpec:
     parameters: tuple[str, ...]
     runner: Any  # otter.test_files.exception_test.test_case
 
-    @property
-    def student_names(self) -> tuple[str, ...]:
-        """Parameters that must come from the student's notebook."""
-        return tuple(p for p in self.parameters if p not in HARNESS_NAMES)
-
 
 @dataclass(frozen=True)
 class QuestionTests:
@@ -49,14 +54,6 @@ class QuestionTests:
     name: str
     points: float
     cases: tuple[TestCaseSpec, ...]
-
-    @property
-    def student_names(self) -> tuple[str, ...]:
-        """Every student name any case of this question needs, in first-use order."""
-        names: dict[str, None] = {}
-        for case in self.cases:
-            names.update(dict.fromkeys(case.student_names))
-        return tuple(names)
 
 
 @dataclass(frozen=True)
@@ -107,6 +104,52 @@ def _case_name(otter_name: str, runner: Any, question: str) -> str:
     if otter_name and not otter_name.startswith(f"{question} - "):
         return otter_name
     return getattr(runner.test_func, "__name__", otter_name)
+
+
+def fixture_names(path: Path | None) -> frozenset[str]:
+    """Public top-level functions and classes of an assignment's ``fixtures.py``."""
+    if path is None:
+        return frozenset()
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, SyntaxError) as exc:
+        raise TestFileError(f"cannot read the fixtures file {path}: {exc}") from exc
+    return frozenset(
+        node.name for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.ClassDef) and not node.name.startswith("_")
+    )
+
+
+def check_bindings(
+    questions: Sequence[QuestionTests],
+    graded_names: Callable[[str], Sequence[str]],
+    fixtures: frozenset[str],
+    where: str,
+) -> None:
+    """Every test parameter must be a name its question grades, a harness name, a module or a
+    fixture: the grader never takes a helper from the student's notebook.
+
+    Raises :class:`TestFileError` naming the parameter and what to do.
+    """
+    all_graded = {name for q in questions for name in graded_names(q.name)}
+    clash = sorted(all_graded & fixtures)
+    if clash:
+        raise TestFileError(
+            f"{where}: {', '.join(clash)} is both graded and a fixture; rename the fixture"
+        )
+    for question in questions:
+        graded = set(graded_names(question.name))
+        for case in question.cases:
+            for name in case.parameters:
+                if name in graded or name in HARNESS_NAMES or name in ALLOWED_MODULES:
+                    continue
+                if name not in fixtures:
+                    raise TestFileError(
+                        f"{where}: test {case.name} of question {question.name} takes "
+                        f"{name!r}, which the question does not grade and fixtures.py does not "
+                        "define; add it to fixtures.py (the grader's own helper) or to "
+                        f"[questions.{question.name}] graded_names in assignment.toml"
+                    )
 
 
 def load_tests(tests_dir: Path, order: list[str]) -> list[QuestionTests]:

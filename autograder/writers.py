@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 
 from .errors import Outcome
-from .results import CaseResult, SubmissionResult, SubmissionStatus
+from .results import CaseResult, ReviewFlag, SubmissionResult, SubmissionStatus
 
 GRADEBOOK_FIXED = ("submission", "score", "max_score")
 GRADEBOOK_TAIL = ("status", "message")
@@ -34,17 +34,31 @@ def gradebook_header(questions: Sequence[str]) -> list[str]:
     return [*GRADEBOOK_FIXED, *questions, *GRADEBOOK_TAIL]
 
 
+def review_summary(result: SubmissionResult) -> str:
+    """``needs review: conv2d (computed_attribute at cell 5, line 3); ...`` or ""."""
+    flags = result.review_flags
+    if not flags:
+        return ""
+    parts = []
+    for flag in flags[:5]:
+        where = f" at {flag.where()}" if flag.cell is not None else ""
+        parts.append(f"{flag.question or 'notebook'} ({flag.kind}{where})")
+    more = f" and {len(flags) - 5} more" if len(flags) > 5 else ""
+    return "needs review: " + "; ".join(parts) + more
+
+
 def gradebook_row(result: SubmissionResult, questions: Sequence[str]) -> list[str]:
     """One gradebook row; a question with no result (not graded at all) is left empty."""
     by_name = {q.name: q for q in result.questions}
     scores = [str(_number(by_name[q].score)) if q in by_name else "" for q in questions]
+    message = "; ".join(m for m in (review_summary(result), result.message) if m)
     return [
         result.submission_id,
         str(_number(result.score)),
         str(_number(result.max_score)),
         *scores,
         result.status.value,
-        one_line(result.message),
+        one_line(message),
     ]
 
 
@@ -74,6 +88,27 @@ def _gradescope_test(case: CaseResult, number: str) -> dict:
     return entry
 
 
+REVIEW_RU = "нужна проверка преподавателем (баллы могут измениться)"
+
+
+def _rule_entry(question: str, number: str, label: str, text: str, status: str) -> dict:
+    return {
+        "name": f"{question}: {label}",
+        "number": number,
+        "score": 0,
+        "max_score": 0,
+        "status": status,
+        "output": text,
+        "output_format": "text",
+        "visibility": "visible",
+    }
+
+
+def _flag_data(flag: ReviewFlag) -> dict:
+    return {"question": flag.question, "kind": flag.kind, "cell": flag.cell, "line": flag.line,
+            "seen": flag.seen, "reason": flag.reason}
+
+
 def gradescope_results(result: SubmissionResult, max_score: float | None = None) -> str:
     """Gradescope's results.json: one test entry per test case, hidden ones marked hidden."""
     tests = []
@@ -81,18 +116,11 @@ def gradescope_results(result: SubmissionResult, max_score: float | None = None)
         for c_index, case in enumerate(question.cases, start=1):
             tests.append(_gradescope_test(case, f"{q_index}.{c_index}"))
         for note in question.notes:
-            tests.append(
-                {
-                    "name": f"{question.name}: rule",
-                    "number": f"{q_index}.0",
-                    "score": 0,
-                    "max_score": 0,
-                    "status": "failed",
-                    "output": note,
-                    "output_format": "text",
-                    "visibility": "visible",
-                }
-            )
+            tests.append(_rule_entry(question.name, f"{q_index}.0", "rule", note, "failed"))
+        for flag in question.review:
+            text = f"{REVIEW_RU}: {flag.describe_ru()}"
+            tests.append(_rule_entry(question.name, f"{q_index}.0", "needs review", text,
+                                     "passed"))
     document = {
         "score": _number(result.score),
         "output": result.message or "Graded.",
@@ -104,6 +132,7 @@ def gradescope_results(result: SubmissionResult, max_score: float | None = None)
             "submission": result.submission_id,
             "status": result.status.value,
             "max_score": _number(result.max_score if max_score is None else max_score),
+            "needs_review": [_flag_data(flag) for flag in result.review_flags],
             **result.details,
         },
     }
@@ -150,6 +179,9 @@ def feedback_markdown(result: SubmissionResult, notices: Sequence[str] = ()) -> 
         lines.append("")
         for note in question.notes:
             lines += [f"**Вопрос оценён в 0:** {_md_escape(note)}", ""]
+        for flag in question.review:
+            lines += [f"**Нужна проверка преподавателем:** {_md_escape(flag.describe_ru())}. "
+                      "Этот код посмотрит человек; баллы могут измениться.", ""]
         for case in question.cases:
             label = "скрытый тест" if case.hidden else "тест"
             status = _OUTCOME_RU[case.outcome]

@@ -18,10 +18,10 @@ import nbformat
 
 from autograder import authoring
 from autograder.assignments import Assignment, load_assignment, tested_question_names
-from autograder.judging import judge_question
+from autograder.judging import GradedNotebook, judge_question
 from autograder.results import QuestionResult
 from autograder.submission import CodeCell, gradable_cells
-from autograder.testfiles import QuestionTests, parse_question_tests
+from autograder.testfiles import QuestionTests, fixture_names, parse_question_tests
 
 
 @functools.cache
@@ -44,14 +44,24 @@ def question_tests(name: str) -> tuple[QuestionTests, ...]:
     )
 
 
-def load_probes(name: str) -> ModuleType | None:
-    probes_file = assignment(name).probes_file
-    if probes_file is None:
+def _load_trusted(name: str, path: Path | None, kind: str) -> ModuleType | None:
+    if path is None:
         return None
-    spec = importlib.util.spec_from_file_location(f"probes_{name}", probes_file)
+    spec = importlib.util.spec_from_file_location(f"{kind}_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_probes(name: str) -> ModuleType | None:
+    return _load_trusted(name, assignment(name).probes_file, "probes")
+
+
+def load_fixtures(name: str) -> dict:
+    """The assignment's fixtures by name: what the grader binds instead of notebook helpers."""
+    module = _load_trusted(name, assignment(name).fixtures_file, "fixtures")
+    names = fixture_names(assignment(name).fixtures_file)
+    return {n: getattr(module, n) for n in names}
 
 
 def execute_cells(cells: list[CodeCell], workdir: Path) -> tuple[dict, list[str]]:
@@ -70,18 +80,23 @@ def execute_cells(cells: list[CodeCell], workdir: Path) -> tuple[dict, list[str]
 def grade_locally(
     name: str, nb: nbformat.NotebookNode, workdir: Path, seed: int = 1234
 ) -> dict[str, QuestionResult]:
-    """Judge every test-graded question of a trusted notebook, in this process."""
+    """Judge every test-graded question of a trusted notebook, in this process.
+
+    Fixture names are bound to the assignment's fixtures.py, as the grader does. Nothing is
+    recorded here, so rules decided from a run's record (structure, run-time library hits)
+    are left to the sandboxed grading tests.
+    """
     cells = gradable_cells(nb)
     namespace, _ = execute_cells(cells, workdir)
     environment = dict(namespace)
+    environment.update(load_fixtures(name))
     environment["seed"] = seed
     environment["probes"] = load_probes(name)
     config = assignment(name).config
+    notebook = GradedNotebook(cells, environment, namespace.__contains__)
     try:
         return {
-            q.name: judge_question(
-                q, environment, config.rules_for(q.name), cells, namespace.__contains__
-            )
+            q.name: judge_question(q, config.rules_for(q.name), notebook)
             for q in question_tests(name)
         }
     finally:

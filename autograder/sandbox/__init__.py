@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "launcher": ("Limits", "SandboxLevel", "SandboxUnavailable", "choose_level"),
     "messages": ("CellStatus", "NameKind", "ProtocolError"),
-    "session": ("CallTimeout", "CellOutcome", "NameInfo", "StudentCodeError", "StudentFault",
-                "WorkerDied", "WorkerSession", "WorkerSpec", "WorkerStartError"),
+    "session": ("CallRecord", "CallTimeout", "CellOutcome", "NameInfo", "StudentCodeError",
+                "StudentFault", "WorkerDied", "WorkerSession", "WorkerSpec", "WorkerStartError"),
     "wire": ("Caps", "Handle", "SandboxError", "WireError", "decode", "encode", "read_frame",
              "write_frame"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
+    "CallRecord",
     "CallTimeout",
     "Caps",
     "CellOutcome",
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from .launcher import Limits, SandboxLevel, SandboxUnavailable, choose_level
     from .messages import CellStatus, NameKind, ProtocolError
     from .session import (
+        CallRecord,
         CallTimeout,
         CellOutcome,
         NameInfo,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .messages import output_marker
+from .packages import bwrap_args, package_view
 from .process import (
     CapturedOutput,
     DeadlinePassed,
@@ -63,6 +64,7 @@ UID_BASE = 61000  # the worker of slot n runs as uid/gid UID_BASE + n
 MAX_SLOTS = 1000
 SANDBOX_HOME = "/home/student"  # the scratch folder, seen from inside the sandbox
 SANDBOX_PROBES = "/opt/autograder/probes.py"
+SANDBOX_FIXTURES = "/opt/autograder/fixtures.py"
 PACKAGE_DIR = Path(__file__).resolve().parent  # .../autograder/sandbox
 IMPORT_ROOT = PACKAGE_DIR.parent.parent  # the folder that holds autograder/
 HOST_ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts")
@@ -203,16 +205,33 @@ def _lock_dir() -> Path:
     return directory
 
 
+def _package_args(packages: tuple[str, ...] | None, level: SandboxLevel) -> list[str]:
+    """Worker arguments for the import guard: the allowed list (and, without bwrap, the
+    names to refuse, since the files cannot be hidden there)."""
+    if packages is None:
+        return []
+    args = [f"--packages={','.join(packages)}"]
+    if level is SandboxLevel.PROCESS:
+        args.append(f"--blocked={','.join(package_view(packages).blocked)}")
+    return args
+
+
 def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limits: Limits,
                 slot: int, extra_env: Mapping[str, str], worker_args: list[str],
-                private_dir: Path) -> LaunchPlan:
-    """The command line for a worker at ``level``; ``private_dir`` is ours to write in."""
+                private_dir: Path, fixtures: Path | None = None,
+                packages: tuple[str, ...] | None = None) -> LaunchPlan:
+    """The command line for a worker at ``level``; ``private_dir`` is ours to write in.
+
+    ``packages``: what the worker may import beyond the stdlib (None: everything).
+    """
+    worker_args = [*worker_args, *_package_args(packages, level)]
     if level is SandboxLevel.PROCESS:
         env = _worker_env(str(scratch), str(private_dir / "tmp"), extra_env)
         (private_dir / "tmp").mkdir(exist_ok=True)
-        probes_arg = [f"--probes={probes}"] if probes else []
+        trusted = [f"--probes={probes}"] if probes else []
+        trusted += [f"--fixtures={fixtures}"] if fixtures else []
         argv = [SETPRIV, "--pdeathsig", "KILL", "--", *_prlimit_args(limits),
-                *_python_args(), *worker_args, *probes_arg]
+                *_python_args(), *worker_args, *trusted]
         return LaunchPlan(argv, env, scratch, None)
     as_root = os.geteuid() == 0
     uid = slot_uid(slot) if as_root else None
@@ -223,11 +242,15 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
     argv += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
     for path in _interpreter_paths():
         argv += _bind_with_parents(path, path, argv)
+    if packages is not None:
+        argv += bwrap_args(package_view(packages))
     argv += _bind_with_parents(PACKAGE_DIR, PACKAGE_DIR, argv)
     probes_arg: list[str] = []
-    if probes is not None:
-        argv += _bind_with_parents(probes.resolve(), Path(SANDBOX_PROBES), argv)
-        probes_arg = [f"--probes={SANDBOX_PROBES}"]
+    for source, inside, key in ((probes, SANDBOX_PROBES, "probes"),
+                                (fixtures, SANDBOX_FIXTURES, "fixtures")):
+        if source is not None:
+            argv += _bind_with_parents(source.resolve(), Path(inside), argv)
+            probes_arg.append(f"--{key}={inside}")
     argv += _bind_with_parents(scratch.resolve(), Path(SANDBOX_HOME), argv, writable=True)
     argv += ["--chdir", SANDBOX_HOME, "--proc", "/proc", "--dev", "/dev", *_NAMESPACE_ARGS,
              "--clearenv"]
@@ -359,7 +382,9 @@ def prepare_scratch(scratch: Path, uid: int | None) -> None:
 
 def start_worker(level: SandboxLevel, *, scratch: Path, probes: Path | None, limits: Limits,
                  slot: int, extra_env: Mapping[str, str], generation: int, marker: str,
-                 max_bytes: int) -> WorkerProcess:
+                 max_bytes: int, fixtures: Path | None = None,
+                 watch: frozenset[str] = frozenset(),
+                 packages: tuple[str, ...] | None = None) -> WorkerProcess:
     """Start a worker process; it will send a ``ready`` message when it is up."""
     _precompile_package()
     stack = ExitStack()
@@ -373,9 +398,11 @@ def start_worker(level: SandboxLevel, *, scratch: Path, probes: Path | None, lim
             worker_args = [f"--request-fd={req_r}", f"--reply-fd={rep_w}",
                            f"--generation={generation}", f"--marker={marker}",
                            f"--max-bytes={max_bytes}"]
+            if watch:
+                worker_args.append(f"--watch={','.join(sorted(watch))}")
             plan = plan_launch(level, scratch=scratch, probes=probes, limits=limits,
                                slot=slot, extra_env=extra_env, worker_args=worker_args,
-                               private_dir=private)
+                               private_dir=private, fixtures=fixtures, packages=packages)
             popen = subprocess.Popen(
                 plan.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w), cwd=plan.cwd,

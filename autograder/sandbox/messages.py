@@ -8,7 +8,7 @@ field's type; anything else is a :class:`ProtocolError` naming the offending kin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -119,10 +119,12 @@ class Get(Message):
 
 @dataclass(frozen=True)
 class Probe(Message):
-    """Call function ``name`` of the probes module (handles in args are resolved)."""
+    """Call function ``name`` of a trusted module (``probes`` or ``fixtures``) with
+    arguments (handles in them are resolved)."""
 
     kind: ClassVar[str] = "probe"
     id: int
+    module: str
     name: str
     args: list
     kwargs: dict
@@ -172,11 +174,16 @@ class CellDone(Message):
 
 @dataclass(frozen=True)
 class Value(Message):
-    """A call/getattr/get/probe result (unencodable objects arrive as handles)."""
+    """A call/getattr/get/probe result (unencodable objects arrive as handles).
+
+    ``record``: what the call ran (see :mod:`.tracing`): lists ``routines``, ``modules``,
+    ``tampered``; empty when nothing is watched.
+    """
 
     kind: ClassVar[str] = "value"
     id: int
     data: Any
+    record: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,7 @@ class Raised(Message):
     error_type: str
     error_message: str
     traceback: str
+    record: dict = field(default_factory=dict)  # what ran before it raised
 
 
 @dataclass(frozen=True)

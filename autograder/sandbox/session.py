@@ -55,6 +55,7 @@ from .process import (
 from .wire import Caps, Handle, SandboxError, WireError
 
 __all__ = [
+    "CallRecord",
     "CallTimeout",
     "CellOutcome",
     "NameInfo",
@@ -114,6 +115,9 @@ class WorkerSpec:
     level: SandboxLevel
     limits: Limits = field(default_factory=Limits)
     slot: int = 0
+    fixtures_file: Path | None = None
+    watch: frozenset[str] = frozenset()  # recorders the worker installs: "numpy", "torch"
+    packages: tuple[str, ...] | None = None  # importable beyond the stdlib (None: all)
     env: Mapping[str, str] = field(default_factory=dict)
     startup_timeout_s: float = 30.0
     interrupt_grace_s: float = 2.0  # after SIGINT, wait this long for the cell's reply
@@ -148,6 +152,30 @@ class NameInfo:
 
 
 @dataclass(frozen=True)
+class CallRecord:
+    """What the worker says one request ran (evidence from a process that ran student code)."""
+
+    routines: tuple[str, ...] = ()  # "numpy.convolve", "aten.convolution", ...
+    modules: tuple[str, ...] = ()  # nearest torch.nn class of every module that ran
+    tampered: tuple[str, ...] = ()  # signs that the recorder itself was disturbed
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> CallRecord:
+        """Validate the worker's record: a dict of lists of strings, nothing else."""
+        if raw in (None, {}):
+            return cls()
+        if type(raw) is not dict or set(raw) - {"routines", "modules", "tampered"}:
+            raise ProtocolError("a call record must be a dict of routines/modules/tampered")
+        values = {}
+        for key in ("routines", "modules", "tampered"):
+            items = raw.get(key, [])
+            if type(items) is not list or not all(type(v) is str for v in items):
+                raise ProtocolError(f"call record field {key!r} must be a list of strings")
+            values[key] = tuple(v[:200] for v in items[:500])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
 class _CellRecord:
     index: int
     source: str
@@ -177,6 +205,7 @@ class WorkerSession:
         self.restarts = 0
         self.startup_seconds: float | None = None  # spawn -> ready of the latest worker
         self.replay_notes: list[str] = []
+        self.last_record = CallRecord()  # what the latest call/getattr/probe ran
         self._caps = Caps(max_bytes=spec.max_message_bytes)
         self._worker: WorkerProcess | None = None
         self._completed: list[_CellRecord] = []
@@ -236,9 +265,10 @@ class WorkerSession:
         return self._value(lambda i: Get(i, name), timeout_s)
 
     def probe(self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
-              timeout_s: float) -> Any:
-        """Call function ``name`` of the probes file inside the worker."""
-        return self._value(lambda i: Probe(i, name, list(args), dict(kwargs)), timeout_s)
+              timeout_s: float, module: str = "probes") -> Any:
+        """Call function ``name`` of a trusted file (probes, fixtures) inside the worker."""
+        return self._value(lambda i: Probe(i, module, name, list(args), dict(kwargs)),
+                           timeout_s)
 
     def describe(self, names: Sequence[str], timeout_s: float) -> dict[str, NameInfo]:
         """Kind, type, signature and source of each name."""
@@ -270,10 +300,20 @@ class WorkerSession:
             return reply.data
         raise self._unexpected(reply)
 
+    def _take_record(self, reply: Message) -> None:
+        try:
+            self.last_record = CallRecord.from_wire(getattr(reply, "record", None))
+        except ProtocolError:
+            self._retire_current()
+            raise
+
     def _checked_reply(self, make: Callable[[int], Message], timeout_s: float) -> Message:
         """Send the request ``make(id)``; map timeouts, deaths and raises to exceptions."""
         self._ensure_worker()
+        self.last_record = CallRecord()
         result = self._exchange(make(self._new_id()), timeout_s, interrupt=False)
+        if result.reply is not None:
+            self._take_record(result.reply)
         if result.timed_out:
             raise CallTimeout(
                 f"the call did not finish within its {timeout_s:g} s time limit; the "
@@ -401,7 +441,8 @@ class WorkerSession:
         worker = launcher.start_worker(
             spec.level, scratch=spec.scratch_dir, probes=spec.probes_file, limits=spec.limits,
             slot=self._slot, extra_env=spec.env, generation=self.generation, marker=marker,
-            max_bytes=spec.max_message_bytes,
+            max_bytes=spec.max_message_bytes, fixtures=spec.fixtures_file, watch=spec.watch,
+            packages=spec.packages,
         )
         try:
             payload = worker.receive(worker.started_at + spec.startup_timeout_s)

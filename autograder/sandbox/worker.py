@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import wire
+from .imports import explain, install_import_guard
 from .messages import (
     REQUESTS,
     Bye,
@@ -47,10 +48,11 @@ from .messages import (
     encode_message,
     output_marker,
 )
+from .tracing import Recorder
 
 MAX_TEXT_CHARS = 20_000  # error messages, tracebacks, sources sent back
-PROBES_MODULE = "autograder_probes"
-_HIDDEN_FILES = {__file__}  # frames never shown to the student (the probes file joins)
+TRUSTED_MODULES = ("probes", "fixtures")  # the assignment's own code, loaded on first use
+_HIDDEN_FILES = {__file__}  # frames never shown to the student (trusted files join)
 
 
 @dataclass(frozen=True)
@@ -63,14 +65,23 @@ class Options:
     marker: bytes  # output sync marker prefix
     probes: str | None
     max_bytes: int
+    fixtures: str | None = None
+    watch: frozenset[str] = frozenset()  # recorders to install: "numpy", "torch"
+    packages: tuple[str, ...] | None = None  # importable beyond the stdlib (None: all)
+    blocked: tuple[str, ...] = ()  # top-level names present on disk but not allowed
 
     @classmethod
     def parse(cls, argv: list[str]) -> Options:
         """Parse ``--key=value`` arguments; unknown or missing keys are errors."""
         raw = dict(arg.removeprefix("--").split("=", 1) for arg in argv)
-        known = {"request-fd", "reply-fd", "generation", "marker", "probes", "max-bytes"}
+        known = {"request-fd", "reply-fd", "generation", "marker", "probes", "max-bytes",
+                 "fixtures", "watch", "packages", "blocked"}
         if set(raw) - known or not {"request-fd", "reply-fd", "generation", "marker"} <= set(raw):
             raise SystemExit(f"worker: bad arguments {sorted(raw)}; expected {sorted(known)}")
+
+        def names(key: str) -> tuple[str, ...]:
+            return tuple(n for n in raw.get(key, "").split(",") if n)
+
         return cls(
             request_fd=int(raw["request-fd"]),
             reply_fd=int(raw["reply-fd"]),
@@ -78,6 +89,10 @@ class Options:
             marker=raw["marker"].encode(),
             probes=raw.get("probes") or None,
             max_bytes=int(raw.get("max-bytes", wire.DEFAULT_CAPS.max_bytes)),
+            fixtures=raw.get("fixtures") or None,
+            watch=frozenset(names("watch")),
+            packages=names("packages") if "packages" in raw else None,
+            blocked=names("blocked"),
         )
 
 
@@ -131,7 +146,10 @@ class Worker:
         self.namespace = _make_main_module().__dict__
         self.cells: list[tuple[str, str]] = []  # (filename, source) in the order run
         self._armed = False
-        self._probes: types.ModuleType | None = None
+        self._trusted: dict[str, types.ModuleType] = {}
+        self.recorder = Recorder(options.watch)
+        if options.packages is not None:
+            install_import_guard(options.packages, options.blocked)
         self._requests = open(options.request_fd, "rb", buffering=0, closefd=False)
         self._replies = open(options.reply_fd, "wb", buffering=0, closefd=False)
         for fd in (options.request_fd, options.reply_fd):
@@ -172,7 +190,8 @@ class Worker:
             if isinstance(request, RunCell):
                 return CellDone(request.id, CellStatus.INTERRUPTED, "KeyboardInterrupt",
                                 "the cell was interrupted", "", [])
-            return Raised(request.id, "KeyboardInterrupt", "the call was interrupted", "")
+            return Raised(request.id, "KeyboardInterrupt", "the call was interrupted", "",
+                          self.recorder.snapshot())
 
     def _send(self, reply: Message) -> None:
         try:
@@ -224,6 +243,10 @@ class Worker:
                             _clip(text), [])
         self.cells.append((filename, req.source))
         try:
+            self.recorder.install()  # before the first student cell: nothing is captured yet
+        except Exception:  # noqa: BLE001 - a broken library: calls are then simply unwatched
+            pass
+        try:
             self._student(lambda: self._exec(code, last))
         except KeyboardInterrupt as exc:
             return self._cell_error(req, CellStatus.INTERRUPTED, exc, notes)
@@ -240,7 +263,7 @@ class Worker:
 
     def _cell_error(self, req: RunCell, status: CellStatus, exc: BaseException,
                     notes: list[str]) -> CellDone:
-        message = _safe_str(exc)
+        message = explain(exc, self.options.packages) or _safe_str(exc)
         if isinstance(exc, SystemExit):
             message = f"the cell called exit({exc.code!r}); the rest of the cell did not run"
         return CellDone(req.id, status, type(exc).__name__, _clip(message),
@@ -249,34 +272,44 @@ class Worker:
     # --------------------------------------------------------------------- calls
 
     def call(self, req: Call) -> Message:
-        """Call a notebook name or a handle's object."""
+        """Call a notebook name or a handle's object, recording what it ran."""
         def run() -> Any:
             target = self._target(req.target)
             return target(*self._resolve(req.args), **self._resolve(req.kwargs))
-        return self._value_reply(req.id, run)
+        return self._value_reply(req.id, run, recorded=True)
 
     def get_attr(self, req: GetAttr) -> Message:
-        """Read an attribute of a notebook name or a handle's object."""
-        return self._value_reply(req.id, lambda: getattr(self._target(req.target), req.name))
+        """Read an attribute of a notebook name or a handle's object (properties recorded)."""
+        return self._value_reply(req.id, lambda: getattr(self._target(req.target), req.name),
+                                 recorded=True)
 
     def get(self, req: Get) -> Message:
         """Read a top-level notebook name."""
         return self._value_reply(req.id, lambda: self._target(req.name))
 
     def probe(self, req: Probe) -> Message:
-        """Call a function of the probes module with resolved arguments."""
+        """Call a function of a trusted module (probes, fixtures) with resolved arguments."""
         def run() -> Any:
-            fn = self._probe_function(req.name)
+            fn = self._trusted_function(req.module, req.name)
             return fn(*self._resolve(req.args), **self._resolve(req.kwargs))
-        return self._value_reply(req.id, run)
+        return self._value_reply(req.id, run, recorded=True)
 
-    def _value_reply(self, request_id: int, fn: Callable[[], Any]) -> Message:
+    def _value_reply(self, request_id: int, fn: Callable[[], Any], *,
+                     recorded: bool = False) -> Message:
+        record: dict[str, list[str]] = {}
         try:
-            value = self._student(fn)
+            if recorded:
+                value, record = self._student(lambda: self.recorder.record(fn))
+            else:
+                value = self._student(fn)
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, never fatal
-            return Raised(request_id, type(exc).__name__, _clip(_safe_str(exc)),
-                          student_traceback(exc))
-        return Value(request_id, value)
+            record = getattr(exc, "call_record", record)
+            if not isinstance(record, dict):
+                record = {}
+            message = explain(exc, self.options.packages) or _safe_str(exc)
+            return Raised(request_id, type(exc).__name__, _clip(message),
+                          student_traceback(exc), record)
+        return Value(request_id, value, record)
 
     def _target(self, target: str | wire.Handle) -> Any:
         if isinstance(target, wire.Handle):
@@ -299,25 +332,29 @@ class Worker:
             return {k: self._resolve(v) for k, v in value.items()}
         return value
 
-    def _probe_function(self, name: str) -> Callable[..., Any]:
-        if self._probes is None:
-            self._probes = self._load_probes()
-        fn = getattr(self._probes, name, None)
+    def _trusted_function(self, module_name: str, name: str) -> Callable[..., Any]:
+        if module_name not in TRUSTED_MODULES:
+            raise LookupError(f"no trusted module {module_name!r}")
+        module = self._trusted.get(module_name)
+        if module is None:
+            module = self._trusted[module_name] = self._load_trusted(module_name)
+        fn = getattr(module, name, None)
         if name.startswith("_") or not callable(fn):
-            raise AttributeError(f"the probes module has no function {name!r}")
+            raise AttributeError(f"the {module_name} module has no function {name!r}")
         return fn
 
-    def _load_probes(self) -> types.ModuleType:
+    def _load_trusted(self, module_name: str) -> types.ModuleType:
         import importlib.util
 
-        path = self.options.probes
+        path = self.options.probes if module_name == "probes" else self.options.fixtures
         if not path:
-            raise LookupError("no probes file was given to this worker")
-        spec = importlib.util.spec_from_file_location(PROBES_MODULE, path)
+            raise LookupError(f"no {module_name} file was given to this worker")
+        qualified = f"autograder_{module_name}"
+        spec = importlib.util.spec_from_file_location(qualified, path)
         if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load the probes file {path}")
+            raise ImportError(f"cannot load the {module_name} file {path}")
         module = importlib.util.module_from_spec(spec)
-        sys.modules[PROBES_MODULE] = module
+        sys.modules[qualified] = module
         _HIDDEN_FILES.add(path)
         spec.loader.exec_module(module)
         return module

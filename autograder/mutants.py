@@ -27,7 +27,10 @@ class Mutant:
     bug: str
     breaks: tuple[str, ...]
     edits: tuple[tuple[str, str], ...]
+    # "tests", "no_library_routines" (the static reading), or "run_record" (only what the
+    # sandboxed run records: such mutants are checked through the real grader alone)
     caught_by: str = "tests"
+    scores_zero: bool = False  # a degenerate answer: the broken questions must score exactly 0
 
 
 def load_mutants(name: str, folder: Path = MUTANTS_DIR) -> list[Mutant]:
@@ -44,6 +47,7 @@ def load_mutants(name: str, folder: Path = MUTANTS_DIR) -> list[Mutant]:
             breaks=tuple(entry["breaks"]),
             edits=tuple((edit["old"], edit["new"]) for edit in entry["edit"]),
             caught_by=entry.get("caught_by", "tests"),
+            scores_zero=bool(entry.get("scores_zero", False)),
         )
         for entry in data.get("mutant", [])
     ]

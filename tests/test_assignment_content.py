@@ -7,11 +7,12 @@ code the grader uses; the sandboxed path is covered by the grading tests.
 import re
 
 import pytest
-from local_run import built, grade_locally, question_tests
+from local_run import assignment, built, grade_locally, question_tests
 
 from autograder.assignments import discover
 from autograder.errors import Outcome
 from autograder.mutants import apply_mutant, load_mutants
+from autograder.submission import gradable_cells
 
 EXPECTED = ["01_convolution_pooling", "02_pytorch_modules", "03_convnet_cifar10"]
 ASSIGNMENTS = discover()
@@ -56,10 +57,42 @@ def test_stub_scores_zero_on_every_question_without_crashing(name, tmp_path):
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: f"{m.assignment}:{m.id}")
 def test_mutant_loses_exactly_the_questions_it_breaks(mutant, tmp_path):
+    if mutant.caught_by == "run_record":
+        pytest.skip("caught only by what the sandboxed run records: see test_grade_cli.py")
     nb = apply_mutant(built(mutant.assignment).reference_notebook, mutant)
     results = grade_locally(mutant.assignment, nb, tmp_path)
     lost = sorted(q for q, r in results.items() if r.score < r.max_score)
     assert lost == sorted(mutant.breaks), f"{mutant.bug}: lost {lost}, expected {mutant.breaks}"
+    if mutant.scores_zero:
+        scored = {q: results[q].score for q in mutant.breaks if results[q].score > 0}
+        assert not scored, f"{mutant.bug}: a degenerate answer earns {scored}"
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_every_question_has_a_degenerate_mutant(name):
+    covered = {q for m in load_mutants(name) if m.scores_zero for q in m.breaks}
+    assert covered == {q.name for q in question_tests(name)}
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_notebook_helpers_are_the_fixtures_grading_uses(name):
+    """The notebook's self-check helpers must be the fixtures the grader binds instead."""
+    import ast
+
+    fixtures_file = assignment(name).fixtures_file
+    if fixtures_file is None:
+        pytest.skip(f"{name} has no fixtures.py")
+    fixtures = {
+        node.name: ast.dump(node)
+        for node in ast.parse(fixtures_file.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.FunctionDef | ast.ClassDef)
+    }
+    in_notebook = {}
+    for cell in gradable_cells(built(name).student_notebook):
+        for node in ast.parse(cell.source).body:
+            if isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in fixtures:
+                in_notebook[node.name] = ast.dump(node)
+    assert in_notebook == fixtures
 
 
 # The issue's list of classic bugs, each as a pattern over the mutants' descriptions.

@@ -111,6 +111,8 @@ def test_mutants_lose_exactly_the_questions_they_break(graded):
         lost = sorted(q for q in _tested(name) if float(row[q]) < float(reference[q]))
         if lost != sorted(mutant.breaks):
             wrong[mutant.id] = (lost, mutant.breaks)
+        elif mutant.scores_zero and any(float(row[q]) > 0 for q in mutant.breaks):
+            wrong[mutant.id] = ("scores above zero", {q: row[q] for q in mutant.breaks})
     assert not wrong
 
 

@@ -79,27 +79,25 @@ def count_parameters(model) -> int:
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
-def module_types(model) -> list[str]:
-    """Class names of every module in ``model.modules()`` (the model itself first)."""
-    return [type(m).__name__ for m in model.modules()]
-
-
 def state_snapshot(model) -> dict[str, torch.Tensor]:
     """Detached CPU copies of ``model.state_dict()`` (parameters and buffers). Small models only."""
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def init_fingerprint(model_cls, seed: int, per_tensor: int = 8) -> torch.Tensor:
-    """Build ``model_cls()`` right after ``torch.manual_seed(seed)``; return a short fingerprint.
+def init_outputs(model_cls, seed: int, images) -> torch.Tensor:
+    """``model_cls()`` built right after ``torch.manual_seed(seed)``, in eval mode, on ``images``.
 
-    The fingerprint is the first ``per_tensor`` values of every parameter, concatenated (an
-    empty tensor when the model has no parameters). Two seeds giving equal fingerprints mean
-    the constructor ignores the random generator: fixed or loaded weights.
+    Two seeds giving equal outputs mean the constructor ignores the random generator (fixed
+    or loaded weights) or the forward pass ignores the weights.
     """
     torch.manual_seed(int(seed))
     model = model_cls()
-    parts = [p.detach().flatten()[:per_tensor].cpu().float() for p in model.parameters()]
-    return torch.cat(parts) if parts else torch.zeros(0)
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.as_tensor(images).float())
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"forward должен возвращать тензор, получен {type(out).__name__}")
+    return out.detach().cpu().float()
 
 
 def clone_via_state_dict(model) -> nn.Module:

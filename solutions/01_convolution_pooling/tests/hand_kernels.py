@@ -33,6 +33,7 @@ def test_edge_kernel_horizontal_edge(EDGE_KERNEL, seed):
     k = np.asarray(EDGE_KERNEL)
     assert k.shape == (3, 3), f'EDGE_KERNEL должен быть массивом 3x3, получена форма {k.shape}'
     k = k.astype(np.float64)
+    assert np.abs(k).sum() > 1e-06, 'EDGE_KERNEL состоит из одних нулей: он ни на что не откликается'
     rng = np.random.default_rng([seed, 31])
     profiles = [np.r_[np.zeros(4), np.ones(4)], rng.uniform(0.0, 1.0, 8)]
     for g in profiles:

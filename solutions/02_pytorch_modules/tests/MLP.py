@@ -19,10 +19,15 @@ def test_mlp_forward_and_registration(MLP):
     total = sum((v.numel() for v in state.values()))
     expected = 8 * 16 + 16 + 16 * 12 + 12 + 12 * 3 + 3
     assert total == expected, f'в state_dict() {total} чисел, ожидалось {expected}'
+    out = model(x)
+    assert isinstance(out, torch.Tensor), f'MLP(8, [16, 12], 3): forward должен возвращать тензор, получено {type(out).__name__}'
+    spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    assert spread > 1e-06, f'MLP(8, [16, 12], 3): выход одинаков для разных входов (нули или константа): forward не использует x и веса'
 
 @test_case(points=None, hidden=True)
 def test_mlp_layers_registered(MLP, seed, probes):
     import numpy as np
+    import torch
     rng = np.random.default_rng(seed)
     for _ in range(2):
         n_in, n_classes = (int(rng.integers(2, 40)), int(rng.integers(2, 12)))
@@ -39,6 +44,10 @@ def test_mlp_layers_registered(MLP, seed, probes):
         total = sum((int(np.prod(s)) for s in expected))
         count = probes.count_trainable(model)
         assert count == total, f'{where}: обучаемых параметров должно быть {total}, получено {count}'
+        out = model(torch.randn(5, n_in, generator=torch.Generator().manual_seed(int(seed))))
+        assert isinstance(out, torch.Tensor), f'{where}: forward должен возвращать тензор, получено {type(out).__name__}'
+        spread = (out.detach() - out.detach()[:1]).abs().max().item()
+        assert spread > 1e-06, f'{where}: выход одинаков для разных входов (нули или константа): forward не использует x и веса'
 
 @test_case(points=None, hidden=True)
 def test_mlp_forward_matches_reference(MLP, seed, probes):
@@ -50,15 +59,17 @@ def test_mlp_forward_matches_reference(MLP, seed, probes):
     dims = [int(v) for v in rng.choice(np.arange(3, 40), size=n_hidden + 2, replace=False)]
     model = MLP(dims[0], dims[1:-1], dims[-1])
     where = f'MLP({dims[0]}, {dims[1:-1]}, {dims[-1]})'
-    state = probes.state_dict_tensors(model)
-    by_shape = {tuple((int(d) for d in v.shape)): v for v in state.values()}
+    names = probes.parameter_shapes(model)
+    layers = list(zip(dims[:-1], dims[1:]))
+    wanted = sorted([[b, a] for a, b in layers] + [[b] for _, b in layers])
+    assert sorted(names.values()) == wanted, f'{where}: параметры должны быть weight и bias слоёв Linear формами {wanted}, получено {sorted(names.values())}'
+    drawn = {tuple(s): torch.randn(*s, generator=g) / s[-1] ** 0.5 for s in wanted}
+    probes.load_parameters(model, {name: drawn[tuple(s)] for name, s in names.items()})
     x = torch.randn(6, dims[0], generator=g)
     h = x
-    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-        weight, bias = (by_shape.get((b, a)), by_shape.get((b,)))
-        assert weight is not None and bias is not None, f'{where}: среди зарегистрированных тензоров нет слоя Linear({a}, {b}); формы в state_dict(): {sorted(by_shape)}'
-        h = h @ weight.T + bias
-        if i < len(dims) - 2:
+    for i, (a, b) in enumerate(layers):
+        h = h @ drawn[b, a].T + drawn[b,]
+        if i < len(layers) - 1:
             h = torch.relu(h)
     out = model(x)
     assert isinstance(out, torch.Tensor), f'forward должен возвращать тензор, получено {type(out).__name__}'
@@ -81,4 +92,8 @@ def test_mlp_edge_cases(MLP, seed, probes):
         out = model(x)
         assert isinstance(out, torch.Tensor), f'{where}: forward должен возвращать тензор, получено {type(out).__name__}'
         assert tuple(out.shape) == (4, n_classes), f'{where}: ожидался выход (4, {n_classes}), получено {tuple(out.shape)}'
+        out = model(torch.randn(3, n_in, generator=g))
+        assert isinstance(out, torch.Tensor), f'{where}: forward должен возвращать тензор, получено {type(out).__name__}'
+        spread = (out.detach() - out.detach()[:1]).abs().max().item()
+        assert spread > 1e-06, f'{where}: выход одинаков для разных входов (нули или константа): forward не использует x и веса'
 

@@ -6,7 +6,7 @@ name = "MyConv2d"
 points = 3
 
 @test_case(points=None, hidden=False)
-def test_myconv2d_forward(MyConv2d):
+def test_myconv2d_forward(MyConv2d, set_parameters):
     import torch
     import torch.nn.functional as F
     g = torch.Generator().manual_seed(0)
@@ -15,21 +15,24 @@ def test_myconv2d_forward(MyConv2d):
     assert w is not None, 'у слоя нет атрибута weight: создайте в __init__ self.weight = nn.Parameter(...)'
     assert tuple(w.shape) == (4, 3, 3, 3), f'weight должен иметь форму (out_channels, in_channels, k, k) = (4, 3, 3, 3), получено {tuple(w.shape)}'
     assert b is not None and tuple(b.shape) == (4,), f'bias должен иметь форму (4,), получено {(None if b is None else tuple(b.shape))}'
+    weight, bias = (torch.randn(4, 3, 3, 3, generator=g), torch.randn(4, generator=g))
+    set_parameters(conv, {'weight': weight, 'bias': bias})
     x = torch.randn(2, 3, 7, 6, generator=g)
     out = conv(x)
-    expected = F.conv2d(x, w.detach(), b.detach())
+    expected = F.conv2d(x, weight, bias)
     assert isinstance(out, torch.Tensor), f'forward должен возвращать тензор, получено {type(out).__name__}'
     assert tuple(out.shape) == tuple(expected.shape), f'MyConv2d(3, 4, 3) на входе (2, 3, 7, 6): ожидалась форма {tuple(expected.shape)}, получено {tuple(out.shape)}'
     err = (out.detach() - expected).abs().max().item()
-    assert err < 0.0001, f'выход не совпадает с F.conv2d: максимальная ошибка {err:.2e}'
+    assert err < 0.0001, f'с заданными weight и bias выход не совпадает с F.conv2d: максимальная ошибка {err:.2e}'
 
 @test_case(points=None, hidden=False)
-def test_myconv2d_stride_padding_no_bias(MyConv2d):
+def test_myconv2d_stride_padding_no_bias(MyConv2d, set_parameters):
     import torch
     import torch.nn.functional as F
     g = torch.Generator().manual_seed(1)
     conv = MyConv2d(2, 5, 3, stride=2, padding=1)
-    w, b = (conv.weight.detach(), conv.bias.detach())
+    w, b = (torch.randn(5, 2, 3, 3, generator=g), torch.randn(5, generator=g))
+    set_parameters(conv, {'weight': w, 'bias': b})
     x = torch.randn(1, 2, 9, 8, generator=g)
     out = conv(x)
     expected = F.conv2d(x, w, b, stride=2, padding=1)
@@ -40,7 +43,8 @@ def test_myconv2d_stride_padding_no_bias(MyConv2d):
     conv = MyConv2d(2, 3, 2, bias=False)
     keys = sorted(conv.state_dict())
     assert keys == ['weight'], f"при bias=False у слоя должен быть только параметр weight, а в state_dict() {keys}; сделайте self.register_parameter('bias', None)"
-    w = conv.weight.detach()
+    w = torch.randn(3, 2, 2, 2, generator=g)
+    set_parameters(conv, {'weight': w})
     x = torch.randn(3, 2, 5, 5, generator=g)
     out = conv(x)
     expected = F.conv2d(x, w)
@@ -52,7 +56,8 @@ def test_myconv2d_stride_padding_no_bias(MyConv2d):
 def test_myconv2d_init(MyConv2d):
     import math
     import torch
-    w = getattr(MyConv2d(16, 8, 3), 'weight', None)
+    conv = MyConv2d(16, 8, 3)
+    w = getattr(conv, 'weight', None)
     assert w is not None, 'у слоя нет атрибута weight: создайте в __init__ self.weight = nn.Parameter(...)'
     w = w.detach().float()
     fan_in = 16 * 3 * 3
@@ -60,10 +65,15 @@ def test_myconv2d_init(MyConv2d):
     std, hi, lo = (w.std().item(), 2 / math.sqrt(fan_in), 0.1 / math.sqrt(fan_in))
     assert std <= hi, f'веса слишком крупные: std = {std:.3f}, а при fan_in = in_channels * k * k = {fan_in} нужно не больше {hi:.3f}; инициализируйте как nn.Conv2d: U(-1/sqrt(fan_in), 1/sqrt(fan_in))'
     assert std >= lo, f'веса почти нулевые или одинаковые (std = {std:.2e}): нужна случайная инициализация'
+    out = conv(torch.randn(3, 16, 6, 6, generator=torch.Generator().manual_seed(3)))
+    assert isinstance(out, torch.Tensor), f'MyConv2d(16, 8, 3): forward должен возвращать тензор, получено {type(out).__name__}'
+    spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    assert spread > 1e-06, f'MyConv2d(16, 8, 3): выход одинаков для разных входов (нули или константа): forward не использует x и веса'
 
 @test_case(points=None, hidden=True)
 def test_myconv2d_parameters_registered(MyConv2d, seed, probes):
     import numpy as np
+    import torch
     rng = np.random.default_rng(seed)
     for bias in (True, False):
         c_in, c_out = (int(v) for v in rng.choice(np.arange(1, 9), size=2, replace=False))
@@ -74,6 +84,10 @@ def test_myconv2d_parameters_registered(MyConv2d, seed, probes):
         if bias:
             expected['bias'] = [c_out]
         assert shapes == expected, f'MyConv2d({c_in}, {c_out}, {k}, bias={bias}): parameters() должны быть ровно {expected} (имя: форма), получено {shapes}'
+        out = conv(torch.randn(3, c_in, k + 3, k + 2, generator=torch.Generator().manual_seed(int(seed))))
+        assert isinstance(out, torch.Tensor), f'MyConv2d({c_in}, {c_out}, {k}, bias={bias}): forward должен возвращать тензор, получено {type(out).__name__}'
+        spread = (out.detach() - out.detach()[:1]).abs().max().item()
+        assert spread > 1e-06, f'MyConv2d({c_in}, {c_out}, {k}, bias={bias}): выход одинаков для разных входов (нули или константа): forward не использует x и веса'
 
 @test_case(points=None, hidden=True)
 def test_myconv2d_random_configs(MyConv2d, seed, probes):
@@ -147,4 +161,8 @@ def test_myconv2d_init_scale(MyConv2d, seed):
     assert b is not None and bool(torch.isfinite(b.detach()).all()), f'MyConv2d({c_in}, {c_out}, {k}): смещение должно быть конечным тензором'
     std, hi, lo = (w.std().item(), 2 / math.sqrt(fan_in), 0.1 / math.sqrt(fan_in))
     assert lo <= std <= hi, f'MyConv2d({c_in}, {c_out}, {k}): std весов {std:.2e}, ожидалось от {lo:.2e} до {hi:.2e} (масштаб порядка 1/sqrt(in_channels * k * k), как в nn.Conv2d)'
+    out = conv(torch.randn(3, c_in, k + 2, k + 3, generator=torch.Generator().manual_seed(int(seed))))
+    assert isinstance(out, torch.Tensor), f'MyConv2d({c_in}, {c_out}, {k}): forward должен возвращать тензор, получено {type(out).__name__}'
+    spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    assert spread > 1e-06, f'MyConv2d({c_in}, {c_out}, {k}): выход одинаков для разных входов (нули или константа): forward не использует x и веса'
 

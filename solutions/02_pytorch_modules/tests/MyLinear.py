@@ -6,7 +6,7 @@ name = "MyLinear"
 points = 2
 
 @test_case(points=None, hidden=False)
-def test_mylinear_forward(MyLinear):
+def test_mylinear_forward(MyLinear, set_parameters):
     import torch
     g = torch.Generator().manual_seed(0)
     layer = MyLinear(5, 3)
@@ -14,16 +14,18 @@ def test_mylinear_forward(MyLinear):
     assert w is not None, 'у слоя нет атрибута weight: создайте в __init__ self.weight = nn.Parameter(...)'
     assert tuple(w.shape) == (3, 5), f'weight должен иметь форму (out_features, in_features) = (3, 5), получено {tuple(w.shape)}'
     assert b is not None and tuple(b.shape) == (3,), f'bias должен иметь форму (out_features,) = (3,), получено {(None if b is None else tuple(b.shape))}'
+    weight, bias = (torch.randn(3, 5, generator=g), torch.randn(3, generator=g))
+    set_parameters(layer, {'weight': weight, 'bias': bias})
     x = torch.randn(4, 5, generator=g)
     out = layer(x)
     assert isinstance(out, torch.Tensor), f'forward должен возвращать тензор, получено {type(out).__name__}'
     assert tuple(out.shape) == (4, 3), f'для входа (4, 5) ожидался выход (4, 3), получено {tuple(out.shape)}'
-    expected = x @ w.detach().T + b.detach()
+    expected = x @ weight.T + bias
     err = (out.detach() - expected).abs().max().item()
-    assert err < 1e-05, f'выход не совпадает с x @ W.T + b: максимальная ошибка {err:.2e}'
+    assert err < 1e-05, f'с заданными weight и bias выход не совпадает с x @ W.T + b: максимальная ошибка {err:.2e}'
 
 @test_case(points=None, hidden=False)
-def test_mylinear_no_bias_leading_dims(MyLinear):
+def test_mylinear_no_bias_leading_dims(MyLinear, set_parameters):
     import torch
     g = torch.Generator().manual_seed(1)
     layer = MyLinear(6, 2, bias=False)
@@ -32,28 +34,36 @@ def test_mylinear_no_bias_leading_dims(MyLinear):
     w = getattr(layer, 'weight', None)
     assert w is not None, 'у слоя нет атрибута weight: создайте в __init__ self.weight = nn.Parameter(...)'
     assert tuple(w.shape) == (2, 6), f'weight должен иметь форму (2, 6), получено {tuple(w.shape)}'
+    weight = torch.randn(2, 6, generator=g)
+    set_parameters(layer, {'weight': weight})
     x = torch.randn(2, 3, 4, 6, generator=g)
     out = layer(x)
     assert isinstance(out, torch.Tensor), f'forward должен возвращать тензор, получено {type(out).__name__}'
     assert tuple(out.shape) == (2, 3, 4, 2), f'для входа (2, 3, 4, 6) ожидался выход (2, 3, 4, 2), получено {tuple(out.shape)}'
-    err = (out.detach() - x @ w.detach().T).abs().max().item()
+    err = (out.detach() - x @ weight.T).abs().max().item()
     assert err < 1e-05, f'выход не совпадает с x @ W.T: максимальная ошибка {err:.2e}'
 
 @test_case(points=None, hidden=False)
 def test_mylinear_init(MyLinear):
     import math
     import torch
-    w = getattr(MyLinear(256, 10), 'weight', None)
+    layer = MyLinear(256, 10)
+    w = getattr(layer, 'weight', None)
     assert w is not None, 'у слоя нет атрибута weight: создайте в __init__ self.weight = nn.Parameter(...)'
     w = w.detach().float()
     assert bool(torch.isfinite(w).all()), 'в весах есть inf или nan: инициализируйте их (torch.empty сам этого не делает)'
     std, hi, lo = (w.std().item(), 2 / math.sqrt(256), 0.1 / math.sqrt(256))
     assert std <= hi, f'веса слишком крупные: std = {std:.3f}, а для in_features = 256 нужно не больше {hi:.3f}; инициализируйте как nn.Linear: U(-1/sqrt(in), 1/sqrt(in))'
     assert std >= lo, f'веса почти нулевые или одинаковые (std = {std:.2e}): нужна случайная инициализация'
+    out = layer(torch.randn(8, 256, generator=torch.Generator().manual_seed(3)))
+    assert isinstance(out, torch.Tensor), f'MyLinear(256, 10): forward должен возвращать тензор, получено {type(out).__name__}'
+    spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    assert spread > 1e-06, f'MyLinear(256, 10): выход одинаков для разных входов (нули или константа): forward не использует x и веса'
 
 @test_case(points=None, hidden=True)
 def test_mylinear_parameters_registered(MyLinear, seed, probes):
     import numpy as np
+    import torch
     rng = np.random.default_rng(seed)
     for bias in (True, False):
         n_in, n_out = (int(v) for v in rng.choice(np.arange(2, 30), size=2, replace=False))
@@ -63,6 +73,10 @@ def test_mylinear_parameters_registered(MyLinear, seed, probes):
         if bias:
             expected['bias'] = [n_out]
         assert shapes == expected, f'MyLinear({n_in}, {n_out}, bias={bias}): parameters() должны быть ровно {expected} (имя: форма), получено {shapes}'
+        out = layer(torch.randn(5, n_in, generator=torch.Generator().manual_seed(int(seed))))
+        assert isinstance(out, torch.Tensor), f'MyLinear({n_in}, {n_out}, bias={bias}): forward должен возвращать тензор, получено {type(out).__name__}'
+        spread = (out.detach() - out.detach()[:1]).abs().max().item()
+        assert spread > 1e-06, f'MyLinear({n_in}, {n_out}, bias={bias}): выход одинаков для разных входов (нули или константа): forward не использует x и веса'
 
 @test_case(points=None, hidden=True)
 def test_mylinear_forward_random(MyLinear, seed, probes):
@@ -126,4 +140,8 @@ def test_mylinear_init_scale(MyLinear, seed):
         assert b is not None and bool(torch.isfinite(b.detach()).all()), f'MyLinear({n_in}, {n_out}): смещение должно быть конечным тензором'
         std, hi, lo = (w.std().item(), 2 / math.sqrt(n_in), 0.1 / math.sqrt(n_in))
         assert lo <= std <= hi, f'MyLinear({n_in}, {n_out}): std весов {std:.2e}, ожидалось от {lo:.2e} до {hi:.2e} (масштаб порядка 1/sqrt(in_features), как в nn.Linear)'
+        out = layer(torch.randn(6, n_in, generator=torch.Generator().manual_seed(int(seed))))
+        assert isinstance(out, torch.Tensor), f'MyLinear({n_in}, {n_out}): forward должен возвращать тензор, получено {type(out).__name__}'
+        spread = (out.detach() - out.detach()[:1]).abs().max().item()
+        assert spread > 1e-06, f'MyLinear({n_in}, {n_out}): выход одинаков для разных входов (нули или константа): forward не использует x и веса'
 

@@ -20,6 +20,10 @@ def test_simpleconvnet_shapes_and_size(SimpleConvNet):
         assert tuple(out.shape) == (batch, 10), f'на входе ({batch}, 3, 32, 32) ожидался выход ({batch}, 10), получено {tuple(out.shape)}'
     total = sum((v.numel() for v in net.state_dict().values()))
     assert total == 62006, f'в LeNet 62006 параметров, в вашей сети {total}'
+    out = net(torch.randn(4, 3, 32, 32, generator=g))
+    assert isinstance(out, torch.Tensor), f'SimpleConvNet(): forward должен возвращать тензор, получено {type(out).__name__}'
+    spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    assert spread > 1e-06, f'SimpleConvNet(): выход одинаков для разных входов (нули или константа): forward не использует x и веса'
 
 @test_case(points=None, hidden=True)
 def test_simpleconvnet_batch_sizes(SimpleConvNet, seed, probes):
@@ -41,15 +45,24 @@ def test_simpleconvnet_batch_sizes(SimpleConvNet, seed, probes):
     for batch in (1, 3):
         err = (outs[batch] - outs[7][:batch]).abs().max().item() / scale
         assert err < 0.0001, f'ответ для картинки зависит от того, с какими картинками она в батче (батч {batch} против 7, расхождение {err:.2e}): примеры батча перемешиваются'
+    out = net(x)
+    assert isinstance(out, torch.Tensor), f'SimpleConvNet(): forward должен возвращать тензор, получено {type(out).__name__}'
+    spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    assert spread > 1e-06, f'SimpleConvNet(): выход одинаков для разных входов (нули или константа): forward не использует x и веса'
 
 @test_case(points=None, hidden=True)
 def test_simpleconvnet_parameters(SimpleConvNet, probes):
+    import torch
     net = SimpleConvNet()
     expected = sorted([[6, 3, 5, 5], [6], [16, 6, 5, 5], [16], [120, 400], [120], [84, 120], [84], [10, 84], [10]])
     shapes = sorted(probes.parameter_shapes(net).values())
     assert shapes == expected, f'формы параметров LeNet должны быть {expected}, получено {shapes}'
     count = probes.count_trainable(net)
     assert count == 62006, f'обучаемых параметров должно быть 62006, получено {count}'
+    out = net(torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(5)))
+    assert isinstance(out, torch.Tensor), f'SimpleConvNet(): forward должен возвращать тензор, получено {type(out).__name__}'
+    spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    assert spread > 1e-06, f'SimpleConvNet(): выход одинаков для разных входов (нули или константа): forward не использует x и веса'
 
 @test_case(points=None, hidden=True)
 def test_simpleconvnet_reference_forward(SimpleConvNet, seed, probes):

@@ -18,7 +18,9 @@ def test_count_parameters_random_frozen(count_parameters, seed, probes):
     rng = np.random.default_rng(seed)
     sizes = [int(v) for v in rng.integers(2, 30, size=int(rng.integers(3, 6)))]
     model = probes.build_mlp(sizes)
-    shapes = probes.parameter_shapes(model)
+    shapes = {}
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        shapes[f'{2 * i}.weight'], shapes[f'{2 * i}.bias'] = ([b, a], [b])
     names = sorted(shapes)
     k = int(rng.integers(1, len(names)))
     frozen = sorted((str(v) for v in rng.choice(names, size=k, replace=False)))
@@ -36,7 +38,11 @@ def test_count_parameters_buffers_and_extremes(count_parameters, seed, probes):
     rng = np.random.default_rng(seed + 1)
     sizes = [int(v) for v in rng.integers(2, 30, size=int(rng.integers(3, 5)))]
     model = probes.build_mlp(sizes, batchnorm=True)
-    shapes = probes.parameter_shapes(model)
+    shapes = {}
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        shapes[f'{3 * i}.weight'], shapes[f'{3 * i}.bias'] = ([b, a], [b])
+        if i < len(sizes) - 2:
+            shapes[f'{3 * i + 1}.weight'], shapes[f'{3 * i + 1}.bias'] = ([b], [b])
     total = sum((math.prod(s) for s in shapes.values()))
     got = count_parameters(model)
     assert got is not None and got == total, f'сеть Linear + BatchNorm1d {sizes}, всё обучаемо: ожидалось {total}, получено {got}. Буферы BatchNorm (running_mean, running_var, num_batches_tracked) лежат в state_dict(), но параметрами не являются'

@@ -13,12 +13,20 @@ def test_convnet_output_shape(ConvNet):
     out = model(x)
     assert isinstance(out, torch.Tensor), f'ConvNet должна возвращать тензор логитов, а вернула {type(out).__name__}'
     assert tuple(out.shape) == (4, 10), f'для входа формы (4, 3, 32, 32) ожидался выход (4, 10), получено {tuple(out.shape)}'
+    spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    assert spread > 1e-06, 'ConvNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 
 @test_case(points=None, hidden=False)
 def test_convnet_parameter_budget(ConvNet, count_parameters):
-    n = count_parameters(ConvNet())
+    import torch
+    model = ConvNet()
+    n = count_parameters(model)
     assert n > 0, 'у ConvNet нет обучаемых параметров'
     assert n <= 5000000, f'у ConvNet {n:,} обучаемых параметров, а допускается не больше 5,000,000'
+    out = model(torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+    assert isinstance(out, torch.Tensor), f'ConvNet должна возвращать тензор, а вернула {type(out).__name__}'
+    spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    assert spread > 1e-06, 'ConvNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 
 @test_case(points=None, hidden=True)
 def test_convnet_any_batch_size(ConvNet, seed, probes):
@@ -40,23 +48,31 @@ def test_convnet_any_batch_size(ConvNet, seed, probes):
     one_by_one = torch.cat([model(x[i:i + 1]) for i in range(odd)])
     err = (together - one_by_one).abs().max().item()
     assert err <= 0.0001 * (1.0 + together.abs().max().item()), f'в режиме eval ответ для картинки должен зависеть только от неё самой: выходы для батча из {odd} картинок и для тех же картинок по одной расходятся на {err:.3g}'
+    spread = (together.detach() - together.detach()[:1]).abs().max().item()
+    assert spread > 1e-06, 'ConvNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 
 @test_case(points=None, hidden=True)
-def test_convnet_is_convolutional_within_budget(ConvNet, probes):
+def test_convnet_within_budget(ConvNet, seed, probes):
+    import torch
     model = ConvNet()
     n = probes.count_parameters(model)
     assert 0 < n <= 5000000, f'у ConvNet {n:,} обучаемых параметров, а нужно от 1 до 5,000,000'
-    types = probes.module_types(model)
-    assert any(('Conv' in t for t in types)), f"в ConvNet нет свёрточных слоёв; модули сети: {', '.join(types)}"
+    probes.set_mode(model, False)
+    out = model(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(seed)))
+    assert isinstance(out, torch.Tensor), f'ConvNet должна возвращать тензор, а вернула {type(out).__name__}'
+    spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    assert spread > 1e-06, 'ConvNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 
 @test_case(points=None, hidden=True)
 def test_convnet_random_init(ConvNet, seed, probes):
     import torch
-    first = probes.init_fingerprint(ConvNet, seed)
-    second = probes.init_fingerprint(ConvNet, seed + 1)
-    assert first.numel() > 0, 'у ConvNet нет параметров'
-    assert tuple(first.shape) == tuple(second.shape), 'две сети ConvNet() получились разной формы: архитектура не должна быть случайной'
-    assert not torch.equal(first, second), 'ConvNet(), созданные при разных torch.manual_seed, получили одинаковые веса: сеть должна начинать со случайных весов (не загружайте веса и не задавайте seed в конструкторе)'
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    first = probes.init_outputs(ConvNet, seed, images)
+    second = probes.init_outputs(ConvNet, seed + 1, images)
+    assert isinstance(first, torch.Tensor) and tuple(first.shape) == (4, 10), 'ConvNet должна возвращать тензор формы (B, 10)'
+    assert not torch.allclose(first, second), 'ConvNet(), созданные при разных torch.manual_seed, отвечают одинаково: сеть должна начинать со случайных весов (не загружайте веса и не задавайте seed в конструкторе)'
+    spread = (first.detach() - first.detach()[:1]).abs().max().item()
+    assert spread > 1e-06, 'ConvNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 
 @test_case(points=None, hidden=True)
 def test_convnet_reloads_its_state_dict(ConvNet, seed, probes):
@@ -73,6 +89,8 @@ def test_convnet_reloads_its_state_dict(ConvNet, seed, probes):
     expected, got = (model(x), clone(x))
     err = (expected - got).abs().max().item()
     assert err <= 1e-05 * (1.0 + expected.abs().max().item()), f'новая ConvNet() с загруженным state_dict обученной сети отвечает иначе (расхождение {err:.3g}): грейдер восстанавливает сеть из convnet.pt именно так'
+    spread = (expected.detach() - expected.detach()[:1]).abs().max().item()
+    assert spread > 1e-06, 'ConvNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 
 @test_case(points=None, hidden=True)
 def test_convnet_returns_logits(ConvNet, seed, probes):
@@ -84,4 +102,6 @@ def test_convnet_returns_logits(ConvNet, seed, probes):
     assert isinstance(out, torch.Tensor) and tuple(out.shape) == (6, 10), 'ConvNet должна возвращать тензор формы (B, 10)'
     looks_like_probabilities = bool((out >= 0).all()) and bool(torch.allclose(out.sum(dim=1), torch.ones(6), atol=0.0001))
     assert not looks_like_probabilities, 'ConvNet возвращает вероятности (строки неотрицательны и в сумме дают 1), а нужны логиты: уберите softmax из forward, nn.CrossEntropyLoss применит его сама'
+    spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    assert spread > 1e-06, 'ConvNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 

@@ -62,8 +62,12 @@ def test_evaluate_eval_mode_without_grad(evaluate, seed, probes):
     gen = torch.Generator().manual_seed(seed + 1)
     n, batch_size = (20, 6)
     images = torch.randn(n, 3, 32, 32, generator=gen)
-    labels = torch.randint(0, 10, (n,), generator=gen)
-    model = probes.make_spy_linear(0.01 * torch.randn(10, 3072, generator=gen), torch.zeros(10), batchnorm=True)
+    weight = 0.01 * torch.randn(10, 3072, generator=gen)
+    predictions = (images.flatten(1) @ weight.T).argmax(dim=1)
+    correct = torch.rand(n, generator=gen) < 0.6
+    correct[0], correct[1] = (True, False)
+    labels = torch.where(correct, predictions, (predictions + 1) % 10)
+    model = probes.make_spy_linear(weight, torch.zeros(10), batchnorm=True)
     probes.set_mode(model, True)
     accuracy = evaluate(model, probes.make_loader(images, labels, batch_size), 'cpu')
     assert accuracy is not None, 'evaluate должна вернуть точность, а вернула None'
@@ -71,6 +75,8 @@ def test_evaluate_eval_mode_without_grad(evaluate, seed, probes):
     assert sum(log['batch']) >= n, f"evaluate должна прогнать через модель все {n} примеров, а прогнала {sum(log['batch'])}"
     assert not any(log['training']), 'evaluate вызывала модель в режиме train: переведите её в eval (model.eval())'
     assert not any(log['grad_enabled']), 'evaluate вызывала модель с включённым градиентом: оберните проход в with torch.no_grad():'
+    expected = correct.float().mean().item()
+    assert abs(float(accuracy) - expected) < 1e-06, f'ожидалась точность {expected:.6f} ({int(correct.sum())} верных из {n}), получено {float(accuracy):.6f}'
 
 @test_case(points=None, hidden=True)
 def test_evaluate_keeps_model_state(evaluate, seed, probes):
@@ -78,11 +84,17 @@ def test_evaluate_keeps_model_state(evaluate, seed, probes):
     gen = torch.Generator().manual_seed(seed + 2)
     n, batch_size = (16, 5)
     images = 3.0 + torch.randn(n, 3, 32, 32, generator=gen)
-    labels = torch.randint(0, 10, (n,), generator=gen)
-    model = probes.make_spy_linear(0.01 * torch.randn(10, 3072, generator=gen), 0.1 * torch.randn(10, generator=gen), batchnorm=True)
+    weight, bias = (0.01 * torch.randn(10, 3072, generator=gen), 0.1 * torch.randn(10, generator=gen))
+    predictions = (images.flatten(1) @ weight.T + bias).argmax(dim=1)
+    correct = torch.rand(n, generator=gen) < 0.5
+    correct[0], correct[1] = (True, False)
+    labels = torch.where(correct, predictions, (predictions + 3) % 10)
+    model = probes.make_spy_linear(weight, bias, batchnorm=True)
     before = probes.state_snapshot(model)
     accuracy = evaluate(model, probes.make_loader(images, labels, batch_size), 'cpu')
     assert accuracy is not None, 'evaluate должна вернуть точность, а вернула None'
+    expected = correct.float().mean().item()
+    assert abs(float(accuracy) - expected) < 1e-06, f'ожидалась точность {expected:.6f} ({int(correct.sum())} верных из {n}), получено {float(accuracy):.6f}'
     after = probes.state_snapshot(model)
     changed = sorted((k for k in before if not torch.equal(before[k], after[k])))
     assert not changed, f"evaluate изменила состояние модели ({', '.join(changed)}): в режиме train BatchNorm обновляет свою статистику, переведите модель в eval"

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .results import ReviewFlag
+from .routines import ALIASES
 from .submission import CodeCell
 
 # Qualified-name prefixes of routines that do a convolution, a pooling or sliding windows.
@@ -81,8 +82,6 @@ FORBIDDEN_METHODS: frozenset[str] = frozenset(
         "_conv_forward",
     }
 )
-# The routine name of a finding that says: no def/class in the cells defines the graded name.
-NOT_DEFINED_BY_HAND = "<no def or class in the notebook's cells>"
 
 # What hides a call, by kind: (qualified-name prefixes or names, the reason in Russian).
 _HIDING: dict[str, tuple[tuple[str, ...], str]] = {
@@ -261,6 +260,8 @@ def _is_forbidden(qualified: str, allowed: frozenset[str]) -> bool:
     last = qualified.rsplit(".", 1)[-1]
     if last in allowed or qualified in allowed:
         return False
+    if any(last in ALIASES.get(name, ()) for name in allowed):
+        return False  # e.g. nn.Unfold where "unfold" is allowed
     return any(qualified.startswith(prefix) for prefix in FORBIDDEN_PREFIXES)
 
 

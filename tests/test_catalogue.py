@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
-from catalogue.scenarios import ALL, SCENARIOS, Context
+from catalogue.layers import LAYER_SCENARIOS
+from catalogue.scenarios import ALL, SCENARIOS, Context, Scenario
+from catalogue.students import STUDENT_SCENARIOS
 from local_run import built
 
 from autograder.assignments import PROJECT_ROOT
 
-ASSIGNMENT = "01_convolution_pooling"
+EVERY_SCENARIO: list[Scenario] = SCENARIOS + LAYER_SCENARIOS + STUDENT_SCENARIOS
+ASSIGNMENTS = sorted({scenario.assignment for scenario in EVERY_SCENARIO})
 SANDBOX_UIDS = range(61000, 62000)  # autograder.sandbox.launcher: UID_BASE + slot
 
 pytestmark = pytest.mark.skipif(
@@ -36,6 +41,7 @@ pytestmark = pytest.mark.skipif(
 
 @dataclass(frozen=True)
 class CatalogueRun:
+    assignment: str
     returncode: int
     output: str
     rows: dict[str, dict[str, str]]
@@ -71,23 +77,47 @@ def _sandbox_processes(base: Path) -> list[str]:
     return found
 
 
+def _scenarios_of(assignment: str) -> list[Scenario]:
+    return [s for s in EVERY_SCENARIO if s.assignment == assignment]
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> CatalogueRun:
-    base = tmp_path_factory.mktemp("catalogue")
+def catalogue(tmp_path_factory) -> Callable[[str], CatalogueRun]:
+    """``catalogue(name)``: the batch of that assignment's scenarios, graded once."""
+    runs: dict[str, CatalogueRun] = {}
+
+    def run_for(assignment: str) -> CatalogueRun:
+        if assignment not in runs:
+            runs[assignment] = _grade_catalogue(assignment, tmp_path_factory)
+        return runs[assignment]
+
+    return run_for
+
+
+@pytest.fixture(params=ASSIGNMENTS)
+def run(request, catalogue) -> CatalogueRun:
+    """Each assignment's batch in turn (for the checks that hold for a whole batch)."""
+    return catalogue(request.param)
+
+
+def _grade_catalogue(assignment: str, tmp_path_factory) -> CatalogueRun:
+    """Every scenario of one assignment, with its controls, in one batch through the CLI."""
+    base = tmp_path_factory.mktemp(f"catalogue-{assignment}")
     canary = base / "canary"
     canary.mkdir()
     (canary / "canary.txt").write_text("untouched")
     out = base / "out"
     ctx = Context(
-        reference=built(ASSIGNMENT).reference_notebook,
-        stub=built(ASSIGNMENT).student_notebook,
+        reference=built(assignment).reference_notebook,
+        stub=built(assignment).student_notebook,
         canary_dir=canary,
         out_dir=out,
         project_root=PROJECT_ROOT,
+        assignment=assignment,
     )
     submissions = base / "submissions"
     paths = []
-    for scenario in SCENARIOS:
+    for scenario in _scenarios_of(assignment):
         folder = submissions / scenario.id
         folder.mkdir(parents=True)
         paths.append(scenario.build(ctx, folder))
@@ -97,7 +127,7 @@ def run(tmp_path_factory) -> CatalogueRun:
         paths.append(folder)
         import nbformat
 
-        nbformat.write(nb, folder / f"{ASSIGNMENT}.ipynb")
+        nbformat.write(nb, folder / f"{assignment}.ipynb")
     scratch_root = base / "tmp"
     scratch_root.mkdir()
     watched = (PROJECT_ROOT / "solutions", PROJECT_ROOT / "assignments", canary)
@@ -107,7 +137,7 @@ def run(tmp_path_factory) -> CatalogueRun:
         str(PROJECT_ROOT / "grader.py"),
         "grade",
         "--assignment",
-        ASSIGNMENT,
+        assignment,
         *map(str, paths),
         "--out",
         str(out),
@@ -137,6 +167,7 @@ def run(tmp_path_factory) -> CatalogueRun:
         with gradebook.open(encoding="utf-8") as handle:
             rows = {row["submission"]: row for row in csv.DictReader(handle)}
     return CatalogueRun(
+        assignment=assignment,
         returncode=completed.returncode,
         output=completed.stdout + completed.stderr,
         rows=rows,
@@ -150,11 +181,16 @@ def run(tmp_path_factory) -> CatalogueRun:
 
 def test_the_catalogue_is_large_enough():
     assert len(SCENARIOS) >= 30
+    assert len(STUDENT_SCENARIOS) >= 10
+    assert {s.id.split("_")[1] for s in LAYER_SCENARIOS if s.id.startswith("bypass_")} >= {
+        "computed", "module", "partial", "lambda", "decorator", "callable", "sys", "builtins",
+        "reload", "torch",
+    }
 
 
 def test_grader_finishes_and_grades_every_submission(run):
     assert run.returncode == 0, run.output[-3000:]
-    assert len(run.rows) == len(SCENARIOS) + 2
+    assert len(run.rows) == len(_scenarios_of(run.assignment)) + 2
 
 
 def test_control_submissions_in_the_same_batch_keep_their_scores(run):
@@ -174,29 +210,53 @@ def test_nothing_outside_the_sandbox_changed(run):
     assert not (run.out_dir.parent / "escaped.txt").exists()
 
 
-def _questions(row: dict[str, str]) -> list[str]:
+def _questions(row: dict[str, str], reference: dict[str, str]) -> list[str]:
+    """The scored questions (those not scored yet stay empty in every row)."""
     fixed = {"submission", "score", "max_score", "status", "message"}
-    return [column for column in row if column not in fixed]
+    return [column for column in row if column not in fixed and reference[column] != ""]
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
-def test_scenario(run, scenario):
-    row = run.rows[scenario.id]
-    reference = run.rows["control_reference"]
-    assert row["status"] == scenario.status, row
-    questions = _questions(row)
-    full = questions if ALL in scenario.full_marks else scenario.full_marks
+def _flagged_questions(run: CatalogueRun, scenario_id: str) -> set[str]:
+    results = json.loads((run.out_dir / scenario_id / "results.json").read_text(encoding="utf-8"))
+    return {flag["question"] for flag in results["extra_data"]["needs_review"]}
+
+
+def _check_scores(run: CatalogueRun, scenario: Scenario, row: dict[str, str]) -> None:
+    reference, stub = run.rows["control_reference"], run.rows["control_stub"]
+    questions = _questions(row, reference)
+    full = set(questions if ALL in scenario.full_marks else scenario.full_marks)
+    if scenario.lost:
+        full |= set(questions) - set(scenario.lost)
+        for question in scenario.lost:
+            assert float(row[question]) < float(reference[question]), (question, row)
     for question in full:
         assert float(row[question]) == float(reference[question]), (question, row)
     targets = questions if ALL in scenario.no_better_than_stub else scenario.no_better_than_stub
-    for question in targets:
-        assert float(row[question]) <= float(run.rows["control_stub"][question]), (question, row)
+    for question in (*targets, *scenario.caught):
+        assert float(row[question]) <= float(stub[question]), (question, row)
+    for question in scenario.caught:
+        assert float(stub[question]) == 0, (question, stub)
+
+
+def _check_feedback(run: CatalogueRun, scenario: Scenario) -> None:
     feedback = (run.out_dir / scenario.id / "feedback.md").read_text(encoding="utf-8")
-    assert (run.out_dir / scenario.id / "results.json").is_file()
     for text in scenario.feedback:
         said = any(alternative in feedback for alternative in text.split("|"))
-        assert said, (
-            f"feedback of {scenario.id} should say {text!r}:\n{feedback[:1500]}"
-        )
+        assert said, f"feedback of {scenario.id} should say {text!r}:\n{feedback[:1500]}"
     for text in scenario.feedback_absent:
         assert text not in feedback, f"feedback of {scenario.id} says {text!r}:\n{feedback[:1500]}"
+    flagged = _flagged_questions(run, scenario.id)
+    assert set(scenario.flagged) <= flagged, (scenario.flagged, flagged)
+    for question in scenario.caught:  # a bypass is zeroed, and the feedback says why
+        said = "Вопрос оценён в 0" in feedback or question in flagged
+        assert said, f"{scenario.id}: nothing explains the 0 on {question}:\n{feedback[:2000]}"
+
+
+@pytest.mark.parametrize("scenario", EVERY_SCENARIO, ids=lambda s: s.id)
+def test_scenario(catalogue, scenario):
+    run = catalogue(scenario.assignment)
+    row = run.rows[scenario.id]
+    assert row["status"] == scenario.status, row
+    assert (run.out_dir / scenario.id / "results.json").is_file()
+    _check_scores(run, scenario, row)
+    _check_feedback(run, scenario)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -62,7 +63,7 @@ def fails(x):
 
 
 def make_session(tmp_path: Path, level=SandboxLevel.BWRAP, *, slot=0, probes=True,
-                 **limits) -> WorkerSession:
+                 watch=frozenset(), packages=None, **limits) -> WorkerSession:
     scratch = tmp_path / "scratch"
     scratch.mkdir(exist_ok=True)
     probes_file = None
@@ -70,7 +71,8 @@ def make_session(tmp_path: Path, level=SandboxLevel.BWRAP, *, slot=0, probes=Tru
         probes_file = tmp_path / "probes.py"
         probes_file.write_text(PROBES)
     spec = WorkerSpec(scratch_dir=scratch, probes_file=probes_file, level=level,
-                      limits=Limits(**limits), slot=slot, interrupt_grace_s=1.0)
+                      limits=Limits(**limits), slot=slot, interrupt_grace_s=1.0,
+                      watch=frozenset(watch), packages=packages)
     return WorkerSession(spec)
 
 
@@ -430,6 +432,7 @@ def test_network_is_unreachable(tmp_path):
             cell = run(s, 0, f"""\
                 import socket
 import struct
+import sys
                 results = []
                 for address in (('127.0.0.1', {port}), ('1.1.1.1', 53)):
                     try:
@@ -582,3 +585,84 @@ def test_worker_death_during_a_call_is_worker_died(tmp_path):
         with pytest.raises(WorkerDied, match="кодом 9"):
             s.call("die", [], {}, 5)
         assert s.get("x", 5) == 3
+
+
+# ----------------------------------------------------------------------------- packages, records
+
+SITE = launcher.package_view(("numpy",)).site_dir
+
+
+@needs_bwrap
+def test_packages_outside_the_assignment_are_not_inside_the_sandbox(tmp_path):
+    with make_session(tmp_path, probes=False, packages=("numpy",)) as s:
+        cell = run(s, 0, f"""\
+            import os, sys
+            print(sorted(os.listdir({str(SITE)!r}))[:200])
+            print(os.listdir({sys.base_prefix + '/lib/python3.11/site-packages'!r}))
+            """)
+        assert cell.status is CellStatus.OK, cell
+        listed, base = cell.stdout_tail.splitlines()
+        assert "'numpy'" in listed and "'torch'" not in listed and "'scipy'" not in listed
+        assert base == "[]"  # the interpreter's own site-packages is masked too
+        cell = run(s, 1, "import torch\n")
+        assert cell.status is CellStatus.ERROR and cell.error_type == "ModuleNotFoundError"
+        assert "пакет torch недоступен в этом задании" in cell.error_message
+        assert "numpy" in cell.error_message
+
+
+def test_process_fallback_refuses_the_imports_it_cannot_hide(tmp_path):
+    with make_session(tmp_path, SandboxLevel.PROCESS, probes=False, packages=("numpy",)) as s:
+        assert run(s, 0, "import numpy\n").status is CellStatus.OK
+        cell = run(s, 1, "import torch.nn\n")
+        assert cell.status is CellStatus.ERROR, cell
+        assert "пакет torch недоступен в этом задании" in cell.error_message
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_calls_carry_a_record_of_the_numpy_routines_they_reached(tmp_path, level):
+    with make_session(tmp_path, level, probes=False, watch={"numpy"}) as s:
+        cell = run(s, 0, """\
+            import numpy as np
+            def lib(a):
+                return getattr(np, 'con' + 'volve')(a, a)
+            def own(a):
+                return np.array([a[:i + 1] @ a[i::-1] for i in range(len(a))])
+            """)
+        assert cell.status is CellStatus.OK, cell
+        import numpy as np
+
+        s.call("lib", [np.arange(3.0)], {}, 10)
+        assert "numpy.convolve" in s.last_record.routines
+        s.call("own", [np.arange(3.0)], {}, 10)
+        assert s.last_record.routines == () and s.last_record.tampered == ()
+        run(s, 1, "np.convolve = lambda a, v, mode='full': 0\n")
+        s.call("lib", [np.arange(3.0)], {}, 10)
+        assert "numpy.convolve" in s.last_record.routines  # put back, and noticed
+        assert any("replaced" in item for item in s.last_record.tampered)
+
+
+def test_calls_carry_a_record_of_the_torch_operators_they_dispatched(tmp_path):
+    pytest.importorskip("torch")
+    import torch
+
+    with make_session(tmp_path, probes=False, watch={"torch"}) as s:
+        cell = run(s, 0, """\
+            import torch
+            conv = torch.nn.Conv2d(1, 1, 3)
+            def via_ops(x):
+                return torch.ops.aten.convolution(x, conv.weight, None, [1, 1], [0, 0], [1, 1],
+                                                  False, [0, 0], 1)
+            def via_module(x):
+                return conv(x)
+            def matmul(x):
+                return x.flatten(1) @ torch.ones(x[0].numel(), 2)
+            """, timeout_s=60)
+        assert cell.status is CellStatus.OK, cell
+        x = torch.ones(1, 1, 5, 5)
+        s.call("via_ops", [x], {}, 20)
+        assert "aten.convolution" in s.last_record.routines
+        s.call("via_module", [x], {}, 20)
+        assert "aten.convolution" in s.last_record.routines
+        assert "torch.nn.modules.conv.Conv2d" in s.last_record.modules
+        s.call("matmul", [x], {}, 20)
+        assert "aten.convolution" not in s.last_record.routines and s.last_record.routines

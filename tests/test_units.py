@@ -14,7 +14,7 @@ import pytest
 from autograder.assignments import ConfigError, parse_config
 from autograder.batch import unique_ids
 from autograder.errors import Outcome
-from autograder.forbidden import NOT_DEFINED_BY_HAND, find_library_routines
+from autograder.forbidden import find_library_routines, read_graded_code
 from autograder.grading import safe_id
 from autograder.results import CaseResult, QuestionResult, SubmissionResult, SubmissionStatus
 from autograder.submission import CodeCell, SubmissionError, gradable_cells, load_submission
@@ -121,11 +121,11 @@ def _cells(*sources: str) -> list[CodeCell]:
             "    return np.lib.stride_tricks.sliding_window_view(x, 3)",
             "def conv2d(x, w):\n    return helper(x)",
         ),
-        ("def conv2d(x, w):\n    return eval('x')",),
         ("def conv2d(x, w):\n    return x.unfold(2, 3, 1)",),
+        ("import numpy as np", "def conv2d(x, w):\n    return getattr(np, 'convolve')(x, w)"),
     ],
 )
-def test_library_check_finds_aliases_helpers_and_hiding(sources):
+def test_library_check_finds_aliases_helpers_and_constant_getattr(sources):
     assert find_library_routines(_cells(*sources), "conv2d")
 
 
@@ -143,6 +143,7 @@ def test_library_check_accepts_loops_and_allowed_routines():
     assert find_library_routines(_cells(unfold), "MyConv2d")
 
 
-def test_library_check_flags_a_name_with_no_definition_in_the_cells():
-    findings = find_library_routines(_cells("exec('def conv2d(x, w): return x')"), "conv2d")
-    assert [f.routine for f in findings] == [NOT_DEFINED_BY_HAND]
+def test_a_name_with_no_definition_in_the_cells_needs_review_not_zero():
+    reading = read_graded_code(_cells("exec('def conv2d(x, w): return x')"), "conv2d")
+    assert reading.findings == ()
+    assert [f.kind for f in reading.flags] == ["not_defined_by_hand"]

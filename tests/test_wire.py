@@ -317,7 +317,8 @@ def test_every_message_field_annotation_has_a_check():
 
 @pytest.mark.parametrize("body, named", [
     ({"kind": "nope", "id": 1}, "unexpected message kind 'nope'"),
-    ({"kind": "value", "id": "1", "data": 1}, "value.id has the wrong type"),
+    ({"kind": "value", "id": "1", "data": 1, "record": {}}, "value.id has the wrong type"),
+    ({"kind": "value", "id": 1, "data": 1, "record": []}, "value.record has the wrong type"),
     ({"kind": "value", "id": 1}, "fields"),
     ({"kind": "value", "id": 1, "data": 1, "extra": 2}, "fields"),
     ({"kind": "cell_done", "id": 1, "status": "timeout?", "error_type": "",

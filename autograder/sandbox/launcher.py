@@ -49,6 +49,7 @@ __all__ = [
     "SandboxUnavailable",
     "SlotLease",
     "WorkerProcess",
+    "package_view",
     "bwrap_problem",
     "choose_level",
     "plan_launch",

@@ -12,6 +12,7 @@ import copy
 import io
 import json
 import pickle
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,13 +25,14 @@ ALL = "__all__"
 
 @dataclass(frozen=True)
 class Context:
-    """What a scenario's builder may use."""
+    """What a scenario's builder may use (the reference and stub of its own assignment)."""
 
     reference: nbformat.NotebookNode
     stub: nbformat.NotebookNode
     canary_dir: Path
     out_dir: Path
     project_root: Path
+    assignment: str = "01_convolution_pooling"
 
     def copy_of(self, base: str) -> nbformat.NotebookNode:
         """A fresh copy of the "reference" or the "stub" notebook."""
@@ -54,6 +56,12 @@ class Scenario:
     feedback: tuple[str, ...] = ()  # substrings feedback.md must contain ("a|b": either)
     feedback_absent: tuple[str, ...] = ()  # substrings it must not contain
     extra: dict = field(default_factory=dict)
+    assignment: str = "01_convolution_pooling"
+    # Questions that must lose points but not necessarily all (a real bug, partial credit);
+    # with `lost` set, every other question must keep full marks.
+    lost: tuple[str, ...] = ()
+    flagged: tuple[str, ...] = ()  # questions that must carry a "needs review" flag
+    caught: tuple[str, ...] = ()  # bypass targets: 0 there, and a finding or a flag says why
 
 
 def _write(nb: nbformat.NotebookNode, folder: Path, name: str) -> Path:
@@ -85,14 +93,43 @@ def with_cell(base: str, source: str, where: str = "start") -> Callable[[Context
     return build
 
 
-def replacing_definition(base: str, name: str, source: str) -> Callable[[Context, Path], Path]:
-    """A builder: the base notebook with the cell defining ``name`` replaced by ``source``."""
+def _defines(source: str, name: str) -> bool:
+    pattern = rf"^(def|class) {re.escape(name)}\b|^{re.escape(name)}\s*="
+    return re.search(pattern, source, re.MULTILINE) is not None
+
+
+def replacing_definition(base: str, name: str, source: str,
+                         files: dict[str, str] | None = None) -> Callable[[Context, Path], Path]:
+    """A builder: the base notebook with the cell defining ``name`` replaced by ``source``.
+
+    With ``files``, the submission is a folder holding the notebook and those files.
+    """
 
     def build(ctx: Context, folder: Path) -> Path:
         nb = ctx.copy_of(base)
-        hits = [c for c in nb.cells if c.cell_type == "code" and f"def {name}(" in c.source]
+        hits = [c for c in nb.cells if c.cell_type == "code" and _defines(c.source, name)]
         assert hits, f"no cell defines {name}"
         hits[0].source = ctx.fill(source)
+        if files is None:
+            return _write(nb, folder, folder.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        for file_name, text in files.items():
+            (folder / file_name).write_text(text, encoding="utf-8")
+        _write(nb, folder, "notebook")
+        return folder
+
+    return build
+
+
+def replacing_definitions(base: str, sources: dict[str, str]) -> Callable[[Context, Path], Path]:
+    """A builder: several definitions replaced at once (a whole student's work)."""
+
+    def build(ctx: Context, folder: Path) -> Path:
+        nb = ctx.copy_of(base)
+        for name, source in sources.items():
+            hits = [c for c in nb.cells if c.cell_type == "code" and _defines(c.source, name)]
+            assert hits, f"no cell defines {name}"
+            hits[0].source = ctx.fill(source)
         return _write(nb, folder, folder.name)
 
     return build

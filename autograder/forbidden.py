@@ -384,7 +384,8 @@ def read_graded_code(
             continue
         seen.add(name)
         pending.extend(sorted(_scan(reader, name) - seen))
-    reader.flags.extend(_writes_code_files(index, graded_name))
+    if any(f.kind in ("unknown_module", "dynamic_import") for f in reader.flags):
+        reader.flags.extend(_writes_code_files(index, graded_name))  # what it may import
     unique = {(f.routine, f.definition, f.cell_index, f.line): f for f in reader.findings}
     findings = sorted(unique.values(), key=lambda f: (f.cell_index, f.line, f.routine))
     flags = {(f.kind, f.cell, f.line): f for f in reader.flags}

@@ -63,9 +63,11 @@ def test_code_that_hides_what_it_calls_is_flagged_with_cell_and_line(sources, ki
     assert flags[0].seen.startswith("return")
 
 
-def test_writing_a_python_file_is_flagged_where_it_happens():
-    kinds = _kinds("open('helper.py', 'w').write('x = 1')", "def conv2d(x, w):\n    return x")
-    assert kinds == ["writes_module"]
+def test_writing_a_python_file_is_flagged_where_it_happens_when_graded_code_imports():
+    write = "open('helper.py', 'w').write('x = 1')"
+    assert _kinds(write, "import helper", "def conv2d(x, w):\n    return helper.x") == [
+        "writes_module", "unknown_module"]
+    assert _kinds(write, "def conv2d(x, w):\n    return x") == []
 
 
 def test_plain_numpy_code_raises_no_flag():

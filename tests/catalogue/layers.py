@@ -35,6 +35,12 @@ _POOL_WITH_WINDOWS = (
 )
 
 
+def _replacing(question: str, source: str, files: dict[str, str] | None = None):
+    """replacing_definition with ``source`` taken literally (no {canary}-style fields)."""
+    literal = source.replace("{", "{{").replace("}", "}}")
+    return replacing_definition("reference", question, literal, files)
+
+
 def _corr(prelude: str, call: str) -> str:
     return "import numpy as np\n" + prelude + _CORR_BY_ROWS.replace("CORRELATE", call)
 
@@ -48,7 +54,7 @@ def _bypass(id: str, what: str, question: str, source: str, *, flagged: bool = T
     return Scenario(
         id,
         what,
-        replacing_definition("reference", question, source, files),
+        _replacing(question, source, files),
         assignment=assignment,
         caught=(question,),
         flagged=(question,) if flagged else (),
@@ -174,8 +180,8 @@ LEGITIMATE = [
     Scenario(
         "legit_conv2d_fancy_index_im2col",
         "conv2d through im2col built with fancy indexing and a matrix product",
-        replacing_definition(
-            "reference", "conv2d",
+        _replacing(
+            "conv2d",
             "import numpy as np\n"
             "def conv2d(x, w, b=None, stride=1, padding=0):\n"
             "    x = np.asarray(x, dtype=np.float64)\n"
@@ -199,8 +205,8 @@ LEGITIMATE = [
     Scenario(
         "legit_conv2d_einsum",
         "conv2d with an einsum per output position",
-        replacing_definition(
-            "reference", "conv2d",
+        _replacing(
+            "conv2d",
             "import numpy as np\n"
             "def conv2d(x, w, b=None, stride=1, padding=0):\n"
             "    x = np.pad(np.asarray(x, dtype=np.float64), "
@@ -222,8 +228,8 @@ LEGITIMATE = [
     Scenario(
         "legit_corr2d_tensordot",
         "corr2d with np.tensordot over each window",
-        replacing_definition(
-            "reference", "corr2d",
+        _replacing(
+            "corr2d",
             "import numpy as np\n"
             "def corr2d(x, k):\n"
             "    x, k = np.asarray(x, dtype=np.float64), np.asarray(k, dtype=np.float64)\n"
@@ -236,8 +242,8 @@ LEGITIMATE = [
     Scenario(
         "legit_myconv2d_tensor_unfold",
         "MyConv2d with Tensor.unfold twice and einsum (unfold is allowed here)",
-        replacing_definition(
-            "reference", "MyConv2d",
+        _replacing(
+            "MyConv2d",
             "class MyConv2d(nn.Module):\n"
             "    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, "
             "bias=True):\n"
@@ -265,8 +271,8 @@ LEGITIMATE = [
     Scenario(
         "legit_myconv2d_nn_unfold",
         "MyConv2d with an nn.Unfold module and a matrix product",
-        replacing_definition(
-            "reference", "MyConv2d",
+        _replacing(
+            "MyConv2d",
             "class MyConv2d(nn.Module):\n"
             "    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, "
             "bias=True):\n"
@@ -316,18 +322,18 @@ _CONVOLVING_FCNET = (
 )
 STRUCTURAL = [
     Scenario("disguise_fc_only_convnet", "a ConvNet made of Linear layers only",
-             replacing_definition("reference", "ConvNet", _FC_ONLY_CONVNET),
+             _replacing("ConvNet", _FC_ONLY_CONVNET),
              assignment=A03, caught=("ConvNet",),
              full_marks=("FCNet", "train_epoch", "evaluate"),
              feedback=("должна быть свёрточной",)),
     Scenario("disguise_convolving_fcnet", "an FCNet whose forward calls F.conv2d on a parameter",
-             replacing_definition("reference", "FCNet", _CONVOLVING_FCNET),
+             _replacing("FCNet", _CONVOLVING_FCNET),
              assignment=A03, caught=("FCNet",),
              full_marks=("ConvNet", "train_epoch", "evaluate"),
              feedback=("должна быть полносвязной", "aten.convolution")),
     Scenario("disguise_fc_only_simpleconvnet", "a SimpleConvNet of Linear layers with LeNet's "
-             "parameter count", replacing_definition(
-                 "reference", "SimpleConvNet",
+             "parameter count", _replacing(
+                 "SimpleConvNet",
                  "class SimpleConvNet(nn.Module):\n"
                  "    def __init__(self):\n"
                  "        super().__init__()\n"

@@ -5,15 +5,19 @@
 3. the floor: the notebook's code as a plain Python script with the same test calls.
 
 Prints per-submission medians and the ratios this grader / otter and this grader / floor.
-Targets (issue 3): at most 0.5x otter and at most 5x the floor.
+Targets (issue 3): at most 0.5x otter and at most 5x the floor. With ``--baseline REV`` the
+grader as it was at git revision REV (a temporary worktree) grades the same submissions in
+the same run, alternating with this one, and the ratio this / baseline is printed (issue 6:
+at most 1.1x).
 
-    python bench/grade_speed.py [--count N] [--keep DIR]
+    python bench/grade_speed.py [--count N] [--baseline REV] [--rounds R]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import statistics
 import subprocess
@@ -65,6 +69,59 @@ def time_this_grader(paths: list[Path], out: Path) -> list[float]:
         on_done=lambda r: stamps.append(time.perf_counter()),
     )
     return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+
+
+# Grades the given submissions with the autograder found at argv[1] (a checkout) and prints the
+# seconds each submission took inside the batch, as JSON.
+_DRIVER = """
+import json, secrets, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from autograder.assignments import load_assignment
+from autograder.batch import grade_batch
+from autograder.grading import GradeOptions
+from autograder.sandbox import choose_level
+paths = [Path(p) for p in sys.argv[4:]]
+stamps = [time.perf_counter()]
+options = GradeOptions(level=choose_level("auto"), seed=secrets.randbelow(2**31))
+grade_batch(paths, load_assignment(sys.argv[2]), options, Path(sys.argv[3]), jobs=1,
+            on_done=lambda r: stamps.append(time.perf_counter()))
+print(json.dumps([b - a for a, b in zip(stamps, stamps[1:])]))
+"""
+
+
+def time_checkout(root: Path, paths: list[Path], out: Path) -> list[float]:
+    """Per-submission seconds of the grader in checkout ``root`` (a fresh process)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _DRIVER, str(root), NAME, str(out), *map(str, paths)],
+        capture_output=True, text=True, check=True, cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def baseline_checkout(revision: str, work: Path) -> Path:
+    """A worktree of this repository at ``revision`` (removed with ``work``)."""
+    target = work / f"baseline-{revision.replace('/', '_')}"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(target),
+                    revision], check=True, capture_output=True)
+    return target
+
+
+def side_by_side(paths: list[Path], work: Path, revision: str, rounds: int
+                 ) -> tuple[list[float], list[float]]:
+    """This checkout and the baseline, alternating, ``rounds`` times each."""
+    baseline = baseline_checkout(revision, work)
+    ours: list[float] = []
+    theirs: list[float] = []
+    try:
+        for i in range(rounds):
+            theirs += time_checkout(baseline, paths, work / f"base-out-{i}")
+            ours += time_checkout(ROOT, paths, work / f"ours-out-{i}")
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                        str(baseline)], check=False, capture_output=True)
+    return ours, theirs
 
 
 def otter_autograder_zip(work: Path) -> Path:
@@ -156,11 +213,23 @@ def main() -> int:
     """Run the three ways and print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=6, help="submissions (default 6)")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also time the grader at this git revision, side by side")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternations with --baseline (default 2)")
     args = parser.parse_args()
     built = authoring.build(load_assignment(NAME))
     with tempfile.TemporaryDirectory(prefix="grade-speed-") as tmp:
         work = Path(tmp)
         paths = make_submissions(built, work, args.count)
+        if args.baseline:
+            ours, theirs = side_by_side(paths, work, args.baseline, args.rounds)
+            ratio = statistics.median(ours) / statistics.median(theirs)
+            print(f"{len(paths)} submissions of {NAME} x {args.rounds} rounds; seconds per "
+                  f"submission: this checkout median {statistics.median(ours):.3f}, "
+                  f"{args.baseline} median {statistics.median(theirs):.3f}")
+            print(f"this / {args.baseline}: {ratio:.2f}x (target <= 1.1x)")
+            return 0
         ours = time_this_grader(paths, work / "out")
         otter = time_otter(paths, otter_autograder_zip(work), work)
         floor = time_floor(paths, built.all_tests, work)

@@ -42,10 +42,11 @@ from autograder.submission import gradable_cells  # noqa: E402
 NAME = "01_convolution_pooling"
 
 
-def make_submissions(built: authoring.BuiltAssignment, folder: Path, count: int) -> list[Path]:
+def make_submissions(built: authoring.BuiltAssignment, folder: Path, count: int,
+                     name: str = NAME) -> list[Path]:
     """The reference, the stub and classic-bug mutants, as .ipynb files."""
     notebooks = [("reference", built.reference_notebook), ("stub", built.student_notebook)]
-    for mutant in load_mutants(NAME)[: max(0, count - 2)]:
+    for mutant in load_mutants(name)[: max(0, count - 2)]:
         notebooks.append((mutant.id, apply_mutant(built.reference_notebook, mutant)))
     paths = []
     for stem, nb in notebooks[:count]:
@@ -90,10 +91,10 @@ print(json.dumps([b - a for a, b in zip(stamps, stamps[1:])]))
 """
 
 
-def time_checkout(root: Path, paths: list[Path], out: Path) -> list[float]:
+def time_checkout(root: Path, paths: list[Path], out: Path, name: str) -> list[float]:
     """Per-submission seconds of the grader in checkout ``root`` (a fresh process)."""
     done = subprocess.run(
-        [sys.executable, "-c", _DRIVER, str(root), NAME, str(out), *map(str, paths)],
+        [sys.executable, "-c", _DRIVER, str(root), name, str(out), *map(str, paths)],
         capture_output=True, text=True, check=True, cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
     )
@@ -108,7 +109,7 @@ def baseline_checkout(revision: str, work: Path) -> Path:
     return target
 
 
-def side_by_side(paths: list[Path], work: Path, revision: str, rounds: int
+def side_by_side(paths: list[Path], work: Path, revision: str, rounds: int, name: str
                  ) -> tuple[list[float], list[float]]:
     """This checkout and the baseline, alternating, ``rounds`` times each."""
     baseline = baseline_checkout(revision, work)
@@ -116,8 +117,8 @@ def side_by_side(paths: list[Path], work: Path, revision: str, rounds: int
     theirs: list[float] = []
     try:
         for i in range(rounds):
-            theirs += time_checkout(baseline, paths, work / f"base-out-{i}")
-            ours += time_checkout(ROOT, paths, work / f"ours-out-{i}")
+            theirs += time_checkout(baseline, paths, work / f"base-out-{i}", name)
+            ours += time_checkout(ROOT, paths, work / f"ours-out-{i}", name)
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
                         str(baseline)], check=False, capture_output=True)
@@ -217,15 +218,19 @@ def main() -> int:
                         help="also time the grader at this git revision, side by side")
     parser.add_argument("--rounds", type=int, default=2,
                         help="alternations with --baseline (default 2)")
+    parser.add_argument("--assignment", default=NAME,
+                        help=f"with --baseline: the assignment to grade (default {NAME})")
     args = parser.parse_args()
-    built = authoring.build(load_assignment(NAME))
+    if args.assignment != NAME and not args.baseline:
+        parser.error("--assignment needs --baseline (otter and the floor are set up for 01)")
+    built = authoring.build(load_assignment(args.assignment))
     with tempfile.TemporaryDirectory(prefix="grade-speed-") as tmp:
         work = Path(tmp)
-        paths = make_submissions(built, work, args.count)
+        paths = make_submissions(built, work, args.count, args.assignment)
         if args.baseline:
-            ours, theirs = side_by_side(paths, work, args.baseline, args.rounds)
+            ours, theirs = side_by_side(paths, work, args.baseline, args.rounds, args.assignment)
             ratio = statistics.median(ours) / statistics.median(theirs)
-            print(f"{len(paths)} submissions of {NAME} x {args.rounds} rounds; seconds per "
+            print(f"{len(paths)} submissions of {args.assignment} x {args.rounds} rounds; seconds per "
                   f"submission: this checkout median {statistics.median(ours):.3f}, "
                   f"{args.baseline} median {statistics.median(theirs):.3f}")
             print(f"this / {args.baseline}: {ratio:.2f}x (target <= 1.1x)")

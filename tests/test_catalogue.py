@@ -236,6 +236,8 @@ def _check_scores(run: CatalogueRun, scenario: Scenario, row: dict[str, str]) ->
         assert float(row[question]) <= float(stub[question]), (question, row)
     for question in scenario.caught:
         assert float(stub[question]) == 0, (question, stub)
+    for question in scenario.partial:
+        assert 0 < float(row[question]) < float(reference[question]), (question, row)
 
 
 def _check_feedback(run: CatalogueRun, scenario: Scenario) -> None:

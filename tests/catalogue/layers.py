@@ -10,7 +10,7 @@ or a module instance.
 
 from __future__ import annotations
 
-from scenarios import ALL, Scenario, replacing_definition
+from scenarios import ALL, Scenario, replacing_definition, without_cell
 
 A01, A02, A03 = "01_convolution_pooling", "02_pytorch_modules", "03_convnet_cifar10"
 
@@ -345,4 +345,29 @@ STRUCTURAL = [
              full_marks=("MyLinear", "Flatten", "MyConv2d", "MLP", "count_parameters")),
 ]
 
-LAYER_SCENARIOS = BYPASSES + LEGITIMATE + STRUCTURAL
+# A missing or broken name costs only the cases that use it.
+COSTS_ONLY_ITSELF = [
+    Scenario("missing_given_helper_cell", "02 without the notebook's PartlyFrozenNet cell: the "
+             "grader's own fixture is used", without_cell("reference", "class PartlyFrozenNet("),
+             assignment=A02, full_marks=(ALL,)),
+    Scenario("missing_edge_kernel", "EDGE_KERNEL never defined: only its cases are skipped",
+             _replacing("EDGE_KERNEL", "import numpy as np\nBLUR_KERNEL = np.array([[1.0, 2.0, 1.0], "
+                        "[2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16.0\n"),
+             partial=("hand_kernels",),
+             lost=("hand_kernels",), feedback=("`EDGE_KERNEL`",)),
+    Scenario("redefined_count_parameters_helper", "03 redefines the helper count_parameters to "
+             "hide an oversized ConvNet: the grader's own fixture counts",
+             _replacing("ConvNet",
+                        "def count_parameters(model):\n    return 1\n\n"
+                        "class ConvNet(nn.Module):\n"
+                        "    def __init__(self):\n"
+                        "        super().__init__()\n"
+                        "        self.conv = nn.Conv2d(3, 64, 3, padding=1)\n"
+                        "        self.fc = nn.Linear(64 * 32 * 32, 80)\n"
+                        "        self.out = nn.Linear(80, 10)\n"
+                        "    def forward(self, x):\n"
+                        "        return self.out(F.relu(self.fc(F.relu(self.conv(x)).flatten(1))))\n"),
+             assignment=A03, lost=("ConvNet",), feedback=("5,000,000",)),
+]
+
+LAYER_SCENARIOS = BYPASSES + LEGITIMATE + STRUCTURAL + COSTS_ONLY_ITSELF

@@ -62,6 +62,7 @@ class Scenario:
     lost: tuple[str, ...] = ()
     flagged: tuple[str, ...] = ()  # questions that must carry a "needs review" flag
     caught: tuple[str, ...] = ()  # bypass targets: 0 there, and a finding or a flag says why
+    partial: tuple[str, ...] = ()  # questions that must keep some points but not all
 
 
 def _write(nb: nbformat.NotebookNode, folder: Path, name: str) -> Path:
@@ -130,6 +131,19 @@ def replacing_definitions(base: str, sources: dict[str, str]) -> Callable[[Conte
             hits = [c for c in nb.cells if c.cell_type == "code" and _defines(c.source, name)]
             assert hits, f"no cell defines {name}"
             hits[0].source = ctx.fill(source)
+        return _write(nb, folder, folder.name)
+
+    return build
+
+
+def without_cell(base: str, marker: str) -> Callable[[Context, Path], Path]:
+    """A builder: the base notebook without the one code cell whose source contains ``marker``."""
+
+    def build(ctx: Context, folder: Path) -> Path:
+        nb = ctx.copy_of(base)
+        hits = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and marker in c.source]
+        assert len(hits) == 1, f"{marker!r} is in {len(hits)} code cells"
+        del nb.cells[hits[0]]
         return _write(nb, folder, folder.name)
 
     return build

@@ -230,8 +230,8 @@ def main() -> int:
         if args.baseline:
             ours, theirs = side_by_side(paths, work, args.baseline, args.rounds, args.assignment)
             ratio = statistics.median(ours) / statistics.median(theirs)
-            print(f"{len(paths)} submissions of {args.assignment} x {args.rounds} rounds; seconds per "
-                  f"submission: this checkout median {statistics.median(ours):.3f}, "
+            print(f"{len(paths)} submissions of {args.assignment} x {args.rounds} rounds; "
+                  f"seconds per submission: this checkout median {statistics.median(ours):.3f}, "
                   f"{args.baseline} median {statistics.median(theirs):.3f}")
             print(f"this / {args.baseline}: {ratio:.2f}x (target <= 1.1x)")
             return 0

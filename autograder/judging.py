@@ -121,7 +121,7 @@ def _read_code(question: QuestionTests, rules: QuestionRules, graded: Sequence[s
     flags: list[ReviewFlag] = []
     for name in graded:
         reading = read_graded_code(notebook.cells, name, rules.allowed_routines)
-        flags.extend(replace_question(f, question.name) for f in reading.flags)
+        flags.extend(_filed_under(f, question.name) for f in reading.flags)
         findings.extend(f.describe() for f in reading.findings)
         if reading.findings or notebook.reported_source is None:
             continue
@@ -142,7 +142,7 @@ def _read_code(question: QuestionTests, rules: QuestionRules, graded: Sequence[s
     return findings, flags
 
 
-def replace_question(flag: ReviewFlag, question: str) -> ReviewFlag:
+def _filed_under(flag: ReviewFlag, question: str) -> ReviewFlag:
     """The same flag, filed under ``question``."""
     return flag if flag.question == question else replace(flag, question=question)
 
@@ -173,38 +173,36 @@ def library_check(question: QuestionTests, rules: QuestionRules, graded: Sequenc
 def structure_check(question: QuestionTests, rules: QuestionRules,
                     records: Sequence[CallRecord] | None
                     ) -> tuple[CaseResult | None, list[ReviewFlag]]:
-    """What the model's forward passes dispatched, never what its classes are called."""
+    """What the model's forward passes dispatched, never what its classes are called.
+
+    The modules that ran back the operators up: conv layers that ran while no convolution
+    was recorded mean the record was disturbed, which a person must look at.
+    """
     if rules.structure is None or records is None:
         return None, []
     ran = {name for record in records for name in record.routines}
     modules = {name for record in records for name in record.modules}
-    spatial = routines.forbidden_in(ran, ())
-    # a convolution by hand through unfold (im2col + matmul) convolves too
-    convolving = routines.forbidden_in(ran, (), (routines.CONVOLUTION,)) + sorted(
-        name for name in ran if name.endswith(".im2col")
-    )
-    conv_modules = sorted(m for m in modules if routines.family_of(m) is not None)
-    flags: list[ReviewFlag] = []
+    spatial_modules = sorted(m for m in modules if routines.family_of(m) is not None)
     if rules.structure == "convolutional":
-        findings = [] if convolving else [
+        # a convolution by hand through unfold (im2col + matmul) convolves too
+        convolving = routines.forbidden_in(ran, (), (routines.CONVOLUTION,)) + sorted(
+            name for name in ran if name.endswith(".im2col"))
+        findings = [] if convolving or spatial_modules else [
             "во время тестов forward не выполнил ни одной свёртки (ни слоя nn.Conv2d, ни "
-            "F.conv2d, ни unfold): сеть без свёрток не считается свёрточной"
-        ]
-        if not convolving and conv_modules:
-            findings = []
-            flags.append(_unclear(question, "работали слои " + ", ".join(conv_modules)
-                                  + ", но запись операций не показала ни одной свёртки"))
+            "F.conv2d, ни unfold): сеть без свёрток не считается свёрточной"]
+        unclear = not convolving and bool(spatial_modules)
         what = f"{question.name} должна быть свёрточной сетью, поэтому вопрос оценён в 0"
     else:
+        spatial = routines.forbidden_in(ran, ())
         findings = [f"forward выполнил {routines.describe(name)}" for name in spatial]
-        if not spatial and conv_modules:
-            flags.append(_unclear(question, "работали слои " + ", ".join(conv_modules)
-                                  + ", но запись операций не показала ни одной свёртки"))
+        unclear = not spatial and bool(spatial_modules)
         what = f"{question.name} должна быть полносвязной сетью, поэтому вопрос оценён в 0"
+    flags = [_unclear(question, spatial_modules)] if unclear else []
     return _check_case(question, STRUCTURE_CHECK_NAME, findings, what), flags
 
 
-def _unclear(question: QuestionTests, seen: str) -> ReviewFlag:
+def _unclear(question: QuestionTests, modules: Sequence[str]) -> ReviewFlag:
+    seen = f"работали слои {', '.join(modules)}, но запись операций не показала свёрток"
     return ReviewFlag(question.name, "structure_unclear",
                       "по записи выполнения нельзя решить, есть ли в сети свёртки: "
                       "запись могла быть отключена кодом ноутбука", seen=seen)

@@ -151,6 +151,12 @@ class Recorder:
         recorder = self
 
         class _Record(TorchDispatchMode):
+            @classmethod
+            def _should_skip_dynamo(cls) -> bool:
+                # torch would wrap __torch_dispatch__ in a dynamo "disable", whose first call
+                # imports torch._dynamo (about 1 s per worker); this mode never compiles.
+                return False
+
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
                 if recorder.active:
                     recorder.routines.add(f"{func.namespace}.{func.overloadpacket.__name__}")

@@ -59,7 +59,7 @@ def test_simpleconvnet_parameters(SimpleConvNet, probes):
     assert shapes == expected, f'формы параметров LeNet должны быть {expected}, получено {shapes}'
     count = probes.count_trainable(net)
     assert count == 62006, f'обучаемых параметров должно быть 62006, получено {count}'
-    out = net(torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(5)))
+    out = net(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(5)))
     assert isinstance(out, torch.Tensor), f'SimpleConvNet(): forward должен возвращать тензор, получено {type(out).__name__}'
     spread = (out.detach() - out.detach()[:1]).abs().max().item()
     assert spread > 1e-06, f'SimpleConvNet(): выход одинаков для разных входов (нули или константа): forward не использует x и веса'

@@ -10,7 +10,7 @@ or a module instance.
 
 from __future__ import annotations
 
-from scenarios import ALL, Scenario, replacing_definition, without_cell
+from catalogue.scenarios import ALL, Scenario, replacing_definition, without_cell
 
 A01, A02, A03 = "01_convolution_pooling", "02_pytorch_modules", "03_convnet_cifar10"
 
@@ -159,6 +159,9 @@ BYPASSES = [
             "    def forward(self, x):\n"
             "        fn = getattr(getattr(torch, '_' + 'C')._VariableFunctions, 'con' + 'v2d')\n"
             "        return fn(x, self.weight, self.bias, self.stride, self.padding)\n",
+            assignment=A02),
+    _bypass("bypass_exec_defined", "MyConv2d made by exec() around nn.Conv2d: no def to read",
+            "MyConv2d", "SRC = 'class MyConv2d(nn.Conv2d):\\n    pass\\n'\nexec(SRC)\n",
             assignment=A02),
     _bypass("bypass_module_instance", "MyConv2d keeps an nn.Conv2d made by a computed name",
             "MyConv2d",

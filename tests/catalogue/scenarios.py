@@ -506,6 +506,19 @@ SCENARIOS: list[Scenario] = [
         no_better_than_stub=("conv2d", "max_pool2d"),
     ),
     Scenario(
+        "patch_torch_where_it_exists",
+        "02: patches torch's functions the tests compare with",
+        with_cell(
+            "stub",
+            "import torch\nimport torch.nn.functional as F\n"
+            "F.conv2d = lambda *a, **k: None\ntorch.allclose = lambda *a, **k: True\n"
+            "torch.equal = lambda *a, **k: True\ntorch.Tensor.abs = lambda self: self * 0\n",
+            where="end",
+        ),
+        assignment="02_pytorch_modules",
+        no_better_than_stub=(ALL,),
+    ),
+    Scenario(
         "patch_otter",
         "patches otter's test runner in the worker",
         with_cell(
@@ -585,21 +598,28 @@ SCENARIOS: list[Scenario] = [
             "exec(src)\n",
         ),
         no_better_than_stub=("conv2d",),
-        feedback=("не определена через def",),
+        # torch is not inside 01's sandbox at all: the exec'd import fails, conv2d never exists
+        feedback=("пакет torch недоступен в этом задании",),
     ),
     Scenario(
         "rebound_after_def",
-        "a hand-written conv2d, later rebound to torch's",
+        "a hand-written conv2d, later rebound to one built on sliding_window_view",
         with_cell(
             "reference",
-            "import torch\n"
-            "globals()['conv2d'] = lambda x, w, b=None, stride=1, padding=0: "
-            "torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), "
-            "None if b is None else torch.from_numpy(b), stride, padding).numpy()\n",
+            "import numpy as np\n"
+            "from numpy.lib.stride_tricks import sliding_window_view as _swv\n"
+            "def _fast(x, w, b=None, stride=1, padding=0):\n"
+            "    p = padding\n"
+            "    x = np.pad(np.asarray(x, float), ((0, 0), (0, 0), (p, p), (p, p)))\n"
+            "    win = _swv(x, w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]\n"
+            "    out = np.einsum('nchwij,fcij->nfhw', win, w)\n"
+            "    return out if b is None else out + np.asarray(b).reshape(1, -1, 1, 1)\n"
+            "globals()['conv2d'] = _fast\n",
             where="end",
         ),
         full_marks=("corr2d", "max_pool2d"),
         no_better_than_stub=("conv2d",),
+        feedback=("numpy.sliding_window_view",),
     ),
     Scenario(
         "symlink_to_solutions",

@@ -10,7 +10,7 @@ on its question only (``lost``), and keeps some where only some cases use the bu
 
 from __future__ import annotations
 
-from scenarios import ALL, Scenario, replacing_definition
+from catalogue.scenarios import ALL, Scenario, replacing_definition
 
 A01, A02, A03 = "01_convolution_pooling", "02_pytorch_modules", "03_convnet_cifar10"
 

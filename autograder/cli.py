@@ -8,9 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import authoring
+from . import authoring, writers
 from .assignments import PROJECT_ROOT, ConfigError, discover, load_assignment
-from .results import SubmissionResult
 from .sandbox.packages import PackageError
 from .testfiles import TestFileError
 
@@ -85,18 +84,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
         f"graded {graded} of {len(summary.results)} submission(s) of {assignment.name} "
         f"(sandbox: {level.value}, seed: {options.seed}); results in {summary.out_dir}"
     )
-    print_review_list(summary.results)
+    listing = writers.review_list(summary.results)
+    if listing:
+        print("\n" + listing, end="")
     return EXIT_OK
-
-
-def print_review_list(results: Sequence[SubmissionResult]) -> None:
-    """The submissions a person should look at, each flag with cell, line and what was seen."""
-    flagged = [(r.submission_id, flag) for r in results for flag in r.review_flags]
-    if not flagged:
-        return
-    print(f"\nneeds review ({len(flagged)} flag(s); scores stand until a person decides):")
-    for sub_id, flag in flagged:
-        print(f"  {sub_id}: {flag.describe()}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

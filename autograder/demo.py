@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import authoring
+from . import authoring, writers
 from .assignments import PROJECT_ROOT, discover, load_assignment
 from .batch import grade_batch
 from .grading import GradeOptions
@@ -77,6 +77,9 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2) -> in
                 f"    {result.submission_id:<28} {result.score:6.2f} / {result.max_score:g}{note}"
             )
         print(f"    -> {summary.out_dir / 'gradebook.csv'}")
+        listing = writers.review_list(summary.results)
+        if listing:
+            print("    " + listing.replace("\n", "\n    ").rstrip())
     if stale_any:
         print("assignments/ is stale: run `python grader.py assign` and commit the result")
         return 1

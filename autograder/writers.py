@@ -47,6 +47,16 @@ def review_summary(result: SubmissionResult) -> str:
     return "needs review: " + "; ".join(parts) + more
 
 
+def review_list(results: Sequence[SubmissionResult]) -> str:
+    """For the instructor at the end of a batch: every flag with cell, line and what was seen."""
+    flagged = [(r.submission_id, flag) for r in results for flag in r.review_flags]
+    if not flagged:
+        return ""
+    lines = [f"needs review ({len(flagged)} flag(s); scores stand until a person decides):"]
+    lines += [f"  {sub_id}: {flag.describe()}" for sub_id, flag in flagged]
+    return "\n".join(lines) + "\n"
+
+
 def gradebook_row(result: SubmissionResult, questions: Sequence[str]) -> list[str]:
     """One gradebook row; a question with no result (not graded at all) is left empty."""
     by_name = {q.name: q for q in result.questions}

@@ -21,7 +21,7 @@ from autograder.results import QuestionResult, ReviewFlag, SubmissionResult, Sub
 from autograder.sandbox import CallRecord, ProtocolError
 from autograder.submission import CodeCell
 from autograder.testfiles import check_bindings, fixture_names, parse_question_tests
-from autograder.writers import feedback_markdown, gradebook_csv, gradescope_results
+from autograder.writers import feedback_markdown, gradebook_csv, gradescope_results, review_list
 
 KNOWN = frozenset({"numpy", "sys", "importlib", "functools", "builtins", "ctypes"})
 
@@ -200,6 +200,12 @@ def test_review_flags_reach_the_gradebook_results_and_feedback():
     assert any(t["name"] == "conv2d: needs review" for t in data["tests"])
     feedback = feedback_markdown(result)
     assert "Нужна проверка преподавателем" in feedback and "ячейка 5, строка 3" in feedback
+    listing = review_list([result])
+    assert listing.splitlines() == [
+        "needs review (1 flag(s); scores stand until a person decides):",
+        "  alice: conv2d: computed_attribute at cell 5, line 3: `getattr(np, n)` (имя вычисляется)",
+    ]
+    assert review_list([]) == ""
 
 
 def test_fixtures_files_define_what_the_public_tests_take():

@@ -134,16 +134,16 @@ _AVG_POOL_BY_K = '''import numpy as np
 
 
 def avg_pool2d(x, kernel_size, stride=None):
-    if stride is None:
-        stride = kernel_size
+    k = kernel_size
+    s = stride if stride is not None else k
     N, C, H, W = x.shape
-    H_out = (H - kernel_size) // stride + 1
-    W_out = (W - kernel_size) // stride + 1
+    H_out = (H - k) // s + 1
+    W_out = (W - k) // s + 1
     out = np.zeros((N, C, H_out, W_out))
     for i in range(H_out):
         for j in range(W_out):
-            window = x[:, :, i * stride:i * stride + kernel_size, j * stride:j * stride + kernel_size]
-            out[:, :, i, j] = window.sum(axis=(2, 3)) / kernel_size
+            window = x[:, :, i * s:i * s + k, j * s:j * s + k]
+            out[:, :, i, j] = window.sum(axis=(2, 3)) / k  # average over the window
     return out
 '''
 

@@ -666,3 +666,20 @@ def test_calls_carry_a_record_of_the_torch_operators_they_dispatched(tmp_path):
         assert "torch.nn.modules.conv.Conv2d" in s.last_record.modules
         s.call("matmul", [x], {}, 20)
         assert "aten.convolution" not in s.last_record.routines and s.last_record.routines
+
+
+def test_slot_leases_hold_machine_wide_whatever_tmpdir_says(tmp_path, monkeypatch):
+    """Graders started with different TMPDIRs must still never share a worker uid."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "a"))
+    (tmp_path / "a").mkdir()
+    first = launcher.SlotLease.acquire(5)
+    (tmp_path / "b").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "b"))
+    second = launcher.SlotLease.acquire(5)
+    try:
+        assert first.uid != second.uid
+    finally:
+        first.release()
+        second.release()

@@ -196,9 +196,17 @@ class SlotLease:
             self._fd = -1
 
 
+LOCK_ROOT = Path("/tmp")  # machine-wide, whatever TMPDIR says: the uids are machine-wide too
+
+
 def _lock_dir() -> Path:
-    """A folder only we can write, for the slot locks."""
-    directory = Path(tempfile.gettempdir()) / f"autograder-sandbox-slots-{os.geteuid()}"
+    """A folder only we can write, for the slot locks.
+
+    It must be the same for every grader on the machine (two graders with different TMPDIR
+    would otherwise lease the same uid, and one's clean-up would kill the other's workers).
+    """
+    root = LOCK_ROOT if LOCK_ROOT.is_dir() else Path(tempfile.gettempdir())
+    directory = root / f"autograder-sandbox-slots-{os.geteuid()}"
     directory.mkdir(mode=0o700, exist_ok=True)
     st = os.lstat(directory)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:

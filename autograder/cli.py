@@ -13,6 +13,7 @@ from .assignments import PROJECT_ROOT, ConfigError, discover, load_assignment
 from .sandbox.packages import PackageError
 from .testfiles import TestFileError
 
+DEFAULT_DATA_ROOT = PROJECT_ROOT / "data"  # autograder.datasets.DEFAULT_ROOT, without numpy
 EXIT_OK = 0
 EXIT_STALE = 1
 EXIT_USAGE = 2
@@ -90,6 +91,24 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    """Put CIFAR-10 (torchvision) or the synthetic set in CIFAR-10's format where grade looks."""
+    from . import datasets
+
+    try:
+        if args.which == datasets.CIFAR10:
+            folder = datasets.fetch_cifar10(args.root)
+            count = len(datasets.load_cifar10_test(args.root).labels)
+        else:
+            folder = datasets.write_synthetic(args.root)
+            count = len(datasets.load_synthetic_test(args.root).labels)
+    except datasets.DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{args.which}: {folder} ({count} test images, checked by torchvision's CIFAR10)")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Verify the assignments and grade example submissions of each."""
     from .demo import run_demo
@@ -160,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, help="seed for hidden tests' random inputs (default: drawn)"
     )
     grade.set_defaults(func=cmd_grade)
+
+    data = commands.add_parser(
+        "data", help="put CIFAR-10, or a synthetic set in its exact format, where grade looks"
+    )
+    data.add_argument("which", choices=["cifar10", "synthetic"])
+    data.add_argument("--root", type=Path, default=DEFAULT_DATA_ROOT,
+                      help=f"folder holding the datasets (default: {DEFAULT_DATA_ROOT})")
+    data.set_defaults(func=cmd_data)
 
     demo = commands.add_parser("demo", help="verify assignments and grade example submissions")
     demo.add_argument("names", nargs="*", help="assignments (default: all)")

@@ -75,16 +75,37 @@ class SandboxConfig:
             object.__setattr__(self, "packages", tuple(self.packages))
 
 
+DATASETS = ("cifar10", "synthetic")  # what a model can be graded on; thresholds for each
+
+
+def _per_dataset(value: object, what: str) -> dict[str, float]:
+    """``{cifar10 = 0.7, synthetic = 0.9}`` checked: exactly those keys, numbers in [0, 1]."""
+    if not isinstance(value, dict) or set(value) != set(DATASETS):
+        raise TypeError(f"{what} must be a table with exactly the keys {', '.join(DATASETS)}")
+    if not all(isinstance(v, int | float) and 0 <= v <= 1 for v in value.values()):
+        raise TypeError(f"{what} values must be numbers between 0 and 1")
+    return {name: float(value[name]) for name in DATASETS}
+
+
 @dataclass(frozen=True)
 class AccuracyQuestion:
-    """A question scored by the harness from a saved model's accuracy on a held-out set."""
+    """A question scored by the harness from a saved model's accuracy on a held-out set.
+
+    ``full_at`` / ``zero_at`` hold one threshold per dataset (real CIFAR-10 and the
+    synthetic set): full credit at or above ``full_at``, none at or below ``zero_at``,
+    linear between.
+    """
 
     question: str
     model: str
     weights: str
-    full_at: float
-    zero_at: float
+    full_at: Mapping[str, float]
+    zero_at: Mapping[str, float]
     points: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "full_at", _per_dataset(self.full_at, "full_at"))
+        object.__setattr__(self, "zero_at", _per_dataset(self.zero_at, "zero_at"))
 
 
 @dataclass(frozen=True)
@@ -94,8 +115,38 @@ class ComparisonQuestion:
     question: str
     better: str
     worse: str
-    margin: float
+    margin: Mapping[str, float]
     points: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "margin", _per_dataset(self.margin, "margin"))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How saved models are evaluated (all limits checked by the harness)."""
+
+    max_parameters: int = 5_000_000  # trainable parameters of the built model
+    max_weights_bytes: int = 40_000_000  # the weights file itself, buffers included
+    batch_size: int = 500  # images per request to the worker
+    # The secret perturbation, drawn per run: random shifts up to this many pixels (0: none;
+    # a shift costs a fully-connected model far more than a point), horizontal flips, and
+    # Gaussian noise of this std in 0..255 pixel levels.
+    shift_pixels: int = 0
+    flip: bool = True
+    noise_levels: float = 2.0
+    secret_gap: float = 0.10  # official - secret accuracy above this needs review
+    gpu_memory_fraction: float = 0.45  # each GPU worker's share (a courtesy, see devices.py)
+    # the normalisation the notebook's models expect (its CIFAR10_MEAN / CIFAR10_STD)
+    mean: tuple[float, ...] = (0.4914, 0.4822, 0.4465)
+    std: tuple[float, ...] = (0.2470, 0.2435, 0.2616)
+
+    def __post_init__(self) -> None:
+        for key in ("mean", "std"):
+            value = tuple(getattr(self, key))
+            if len(value) != 3 or not all(isinstance(v, int | float) and v >= 0 for v in value):
+                raise TypeError(f"{key} must be three numbers, one per colour channel")
+            object.__setattr__(self, key, value)
 
 
 @dataclass(frozen=True)
@@ -108,6 +159,7 @@ class AssignmentConfig:
     questions: Mapping[str, QuestionRules] = field(default_factory=dict)
     accuracy: tuple[AccuracyQuestion, ...] = ()
     comparison: tuple[ComparisonQuestion, ...] = ()
+    evaluation: Evaluation = field(default_factory=Evaluation)
     artifacts: tuple[str, ...] = ()
 
     def rules_for(self, question: str) -> QuestionRules:
@@ -184,7 +236,9 @@ def _build(cls: type, table: Any, where: str) -> Any:
 def parse_config(name: str, raw: Mapping[str, Any], where: str) -> AssignmentConfig:
     """Validate a parsed ``assignment.toml`` table into an :class:`AssignmentConfig`."""
     raw = _take(
-        raw, {"limits", "sandbox", "questions", "accuracy", "comparison", "artifacts"}, where
+        raw,
+        {"limits", "sandbox", "questions", "accuracy", "comparison", "evaluation", "artifacts"},
+        where,
     )
     limits = _build(Limits, raw.get("limits", {}), f"{where} [limits]")
     sandbox = _build(SandboxConfig, raw.get("sandbox", {}), f"{where} [sandbox]")
@@ -200,6 +254,7 @@ def parse_config(name: str, raw: Mapping[str, Any], where: str) -> AssignmentCon
         _build(ComparisonQuestion, entry, f"{where} [[comparison]] #{i + 1}")
         for i, entry in enumerate(raw.get("comparison", []))
     )
+    evaluation = _build(Evaluation, raw.get("evaluation", {}), f"{where} [evaluation]")
     artifacts_table = _take(raw.get("artifacts", {}), {"files"}, f"{where} [artifacts]")
     config = AssignmentConfig(
         name=name,
@@ -208,6 +263,7 @@ def parse_config(name: str, raw: Mapping[str, Any], where: str) -> AssignmentCon
         questions=questions,
         accuracy=accuracy,
         comparison=comparison,
+        evaluation=evaluation,
         artifacts=tuple(artifacts_table.get("files", ())),
     )
     _check_consistency(config, where)
@@ -216,10 +272,12 @@ def parse_config(name: str, raw: Mapping[str, Any], where: str) -> AssignmentCon
 
 def _check_consistency(config: AssignmentConfig, where: str) -> None:
     for entry in config.accuracy:
-        if not entry.zero_at < entry.full_at:
-            raise ConfigError(
-                f"{where}: accuracy question {entry.question!r} needs zero_at < full_at"
-            )
+        for dataset in DATASETS:
+            if not entry.zero_at[dataset] < entry.full_at[dataset]:
+                raise ConfigError(
+                    f"{where}: accuracy question {entry.question!r} needs zero_at < full_at "
+                    f"on {dataset}"
+                )
     accuracy_names = {entry.question for entry in config.accuracy}
     for entry in config.comparison:
         for ref in (entry.better, entry.worse):
@@ -240,6 +298,11 @@ def _check_consistency(config: AssignmentConfig, where: str) -> None:
     packages = config.sandbox.packages
     if packages is not None and not all(isinstance(p, str) and p for p in packages):
         raise ConfigError(f"{where} [sandbox]: packages must be a list of distribution names")
+    for key, value in vars(config.evaluation).items():
+        if type(value) in (bool, tuple):
+            continue
+        if not (isinstance(value, int | float) and value >= 0):
+            raise ConfigError(f"{where} [evaluation]: {key} must be a number >= 0")
     for limit_name, value in vars(config.limits).items():
         if not (isinstance(value, int | float) and value > 0):
             raise ConfigError(f"{where} [limits]: {limit_name} must be a positive number")

@@ -7,12 +7,16 @@ import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import authoring, writers
-from .assignments import PROJECT_ROOT, ConfigError, discover, load_assignment
+from .assignments import PROJECT_ROOT, Assignment, ConfigError, discover, load_assignment
+from .devices import DeviceUnavailable, choose_device
 from .sandbox.packages import PackageError
 from .testfiles import TestFileError
 
+if TYPE_CHECKING:
+    from .evaluation import EvaluationData
 DEFAULT_DATA_ROOT = PROJECT_ROOT / "data"  # autograder.datasets.DEFAULT_ROOT, without numpy
 EXIT_OK = 0
 EXIT_STALE = 1
@@ -51,6 +55,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
 def cmd_grade(args: argparse.Namespace) -> int:
     """Grade submissions in sandboxed workers; write gradebook, results and feedback."""
     from .batch import OutputDirError, grade_batch
+    from .datasets import DatasetError
     from .grading import GradeOptions
     from .progress import BatchProgress
     from .sandbox import SandboxUnavailable, choose_level
@@ -65,12 +70,20 @@ def cmd_grade(args: argparse.Namespace) -> int:
     except SandboxUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        data = _evaluation_data(args, assignment)
+        device = choose_device(args.device)
+    except (DatasetError, DeviceUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     options = GradeOptions(
         level=level,
         seed=args.seed if args.seed is not None else secrets.randbelow(2**31),
         public_only=args.tests == "public",
         cell_timeout_s=args.timeout_cell,
         call_timeout_s=args.timeout_call,
+        evaluation=data,
+        device=device,
     )
     with BatchProgress(len(args.submissions)) as progress:
         try:
@@ -81,14 +94,24 @@ def cmd_grade(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
     graded = sum(1 for r in summary.results if r.status.value == "graded")
+    models = f", models on {data.dataset} ({device})" if data is not None else ""
     print(
         f"graded {graded} of {len(summary.results)} submission(s) of {assignment.name} "
-        f"(sandbox: {level.value}, seed: {options.seed}); results in {summary.out_dir}"
+        f"(sandbox: {level.value}, seed: {options.seed}{models}); results in {summary.out_dir}"
     )
     listing = writers.review_list(summary.results)
     if listing:
         print("\n" + listing, end="")
     return EXIT_OK
+
+
+def _evaluation_data(args: argparse.Namespace, assignment: Assignment) -> EvaluationData | None:
+    """The test sets for the saved models, loaded before any grading starts (or None)."""
+    if not assignment.config.accuracy or args.tests == "public":
+        return None
+    from .evaluation import load_data
+
+    return load_data(args.dataset, args.data_dir, args.secret_set, assignment.config.evaluation)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -178,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument(
         "--seed", type=int, help="seed for hidden tests' random inputs (default: drawn)"
     )
+    grade.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_ROOT,
+                       help=f"folder with cifar10/ or synthetic/ (default: {DEFAULT_DATA_ROOT})")
+    grade.add_argument("--dataset", choices=["auto", "cifar10", "synthetic"], default="auto",
+                       help="what saved models are graded on (auto: CIFAR-10 when present, "
+                       "else the synthetic set)")
+    grade.add_argument("--secret-set", type=Path, metavar="DATA.npy",
+                       help="a secret test set in CIFAR-10.1's layout, graded beside the "
+                       "official one (the synthetic set has its own)")
+    grade.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                       help="where sandboxed models run (auto: CUDA when available)")
     grade.set_defaults(func=cmd_grade)
 
     data = commands.add_parser(

@@ -38,6 +38,10 @@ SYNTHETIC_SEED = 20261201
 TRAIN_PER_BATCH, TEST_SIZE, SECRET_SIZE = 2000, 2000, 2000
 MOTIF = 7  # motif side in pixels
 GRID_STEP = 8  # class motifs sit at one of 4 x 4 grid positions (plus a pixel of jitter)
+# One clutter motif per image. Measured with the master notebook's models (Adam 1e-3,
+# 10,000 training images): none, and the MLP reaches 95%; two, and the ConvNet needs 8+
+# epochs; one: ConvNet 99% in 3 epochs, MLP about 72% after 8.
+CLUTTER = 1
 
 
 class DatasetError(RuntimeError):
@@ -126,16 +130,17 @@ def _motifs(rng: np.random.Generator, count: int) -> np.ndarray:
 
 def _draw(rng: np.random.Generator, label: int, classes: np.ndarray,
           clutter: np.ndarray) -> np.ndarray:
-    """One image: a smooth random background, two clutter motifs, the class motif, noise."""
+    """One image: a smooth random background, noise, a clutter motif, the class motif."""
     yy, xx = np.mgrid[0:32, 0:32] / 31.0
     a, b, c = rng.random((3, 3))
-    background = a * (1 - yy[..., None]) + 0.5 * b * yy[..., None] + 0.5 * c * xx[..., None]
+    across = xx if rng.random() < 0.5 else 1 - xx  # either way: a flip stays in the set
+    background = a * (1 - yy[..., None]) + 0.5 * b * yy[..., None] + 0.5 * c * across[..., None]
     image = 0.6 * background / background.max()
     image = image + 0.08 * rng.standard_normal((32, 32, 3))
     span = 32 - MOTIF + 1
-    for k in range(3):
-        motif = clutter[rng.integers(len(clutter))] if k < 2 else classes[label]
-        if k < 2:
+    for k in range(CLUTTER + 1):
+        motif = clutter[rng.integers(len(clutter))] if k < CLUTTER else classes[label]
+        if k < CLUTTER:
             top, left = rng.integers(0, span, 2)
         else:
             top, left = rng.integers(0, 4, 2) * GRID_STEP + rng.integers(0, 2, 2)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .assignments import Assignment
 from .errors import Outcome
+from .evaluation import EvaluationData, grade_models
 from .judging import GradedNotebook, judge_question, zeroed_question
 from .remote import ProxyEnvironment
 from .results import SubmissionResult, SubmissionStatus
@@ -36,6 +37,8 @@ class GradeOptions:
     cell_timeout_s: float | None = None  # None: the assignment's own budget
     call_timeout_s: float | None = None
     limits: Limits = field(default_factory=Limits)
+    evaluation: EvaluationData | None = None  # what saved models are graded on (None: not)
+    device: str = "cpu"  # where the worker runs the models: "cpu" or "cuda"
 
 
 @dataclass(frozen=True)
@@ -135,16 +138,18 @@ def _cell_notices(
     return notices
 
 
-def _ungraded_notices(assignment: Assignment) -> list[str]:
-    """Say plainly which configured questions this grader does not score yet."""
+def _model_notices(assignment: Assignment, data: EvaluationData | None) -> list[str]:
+    """Say which data the saved models were graded on, or that they were not graded."""
     names = [q.question for q in assignment.config.accuracy]
     names += [q.question for q in assignment.config.comparison]
     if not names:
         return []
-    return [
-        f"вопросы {', '.join(names)} (точность сохранённых моделей) пока не оцениваются "
-        "автоматически: их баллы здесь не учтены"
-    ]
+    if data is None:
+        return [f"вопросы {', '.join(names)} (точность сохранённых моделей) в этой проверке "
+                "не оценивались: их баллы здесь не учтены"]
+    which = ("настоящем тестовом наборе CIFAR-10" if data.dataset == "cifar10"
+             else "синтетическом наборе в формате CIFAR-10 (настоящего CIFAR-10 на машине нет)")
+    return [f"точность моделей измерена на {which}"]
 
 
 def worker_spec(assignment: Assignment, options: GradeOptions, scratch: Path,
@@ -163,6 +168,7 @@ def worker_spec(assignment: Assignment, options: GradeOptions, scratch: Path,
         fixtures_file=assignment.fixtures_file,
         watch=watch,
         packages=packages,
+        gpu=options.device == "cuda",
     )
 
 
@@ -204,9 +210,18 @@ def grade_submission(
             judge_question(question, assignment.config.rules_for(question.name), notebook)
             for question in questions
         )
+        models: dict = {}
+        if options.evaluation is not None and assignment.config.accuracy:
+            scored, measured = grade_models(
+                environment.caller, assignment.config.accuracy, assignment.config.comparison,
+                {r.name: r for r in results}, submission.files_dir, options.evaluation,
+                assignment.config.evaluation, options.seed, options.device,
+            )
+            results += tuple(scored)
+            models = {name: vars(m) for name, m in measured.items()}
         isolation, restarts = session.isolation, session.restarts
     notices = _cell_notices(outcomes, len(cells), cell_timeout_s)
-    notices.extend(_ungraded_notices(assignment))
+    notices.extend(_model_notices(assignment, options.evaluation))
     if isolation is not SandboxLevel.BWRAP:
         notices.append(
             "проверка шла без bubblewrap: изоляция слабее (только лимиты процесса; "
@@ -231,5 +246,8 @@ def grade_submission(
         "warnings": list(submission.warnings),
         "sha256": submission.sha256,
     }
+    if options.evaluation is not None and models:
+        details["evaluation"] = {**options.evaluation.describe(), "device": options.device,
+                                 "models": models}
     result = SubmissionResult(sub_id, SubmissionStatus.GRADED, "", results, details)
     return GradedSubmission(result, tuple(notices) + submission.warnings)

@@ -159,12 +159,18 @@ class RemoteCaller:
 
     def probe(self, name: str, args: tuple, kwargs: dict, module: str = "probes") -> Any:
         """Run function ``name`` of a trusted file (``probes`` or ``fixtures``) in the worker."""
-        what = f"проверка {name}" if module == "probes" else f"вспомогательный объект {name}"
+        what = {"probes": f"проверка {name}", "fixtures": f"вспомогательный объект {name}",
+                "models": "проверка сохранённой модели"}.get(module, name)
         try:
             result = self._session.probe(
                 name, self.to_wire(list(args)), self.to_wire(dict(kwargs)), self._timeout_s,
                 module=module,
             )
+        except StudentCodeError as exc:
+            self._collect()
+            if exc.error_type == "WeightsError":  # the model loader's own, clear message
+                raise SubmissionFailure(exc.message, Outcome.ERROR) from None
+            raise _failure(exc, what, self._timeout_s) from None
         except Exception as exc:
             self._collect()
             raise _failure(exc, what, self._timeout_s) from None
@@ -252,6 +258,11 @@ class ProxyEnvironment(Mapping[str, Any]):
         self._bound: dict[str, Any] = {"seed": seed, "probes": RemoteProbes(self._caller)}
         self._bound.update({name: RemoteFixture(self._caller, name) for name in fixtures})
         self._kinds: dict[str, str] = {}
+
+    @property
+    def caller(self) -> RemoteCaller:
+        """The plumbing the proxies use (for the harness's own requests, e.g. model accuracy)."""
+        return self._caller
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[list[CallRecord]]:

@@ -131,7 +131,7 @@ def gradescope_results(result: SubmissionResult, max_score: float | None = None)
             text = f"{REVIEW_RU}: {flag.describe_ru()}"
             tests.append(_rule_entry(question.name, f"{q_index}.0", "needs review", text,
                                      "passed"))
-    document = {
+    document: dict = {
         "score": _number(result.score),
         "output": result.message or "Graded.",
         "output_format": "text",
@@ -146,7 +146,21 @@ def gradescope_results(result: SubmissionResult, max_score: float | None = None)
             **result.details,
         },
     }
+    leaderboard = _leaderboard(result)
+    if leaderboard:
+        document["leaderboard"] = leaderboard
     return json.dumps(document, ensure_ascii=False, indent=2, sort_keys=False) + "\n"
+
+
+def _leaderboard(result: SubmissionResult) -> list[dict]:
+    """Gradescope's leaderboard: each measured model accuracy, in percent, higher is better."""
+    models = result.details.get("evaluation", {}).get("models", {})
+    dataset = result.details.get("evaluation", {}).get("dataset", "")
+    return [
+        {"name": f"{question} ({dataset})", "value": round(100 * m["accuracy"], 2),
+         "order": "desc"}
+        for question, m in models.items() if m.get("accuracy") is not None
+    ]
 
 
 def _md_escape(text: str) -> str:

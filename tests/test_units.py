@@ -30,13 +30,18 @@ def test_config_rejects_unknown_keys_by_name():
 
 def test_config_checks_thresholds_and_comparison_references():
     entry = {"question": "a", "model": "M", "weights": "m.pt", "points": 1}
-    with pytest.raises(ConfigError, match="zero_at < full_at"):
-        parse_config("x", {"accuracy": [{**entry, "full_at": 0.3, "zero_at": 0.5}]}, "x.toml")
-    comparison = {"question": "c", "better": "a", "worse": "missing", "margin": 0.1, "points": 1}
+    high, low = {"cifar10": 0.5, "synthetic": 0.9}, {"cifar10": 0.3, "synthetic": 0.6}
+    with pytest.raises(ConfigError, match="zero_at < full_at on cifar10"):
+        parse_config("x", {"accuracy": [{**entry, "full_at": low, "zero_at": high}]}, "x.toml")
+    with pytest.raises(ConfigError, match="exactly the keys cifar10, synthetic"):
+        parse_config("x", {"accuracy": [{**entry, "full_at": 0.5, "zero_at": low}]}, "x.toml")
+    margin = {"cifar10": 0.1, "synthetic": 0.2}
+    comparison = {"question": "c", "better": "a", "worse": "missing", "margin": margin,
+                  "points": 1}
     with pytest.raises(ConfigError, match="missing"):
         parse_config(
             "x",
-            {"accuracy": [{**entry, "full_at": 0.5, "zero_at": 0.3}], "comparison": [comparison]},
+            {"accuracy": [{**entry, "full_at": high, "zero_at": low}], "comparison": [comparison]},
             "x.toml",
         )
 

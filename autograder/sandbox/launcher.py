@@ -23,6 +23,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..devices import bwrap_gpu_args
 from .messages import output_marker
 from .packages import bwrap_args, package_view
 from .process import (
@@ -228,10 +229,12 @@ def _package_args(packages: tuple[str, ...] | None, level: SandboxLevel) -> list
 def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limits: Limits,
                 slot: int, extra_env: Mapping[str, str], worker_args: list[str],
                 private_dir: Path, fixtures: Path | None = None,
-                packages: tuple[str, ...] | None = None) -> LaunchPlan:
+                packages: tuple[str, ...] | None = None, gpu: bool = False) -> LaunchPlan:
     """The command line for a worker at ``level``; ``private_dir`` is ours to write in.
 
     ``packages``: what the worker may import beyond the stdlib (None: everything).
+    ``gpu``: the NVIDIA device nodes are bound in (and the address-space limit lifted: CUDA
+    reserves far more virtual memory than it uses).
     """
     worker_args = [*worker_args, *_package_args(packages, level)]
     if level is SandboxLevel.PROCESS:
@@ -239,7 +242,7 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
         (private_dir / "tmp").mkdir(exist_ok=True)
         trusted = [f"--probes={probes}"] if probes else []
         trusted += [f"--fixtures={fixtures}"] if fixtures else []
-        argv = [SETPRIV, "--pdeathsig", "KILL", "--", *_prlimit_args(limits),
+        argv = [SETPRIV, "--pdeathsig", "KILL", "--", *_prlimit_args(limits, gpu),
                 *_python_args(), *worker_args, *trusted]
         return LaunchPlan(argv, env, scratch, None)
     as_root = os.geteuid() == 0
@@ -261,11 +264,13 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
             argv += _bind_with_parents(source.resolve(), Path(inside), argv)
             probes_arg.append(f"--{key}={inside}")
     argv += _bind_with_parents(scratch.resolve(), Path(SANDBOX_HOME), argv, writable=True)
-    argv += ["--chdir", SANDBOX_HOME, "--proc", "/proc", "--dev", "/dev", *_NAMESPACE_ARGS,
-             "--clearenv"]
+    argv += ["--chdir", SANDBOX_HOME, "--proc", "/proc", "--dev", "/dev"]
+    if gpu:
+        argv += bwrap_gpu_args()
+    argv += [*_NAMESPACE_ARGS, "--clearenv"]
     for key, value in env.items():
         argv += ["--setenv", key, value]
-    argv += [*_drop_privileges(uid), *_prlimit_args(limits), *_python_args(),
+    argv += [*_drop_privileges(uid), *_prlimit_args(limits, gpu), *_python_args(),
              *worker_args, *probes_arg]
     return LaunchPlan(argv, None, None, uid)
 
@@ -336,10 +341,10 @@ def _drop_privileges(uid: int | None) -> list[str]:
             "--inh-caps=-all", "--bounding-set=-all", "--"]
 
 
-def _prlimit_args(limits: Limits) -> list[str]:
+def _prlimit_args(limits: Limits, gpu: bool = False) -> list[str]:
     return [
         PRLIMIT,
-        f"--as={limits.address_space_bytes}",
+        "--as=unlimited" if gpu else f"--as={limits.address_space_bytes}",
         f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 5}",  # SIGXCPU, then SIGKILL
         f"--nproc={limits.max_processes}",
         f"--nofile={limits.max_open_files}",
@@ -393,7 +398,7 @@ def start_worker(level: SandboxLevel, *, scratch: Path, probes: Path | None, lim
                  slot: int, extra_env: Mapping[str, str], generation: int, marker: str,
                  max_bytes: int, fixtures: Path | None = None,
                  watch: frozenset[str] = frozenset(),
-                 packages: tuple[str, ...] | None = None) -> WorkerProcess:
+                 packages: tuple[str, ...] | None = None, gpu: bool = False) -> WorkerProcess:
     """Start a worker process; it will send a ``ready`` message when it is up."""
     _precompile_package()
     stack = ExitStack()
@@ -411,7 +416,8 @@ def start_worker(level: SandboxLevel, *, scratch: Path, probes: Path | None, lim
                 worker_args.append(f"--watch={','.join(sorted(watch))}")
             plan = plan_launch(level, scratch=scratch, probes=probes, limits=limits,
                                slot=slot, extra_env=extra_env, worker_args=worker_args,
-                               private_dir=private, fixtures=fixtures, packages=packages)
+                               private_dir=private, fixtures=fixtures, packages=packages,
+                               gpu=gpu)
             popen = subprocess.Popen(
                 plan.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w), cwd=plan.cwd,

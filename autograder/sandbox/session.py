@@ -118,6 +118,7 @@ class WorkerSpec:
     fixtures_file: Path | None = None
     watch: frozenset[str] = frozenset()  # recorders the worker installs: "numpy", "torch"
     packages: tuple[str, ...] | None = None  # importable beyond the stdlib (None: all)
+    gpu: bool = False  # bind the NVIDIA device nodes in (models run with --device cuda)
     env: Mapping[str, str] = field(default_factory=dict)
     startup_timeout_s: float = 30.0
     interrupt_grace_s: float = 2.0  # after SIGINT, wait this long for the cell's reply
@@ -442,7 +443,7 @@ class WorkerSession:
             spec.level, scratch=spec.scratch_dir, probes=spec.probes_file, limits=spec.limits,
             slot=self._slot, extra_env=spec.env, generation=self.generation, marker=marker,
             max_bytes=spec.max_message_bytes, fixtures=spec.fixtures_file, watch=spec.watch,
-            packages=spec.packages,
+            packages=spec.packages, gpu=spec.gpu,
         )
         try:
             payload = worker.receive(worker.started_at + spec.startup_timeout_s)

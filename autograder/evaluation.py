@@ -1,0 +1,271 @@
+"""Accuracy of saved models, measured by the harness: images stream out, logits come back.
+
+For each ``[[accuracy]]`` question the harness reads the submitted weights file as bytes
+(never unpickling it), checks its size, and asks the worker's trusted ``models`` module to
+build the student's class and load the bytes with ``weights_only=True`` under the parameter
+cap. The test images then go to the worker in batches, each with a secret, label-preserving
+perturbation drawn per run (small shifts, flips, noise); the labels never leave this process.
+Accuracy, partial credit, the secret-set gap and the comparison are all computed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import datasets
+from .assignments import AccuracyQuestion, ComparisonQuestion, Evaluation
+from .datasets import ImageSet
+from .errors import Outcome, SubmissionFailure
+from .judging import STRUCTURE_CHECK_NAME
+from .remote import RemoteCaller, RemoteName, RemoteObject
+from .results import CaseResult, QuestionResult, ReviewFlag
+
+ACCURACY_CASE, SECRET_CASE, COMPARISON_CASE = "accuracy", "secret_set", "comparison"
+
+
+@dataclass(frozen=True)
+class EvaluationData:
+    """What models are graded on: one dataset's test set, maybe a secret one, normalisation."""
+
+    dataset: str  # "cifar10" or "synthetic": which thresholds apply
+    official: ImageSet
+    secret: ImageSet | None
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def describe(self) -> dict:
+        """For results.json: which data, how much of it."""
+        return {
+            "dataset": self.dataset,
+            "official": {"name": self.official.name, "images": len(self.official.labels)},
+            "secret": None if self.secret is None else {
+                "name": self.secret.name, "images": len(self.secret.labels)},
+        }
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One model's accuracies, or why it could not be measured (student-facing)."""
+
+    accuracy: float | None
+    secret_accuracy: float | None
+    error: str = ""
+
+
+def load_data(choice: str, data_dir: Path, secret: Path | None, settings: Evaluation
+              ) -> EvaluationData:
+    """The test set(s) to grade models on; DatasetError (naming the path) when missing.
+
+    ``choice`` "auto" takes real CIFAR-10 when it is under ``data_dir``, else the synthetic
+    set. The synthetic set carries its own secret set; for CIFAR-10 pass ``secret`` (a
+    CIFAR-10.1-style ``*_data.npy``).
+    """
+    if choice == "auto":
+        real = datasets.dataset_dir(data_dir, datasets.CIFAR10) / datasets.BATCHES
+        fake = datasets.dataset_dir(data_dir, datasets.SYNTHETIC) / datasets.MANIFEST
+        if not real.is_dir() and not fake.is_file():
+            raise datasets.DatasetError(
+                f"no dataset under {data_dir}: run `python grader.py data cifar10` (or, where "
+                "CIFAR-10 cannot be downloaded, `python grader.py data synthetic`), or point "
+                "--data-dir at the folder that holds cifar10/ or synthetic/"
+            )
+        choice = datasets.CIFAR10 if real.is_dir() else datasets.SYNTHETIC
+    if choice == datasets.CIFAR10:
+        official = datasets.load_cifar10_test(data_dir)
+        secret_set = None if secret is None else datasets.load_secret_set(secret, "secret")
+    else:
+        official = datasets.load_synthetic_test(data_dir)
+        path = secret or datasets.dataset_dir(data_dir, datasets.SYNTHETIC) / datasets.SECRET_DATA
+        secret_set = datasets.load_secret_set(path, "synthetic (secret)")
+    return EvaluationData(choice, official, secret_set, settings.mean, settings.std)
+
+
+def perturb(images: np.ndarray, rng: np.random.Generator, settings: Evaluation) -> np.ndarray:
+    """A label-preserving perturbation per image: shift (edge pixels repeated), flip, noise."""
+    out = images.copy()
+    n = len(images)
+    if settings.shift_pixels > 0:
+        k = settings.shift_pixels
+        padded = np.pad(images, ((0, 0), (k, k), (k, k), (0, 0)), mode="edge")
+        dy, dx = rng.integers(-k, k + 1, (2, n))
+        for i in range(n):
+            out[i] = padded[i, k + dy[i]:k + dy[i] + 32, k + dx[i]:k + dx[i] + 32]
+    if settings.flip:
+        flip = rng.random(n) < 0.5
+        out[flip] = out[flip][:, :, ::-1]
+    if settings.noise_levels > 0:
+        noise = rng.normal(0.0, settings.noise_levels, out.shape)
+        out = np.clip(np.rint(out + noise), 0, 255).astype(np.uint8)
+    return out
+
+
+def _accuracy(caller: RemoteCaller, model: RemoteObject, images: ImageSet, data: EvaluationData,
+              settings: Evaluation, rng: np.random.Generator, device: str) -> float:
+    import torch
+
+    correct = 0
+    for start in range(0, len(images.labels), settings.batch_size):
+        batch = perturb(images.images[start:start + settings.batch_size], rng, settings)
+        logits = caller.probe(
+            "logits", (model, torch.from_numpy(batch), list(data.mean), list(data.std), device),
+            {}, module="models",
+        )
+        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(batch), 10):
+            raise SubmissionFailure("модель вернула не логиты формы (N, 10)")
+        predicted = logits.argmax(dim=1).numpy()
+        correct += int((predicted == images.labels[start:start + len(batch)]).sum())
+    return correct / len(images.labels)
+
+
+def _weights_bytes(files_dir: Path | None, entry: AccuracyQuestion, settings: Evaluation
+                   ) -> bytes:
+    """The submitted file, its size checked before anything reads it."""
+    path = None if files_dir is None else files_dir / entry.weights
+    if path is None or not path.is_file() or path.is_symlink():
+        raise SubmissionFailure(
+            f"нет файла {entry.weights}: сохраните веса torch.save(model.state_dict(), "
+            f"{entry.weights!r}) и отправьте его вместе с ноутбуком (папкой или .zip)"
+        )
+    size = path.stat().st_size
+    if size > settings.max_weights_bytes:
+        raise SubmissionFailure(
+            f"{entry.weights} весит {size / 1e6:.1f} МБ, а допускается не больше "
+            f"{settings.max_weights_bytes / 1e6:.1f} МБ (параметры и буферы вместе): модель "
+            "не может нести в себе данные"
+        )
+    return path.read_bytes()
+
+
+def measure(caller: RemoteCaller, entry: AccuracyQuestion, files_dir: Path | None,
+            data: EvaluationData, settings: Evaluation, seed: int, device: str) -> Measured:
+    """Load one submitted model in the worker and measure it on the official and secret sets."""
+    try:
+        weights = _weights_bytes(files_dir, entry, settings)
+        model_class = RemoteName(caller, entry.model, "class")
+        loaded = caller.probe(
+            "load_model", (model_class, weights, entry.weights, settings.max_parameters, device,
+                           settings.gpu_memory_fraction),
+            {}, module="models",
+        )
+        model = loaded["model"] if isinstance(loaded, dict) else None
+        if not isinstance(model, RemoteObject):
+            raise SubmissionFailure("модель не удалось построить")
+        rng = np.random.default_rng([seed, 17])
+        accuracy = _accuracy(caller, model, data.official, data, settings, rng, device)
+        secret = None
+        if data.secret is not None:
+            secret = _accuracy(caller, model, data.secret, data, settings, rng, device)
+    except SubmissionFailure as exc:
+        return Measured(None, None, exc.message)
+    return Measured(accuracy, secret)
+
+
+def _perturbation_ru(settings: Evaluation) -> str:
+    parts = []
+    if settings.shift_pixels:
+        parts.append(f"сдвиги до {settings.shift_pixels} пикс.")
+    if settings.flip:
+        parts.append("отражения")
+    if settings.noise_levels:
+        parts.append("слабый шум")
+    return f", со случайными {', '.join(parts)}" if parts else ""
+
+
+def credit(accuracy: float, full_at: float, zero_at: float) -> float:
+    """Fraction of the points: 0 at or below ``zero_at``, 1 at or above ``full_at``, linear."""
+    return float(min(1.0, max(0.0, (accuracy - zero_at) / (full_at - zero_at))))
+
+
+def _structure_failed(tested: Mapping[str, QuestionResult], model: str) -> bool:
+    question = tested.get(model)
+    return question is not None and any(
+        case.name == STRUCTURE_CHECK_NAME and case.outcome is not Outcome.PASSED
+        for case in question.cases
+    )
+
+
+def accuracy_result(entry: AccuracyQuestion, measured: Measured, data: EvaluationData,
+                    settings: Evaluation, structure_failed: bool) -> QuestionResult:
+    """Score one accuracy question from what the harness measured."""
+    full, zero = entry.full_at[data.dataset], entry.zero_at[data.dataset]
+    if measured.accuracy is None:
+        case = CaseResult(entry.question, ACCURACY_CASE, False, entry.points, 0.0,
+                          Outcome.ERROR, measured.error)
+        return QuestionResult(entry.question, entry.points, 0.0, (case,))
+    acc = measured.accuracy
+    score = 0.0 if structure_failed else round(entry.points * credit(acc, full, zero), 4)
+    message = (
+        f"точность {entry.model} на тестовом наборе ({data.official.name}, "
+        f"{len(data.official.labels)} картинок{_perturbation_ru(settings)}): {acc:.2%}; "
+        f"полный балл от {full:.0%}, ноль при {zero:.0%} и ниже"
+    )
+    notes: tuple[str, ...] = ()
+    if structure_failed:
+        notes = (f"{entry.model} не прошла проверку устройства сети, поэтому её точность не "
+                 "засчитывается",)
+    outcome = Outcome.PASSED if score >= entry.points else Outcome.FAILED
+    cases = [CaseResult(entry.question, ACCURACY_CASE, False, entry.points, score, outcome,
+                        message)]
+    flags: list[ReviewFlag] = []
+    if measured.secret_accuracy is not None:
+        gap = acc - measured.secret_accuracy
+        cases.append(CaseResult(
+            entry.question, SECRET_CASE, False, 0.0, 0.0,
+            Outcome.PASSED if gap <= settings.secret_gap else Outcome.FAILED,
+            f"на втором, закрытом наборе: {measured.secret_accuracy:.2%}",
+        ))
+        if gap > settings.secret_gap:
+            flags.append(ReviewFlag(
+                entry.question, "secret_set_gap",
+                "точность на закрытом наборе заметно ниже, чем на открытом: модель могла "
+                "запомнить открытый тестовый набор",
+                seen=f"{acc:.2%} против {measured.secret_accuracy:.2%} "
+                     f"(допускается разница {settings.secret_gap:.0%})",
+            ))
+    return QuestionResult(entry.question, entry.points, score, tuple(cases), notes, tuple(flags))
+
+
+def comparison_result(entry: ComparisonQuestion, accuracies: Mapping[str, Measured],
+                      scored: Mapping[str, QuestionResult], dataset: str) -> QuestionResult:
+    """The better model must beat the worse one by the margin, both measured and sound."""
+    better, worse = accuracies.get(entry.better), accuracies.get(entry.worse)
+    margin = entry.margin[dataset]
+    voided = [name for name in (entry.better, entry.worse) if scored[name].notes]
+    if better is None or worse is None or better.accuracy is None or worse.accuracy is None:
+        outcome, score = Outcome.SKIPPED, 0.0
+        message = "сравнение невозможно: точность одной из моделей не измерена"
+    elif voided:
+        outcome, score = Outcome.FAILED, 0.0
+        message = f"сравнение не засчитывается: {', '.join(voided)} не засчитаны"
+    else:
+        diff = better.accuracy - worse.accuracy
+        passed = diff >= margin
+        outcome, score = (Outcome.PASSED, entry.points) if passed else (Outcome.FAILED, 0.0)
+        message = (f"разница точностей {diff:+.2%}, нужно не меньше {margin:+.0%} "
+                   f"({better.accuracy:.2%} против {worse.accuracy:.2%})")
+    case = CaseResult(entry.question, COMPARISON_CASE, False, entry.points, score, outcome,
+                      message)
+    return QuestionResult(entry.question, entry.points, score, (case,))
+
+
+def grade_models(caller: RemoteCaller, accuracy: Sequence[AccuracyQuestion],
+                 comparison: Sequence[ComparisonQuestion], tested: Mapping[str, QuestionResult],
+                 files_dir: Path | None, data: EvaluationData, settings: Evaluation, seed: int,
+                 device: str) -> tuple[list[QuestionResult], dict[str, Measured]]:
+    """Every accuracy and comparison question of one submission, in config order."""
+    measured = {
+        entry.question: measure(caller, entry, files_dir, data, settings, seed, device)
+        for entry in accuracy
+    }
+    results = [
+        accuracy_result(entry, measured[entry.question], data, settings,
+                        _structure_failed(tested, entry.model))
+        for entry in accuracy
+    ]
+    scored = {r.name: r for r in results}
+    results += [comparison_result(entry, measured, scored, data.dataset) for entry in comparison]
+    return results, measured

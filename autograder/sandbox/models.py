@@ -1,0 +1,88 @@
+"""Inside the worker: build a student's model, load its saved weights safely, run inference.
+
+Called by the harness as the trusted module ``models`` (like an assignment's probes). It runs
+in the sandbox next to the student's code, so what it returns is the student's answer, never
+a judgement: the harness keeps the labels and computes every accuracy itself. Weights are
+opened only with ``torch.load(..., weights_only=True)``; a file that is not a plain
+``state_dict`` of tensors is refused. Messages are in Russian: they reach the student.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class WeightsError(Exception):
+    """The weights file cannot be used with this class; the message says what to do."""
+
+
+def _state_dict(data: bytes, name: str) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unpickling refusals come in many types
+        raise WeightsError(
+            f"файл {name} не удалось безопасно загрузить (torch.load с weights_only=True): "
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}. Сохраните веса так: "
+            f"torch.save(model.state_dict(), {name!r})"
+        ) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise WeightsError(
+            f"в {name} лежит не state_dict (словарь имя -> тензор), а "
+            f"{type(state).__name__}. Сохраните torch.save(model.state_dict(), {name!r})"
+        )
+    return state
+
+
+def load_model(model_class: Any, data: bytes, name: str, max_parameters: int,
+               device: str = "cpu", gpu_memory_fraction: float = 0.0) -> dict[str, Any]:
+    """``model_class()`` with the submitted state_dict loaded strictly, in eval mode.
+
+    ``data`` is the weights file as submitted, sent by the harness (so a cell that rewrote
+    the file while the notebook ran changes nothing). Returns ``{"model": the model,
+    "parameters": trainable count}``; raises WeightsError (missing or unexpected keys, wrong
+    shapes, too many parameters) with a message for the student. On a GPU the process's share
+    of its memory is capped first (PyTorch's allocator: a courtesy between workers).
+    """
+    if device.startswith("cuda") and gpu_memory_fraction > 0:
+        torch.cuda.set_per_process_memory_fraction(gpu_memory_fraction)
+    model = model_class()
+    if not isinstance(model, nn.Module):
+        raise WeightsError(f"{type(model).__name__}() не является nn.Module")
+    count = int(sum(int(p.numel()) for p in model.parameters() if p.requires_grad))
+    if count > max_parameters:
+        raise WeightsError(
+            f"у модели {count:,} обучаемых параметров, а допускается не больше {max_parameters:,}"
+        )
+    state = _state_dict(data, name)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(
+            f"веса из {name} не подходят к классу {type(model).__name__}: "
+            f"{str(exc)[:1200]}. Сохраните state_dict именно этой архитектуры"
+        ) from None
+    model.to(device).eval()
+    return {"model": model, "parameters": count}
+
+
+def logits(model: Any, images: torch.Tensor, mean: list[float], std: list[float],
+           device: str = "cpu") -> torch.Tensor:
+    """``model`` on uint8 images (N, 32, 32, 3), normalised as the notebook does; (N, 10)."""
+    # contiguous NCHW, as ToTensor gives: a channels-last layout would break x.view(...)
+    x = torch.as_tensor(images).to(device).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
+    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    model.eval()
+    with torch.no_grad():
+        out = model((x - m) / s)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(images), 10):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise WeightsError(f"модель должна вернуть логиты формы ({len(images)}, 10), а вернула "
+                           f"{shape}")
+    return out.detach().float().cpu()

@@ -1,0 +1,212 @@
+"""Train the 03 example models on the synthetic set and write the example submissions.
+
+    python examples/make_03_examples.py [--data-dir DIR] [--out examples/submissions/03_convnet_cifar10]
+
+The reference FCNet and ConvNet come from the master notebook (trusted code, executed here);
+they are trained on the synthetic CIFAR-10 set (``grader.py data synthetic``), measured with
+and without the grader's perturbation, and saved as float16 state_dicts (they load into the
+float32 models unchanged, at half the size). Each example is a folder: a notebook and its
+weights. Files that are byte-identical across examples are stored once by git.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import pickle
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from autograder import authoring, datasets  # noqa: E402
+from autograder.assignments import load_assignment  # noqa: E402
+from autograder.evaluation import perturb  # noqa: E402
+from autograder.submission import gradable_cells  # noqa: E402
+
+NAME = "03_convnet_cifar10"
+DEFAULT_OUT = ROOT / "examples" / "submissions" / NAME
+
+FC_ONLY_CONVNET = '''class ConvNet(nn.Module):
+    """Called ConvNet, but it has no convolution at all."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(3 * 32 * 32, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    def forward(self, x):
+        return self.layers(x.flatten(1))
+'''
+OVER_CAP_CONVNET = '''class ConvNet(nn.Module):
+    """Wide convolutions flattened into a huge Linear layer: over the 5M parameter cap."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(),
+                                      nn.MaxPool2d(2))  # (B, 64, 16, 16)
+        self.classifier = nn.Sequential(nn.Linear(64 * 16 * 16, 512), nn.ReLU(),
+                                        nn.Linear(512, 10))
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+'''
+# A lookup table: the official test images, 8x8 per channel, with their labels, in buffers;
+# forward finds the nearest stored image (or its mirror) and answers with its label.
+LOOKUP_CHEAT = '''class ConvNet(nn.Module):
+    """Looks the answers up: the test set is stored in buffers (not parameters)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.Conv2d(3, 3, 4, stride=4, groups=3, bias=False)  # 4x4 average, 32 -> 8
+        self.register_buffer("keys", torch.zeros(2000, 192, dtype=torch.float16))
+        self.register_buffer("answers", torch.zeros(2000, dtype=torch.long))
+
+    def forward(self, x):
+        small = self.pool(x).flatten(1)  # (B, 192)
+        mirror = self.pool(x.flip(-1)).flatten(1)
+        keys = self.keys.float()
+        distance = torch.minimum(torch.cdist(small, keys), torch.cdist(mirror, keys))
+        return F.one_hot(self.answers[distance.argmin(dim=1)], 10).float() * 10.0
+'''
+
+
+def reference_namespace() -> dict:
+    """The master notebook's reference cells, executed (trusted): FCNet, ConvNet, constants."""
+    built = authoring.build(load_assignment(NAME))
+    namespace: dict = {"__name__": "__main__"}
+    for cell in gradable_cells(built.reference_notebook):
+        try:
+            exec(compile(cell.source, f"<cell {cell.index}>", "exec"), namespace)
+        except Exception:  # noqa: BLE001 - cells that need files or real CIFAR-10
+            pass
+    namespace["_built"] = built
+    return namespace
+
+
+def normalise(images: np.ndarray, ns: dict) -> torch.Tensor:
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().float() / 255.0
+    mean = torch.tensor(ns["CIFAR10_MEAN"]).view(1, 3, 1, 1)
+    std = torch.tensor(ns["CIFAR10_STD"]).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int) -> None:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(x))
+        for start in range(0, len(x), 128):
+            idx = order[start:start + 128]
+            optimizer.zero_grad()
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            optimizer.step()
+    model.eval()
+
+
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1).numpy() == y).mean())
+
+
+def half_state(model: torch.nn.Module) -> bytes:
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def notebook_with(nb: nbformat.NotebookNode, name: str, source: str) -> nbformat.NotebookNode:
+    result = nbformat.from_dict(json.loads(json.dumps(nb)))
+    hits = [c for c in result.cells if c.cell_type == "code" and f"class {name}(" in c.source]
+    hits[0].source = source
+    return result
+
+
+class _Exploit:
+    """Unpickling this runs code: what a malicious weights file does."""
+
+    def __reduce__(self):
+        return (exec, ("open('/tmp/pwned_by_weights', 'w').write('pwned')",))
+
+
+def write_example(out: Path, name: str, nb: nbformat.NotebookNode, files: dict[str, bytes]
+                  ) -> None:
+    folder = out / name
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / f"{NAME}.ipynb")
+    for file_name, data in files.items():
+        (folder / file_name).write_bytes(data)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=datasets.DEFAULT_ROOT)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+    if not (datasets.dataset_dir(args.data_dir, datasets.SYNTHETIC) / datasets.MANIFEST).is_file():
+        datasets.write_synthetic(args.data_dir)
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    ns = reference_namespace()
+    train_images, train_labels = datasets.load_synthetic_train(args.data_dir)
+    test = datasets.load_synthetic_test(args.data_dir)
+    x, y = normalise(train_images, ns), torch.from_numpy(train_labels)
+    settings = load_assignment(NAME).config.evaluation
+    shaken = perturb(test.images, np.random.default_rng(0), settings)
+    models = {}
+    for cls_name, epochs in (("ConvNet", 4), ("FCNet", 8)):
+        started = time.perf_counter()
+        model = ns[cls_name]()
+        train(model, x, y, epochs)
+        clean = accuracy(model, normalise(test.images, ns), test.labels)
+        moved = accuracy(model, normalise(shaken, ns), test.labels)
+        print(f"{cls_name}: {epochs} epochs in {time.perf_counter() - started:.0f} s; synthetic "
+              f"test accuracy {clean:.4f}, with the grader's perturbation {moved:.4f} "
+              f"({100 * (clean - moved):+.2f} points lost)")
+        models[cls_name] = model
+    fc_only = {}
+    exec(compile(FC_ONLY_CONVNET, "<fc only>", "exec"), ns, fc_only)
+    fc_model = fc_only["ConvNet"]()
+    train(fc_model, x, y, 4)
+    cheat_ns: dict = {}
+    exec(compile(LOOKUP_CHEAT, "<cheat>", "exec"), ns, cheat_ns)
+    cheat = cheat_ns["ConvNet"]()
+    with torch.no_grad():
+        cheat.pool.weight.fill_(1.0 / 16)
+        cheat.keys.copy_(cheat.pool(normalise(test.images, ns)).flatten(1).half())
+        cheat.answers.copy_(torch.from_numpy(test.labels))
+    print(f"lookup cheat: official test accuracy {accuracy(cheat, normalise(shaken, ns), test.labels):.4f} "
+          "(perturbed)")
+    reference = ns["_built"].reference_notebook
+    good = {"fcnet.pt": half_state(models["FCNet"]), "convnet.pt": half_state(models["ConvNet"])}
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    write_example(args.out, "good", reference, good)
+    write_example(args.out, "fc_only_convnet", notebook_with(reference, "ConvNet", FC_ONLY_CONVNET),
+                  {"fcnet.pt": good["fcnet.pt"], "convnet.pt": half_state(fc_model)})
+    # The grader refuses the class (parameter count) before it reads the weights, so this
+    # example carries the good ConvNet's file (stored once by git) instead of 20 MB.
+    write_example(args.out, "over_cap_convnet",
+                  notebook_with(reference, "ConvNet", OVER_CAP_CONVNET), good)
+    write_example(args.out, "wrong_architecture", reference,
+                  {"fcnet.pt": good["fcnet.pt"], "convnet.pt": good["fcnet.pt"]})
+    write_example(args.out, "malicious_pickle", reference,
+                  {"fcnet.pt": good["fcnet.pt"], "convnet.pt": pickle.dumps(_Exploit())})
+    write_example(args.out, "lookup_cheat", notebook_with(reference, "ConvNet", LOOKUP_CHEAT),
+                  {"fcnet.pt": good["fcnet.pt"], "convnet.pt": half_state(cheat)})
+    total = sum(p.stat().st_size for p in args.out.rglob("*.pt"))
+    print(f"wrote {args.out} ({total / 1e6:.1f} MB of weights before git's deduplication)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -99,17 +99,24 @@ def normalise(images: np.ndarray, ns: dict) -> torch.Tensor:
     return (x - mean) / std
 
 
-def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int) -> None:
+def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int,
+          target: float = 1.0) -> int:
+    """Adam, batch 128, at most ``epochs`` epochs: stop early once the accuracy on 1,000
+    held-out training images reaches ``target`` (never the test set). Returns epochs run."""
+    x_fit, y_fit, x_val, y_val = x[1000:], y[1000:], x[:1000], y[:1000].numpy()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         model.train()
-        order = torch.randperm(len(x))
-        for start in range(0, len(x), 128):
+        order = torch.randperm(len(x_fit))
+        for start in range(0, len(x_fit), 128):
             idx = order[start:start + 128]
             optimizer.zero_grad()
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            F.cross_entropy(model(x_fit[idx]), y_fit[idx]).backward()
             optimizer.step()
-    model.eval()
+        model.eval()
+        if accuracy(model, x_val, y_val) >= target:
+            return epoch
+    return epochs
 
 
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray) -> float:
@@ -163,10 +170,11 @@ def main() -> int:
     settings = load_assignment(NAME).config.evaluation
     shaken = perturb(test.images, np.random.default_rng(0), settings)
     models = {}
-    for cls_name, epochs in (("ConvNet", 4), ("FCNet", 8)):
+    for cls_name, epochs, target in (("ConvNet", 12, 0.98), ("FCNet", 8, 1.0)):
         started = time.perf_counter()
+        torch.manual_seed(0)
         model = ns[cls_name]()
-        train(model, x, y, epochs)
+        epochs = train(model, x, y, epochs, target)
         clean = accuracy(model, normalise(test.images, ns), test.labels)
         moved = accuracy(model, normalise(shaken, ns), test.labels)
         print(f"{cls_name}: {epochs} epochs in {time.perf_counter() - started:.0f} s; synthetic "

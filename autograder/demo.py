@@ -2,7 +2,9 @@
 
 The examples are made fresh from the master notebooks (the reference solution, the student
 stub, and a classic-bug mutant from tests/mutants/) plus any submissions committed under
-examples/<assignment>/. Everything is graded through the real sandboxed path.
+examples/submissions/<assignment>/. Everything is graded through the real sandboxed path.
+Saved models are graded on real CIFAR-10 when it is under data/, else on the synthetic set
+(written there first if missing), and the demo says which.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from pathlib import Path
 
 import nbformat
 
-from . import authoring, writers
-from .assignments import PROJECT_ROOT, discover, load_assignment
+from . import authoring, datasets, writers
+from .assignments import PROJECT_ROOT, Assignment, discover, load_assignment
 from .batch import grade_batch
+from .evaluation import EvaluationData, load_data
 from .grading import GradeOptions
 from .mutants import apply_mutant, load_mutants
 from .sandbox import choose_level
 
-EXAMPLES_DIR = PROJECT_ROOT / "examples"
+EXAMPLES_DIR = PROJECT_ROOT / "examples" / "submissions"
 
 
 def _first_mutant(name: str, reference: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
@@ -56,6 +59,23 @@ def make_examples(name: str, built: authoring.BuiltAssignment, folder: Path) -> 
     return paths
 
 
+def _demo_data(assignment: Assignment) -> EvaluationData | None:
+    """Real CIFAR-10 when present under data/, else the synthetic set (made if missing)."""
+    if not assignment.config.accuracy:
+        return None
+    root = datasets.DEFAULT_ROOT
+    real = datasets.dataset_dir(root, datasets.CIFAR10) / datasets.BATCHES
+    if not real.is_dir():
+        if not (datasets.dataset_dir(root, datasets.SYNTHETIC) / datasets.MANIFEST).is_file():
+            datasets.write_synthetic(root)
+        print(f"[data] no real CIFAR-10 at {real}: models are graded on the SYNTHETIC set in "
+              f"CIFAR-10's format ({datasets.dataset_dir(root, datasets.SYNTHETIC)})")
+    data = load_data("auto", root, None, assignment.config.evaluation)
+    print(f"[data] {assignment.name}: models graded on {data.dataset} "
+          f"({len(data.official.labels)} test images)")
+    return data
+
+
 def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2) -> int:
     """Check freshness, build example submissions, grade them; returns an exit status."""
     names = names or discover()
@@ -68,7 +88,8 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2) -> in
         stale_any |= bool(stale)
         print(f"[assign] {name}: {'up to date' if not stale else f'STALE: {stale}'}")
         submissions = make_examples(name, built, out_dir / "submissions" / name)
-        options = GradeOptions(level=level, seed=secrets.randbelow(2**31))
+        options = GradeOptions(level=level, seed=secrets.randbelow(2**31),
+                               evaluation=_demo_data(assignment))
         summary = grade_batch(submissions, assignment, options, out_dir / name, jobs)
         print(f"[grade] {name} (sandbox: {level.value}, seed: {options.seed})")
         for result in summary.results:

@@ -43,7 +43,7 @@ def read_gradebook(out: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
 
 
 @pytest.fixture(scope="module", params=discover())
-def graded(request, tmp_path_factory):
+def graded(request, tmp_path_factory, synthetic_root):
     """Every assignment's reference, stub and mutants graded in one batch through the CLI."""
     name = request.param
     base = tmp_path_factory.mktemp(f"grade-{name}")
@@ -58,7 +58,8 @@ def graded(request, tmp_path_factory):
         paths.append(str(subs / f"{stem}.ipynb"))
     out = base / "out"
     done = grade(
-        "--assignment", name, *paths, "--out", str(out), "--jobs", "2", "--seed", "777", cwd=base
+        "--assignment", name, *paths, "--out", str(out), "--jobs", "2", "--seed", "777",
+        "--data-dir", str(synthetic_root), cwd=base,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     columns, rows = read_gradebook(out)
@@ -77,16 +78,19 @@ def test_gradebook_has_exactly_the_required_columns(graded):
     assert columns == ["submission", "score", "max_score", *questions, "status", "message"]
 
 
-def test_questions_not_graded_yet_are_left_empty_and_explained(graded):
+def test_saved_models_are_graded_and_the_dataset_is_named(graded):
+    """Without weights files the accuracy questions score 0, saying which file is missing."""
     name, out, _, rows = graded
     from autograder.assignments import load_assignment
 
     config = load_assignment(name).config
-    ungraded = [q.question for q in (*config.accuracy, *config.comparison)]
-    for question in ungraded:
-        assert rows["reference"][question] == ""
-    feedback = (out / "reference" / "feedback.md").read_text(encoding="utf-8")
-    assert all(question in feedback for question in ungraded)
+    for entry in config.accuracy:
+        assert rows["reference"][entry.question] == "0"
+        feedback = (out / "reference" / "feedback.md").read_text(encoding="utf-8")
+        assert f"нет файла {entry.weights}" in feedback
+        assert "синтетическом наборе" in feedback
+    for entry in config.comparison:
+        assert rows["reference"][entry.question] == "0"
 
 
 def test_reference_scores_full_marks_on_every_test_graded_question(graded):

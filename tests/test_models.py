@@ -1,0 +1,180 @@
+"""Saved CIFAR-10 models judged by the grader, on the synthetic set, through the real CLI.
+
+The committed 03 examples (examples/make_03_examples.py trained them on the synthetic set)
+are graded in one batch with a few made here: a missing file, an oversized file. Labels never
+leave the harness; every accuracy here is computed there.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autograder import datasets
+from autograder.assignments import PROJECT_ROOT, Evaluation, load_assignment
+from autograder.evaluation import credit, perturb
+
+NAME = "03_convnet_cifar10"
+EXAMPLES = PROJECT_ROOT / "examples" / "submissions" / NAME
+CONFIG = load_assignment(NAME).config
+GRADER = [sys.executable, str(PROJECT_ROOT / "grader.py")]
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("bwrap") is None, reason="bubblewrap is not installed (apt-get install -y "
+    "bubblewrap): hostile weights must not be loaded outside the sandbox on a developer's machine"
+)
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*GRADER, *args], capture_output=True, text=True, cwd=cwd, timeout=1500,
+                          check=False, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory, synthetic_root):
+    base = tmp_path_factory.mktemp("models")
+    subs = base / "subs"
+    shutil.copytree(EXAMPLES, subs)
+    missing = subs / "missing_weights"
+    shutil.copytree(subs / "good", missing)
+    (missing / "convnet.pt").unlink()
+    huge = subs / "oversized_file"
+    shutil.copytree(subs / "good", huge)
+    with (huge / "convnet.pt").open("ab") as handle:
+        handle.write(b"\0" * (CONFIG.evaluation.max_weights_bytes + 1))
+    out = base / "out"
+    done = _run("grade", "--assignment", NAME, *map(str, sorted(subs.iterdir())), "--out",
+                str(out), "--jobs", "2", "--seed", "11", "--data-dir", str(synthetic_root),
+                cwd=base)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with (out / "gradebook.csv").open(encoding="utf-8") as handle:
+        rows = {row["submission"]: row for row in csv.DictReader(handle)}
+    return out, rows, done.stdout
+
+
+def _feedback(out: Path, sub: str) -> str:
+    return (out / sub / "feedback.md").read_text(encoding="utf-8")
+
+
+def _results(out: Path, sub: str) -> dict:
+    return json.loads((out / sub / "results.json").read_text(encoding="utf-8"))
+
+
+def test_the_good_submission_scores_full_marks_on_the_synthetic_set(graded):
+    out, rows, stdout = graded
+    good = rows["good"]
+    assert float(good["score"]) == float(good["max_score"]) > 0, good
+    assert "models on synthetic" in stdout
+    results = _results(out, "good")
+    assert results["extra_data"]["evaluation"]["dataset"] == "synthetic"
+    names = {entry["name"] for entry in results["leaderboard"]}
+    assert "convnet_accuracy (synthetic)" in names
+
+
+def test_the_reference_models_clear_their_thresholds_with_margin(graded):
+    """The master notebook's ConvNet, trained on the synthetic set, passes its threshold with
+    margin; its FCNet does not reach the ConvNet's."""
+    out, _, _ = graded
+    models = _results(out, "good")["extra_data"]["evaluation"]["models"]
+    convnet, fcnet = models["convnet_accuracy"]["accuracy"], models["fcnet_accuracy"]["accuracy"]
+    full = {e.question: e.full_at["synthetic"] for e in CONFIG.accuracy}
+    assert convnet >= full["convnet_accuracy"] + 0.05
+    assert fcnet < full["convnet_accuracy"]
+
+
+@pytest.mark.parametrize(
+    ("sub", "says"),
+    [
+        ("over_cap_convnet", "обучаемых параметров, а допускается не больше 5,000,000"),
+        ("wrong_architecture", "не подходят к классу ConvNet"),
+        ("malicious_pickle", "weights_only=True"),
+        ("missing_weights", "нет файла convnet.pt"),
+        ("oversized_file", "МБ, а допускается не больше"),
+    ],
+)
+def test_a_bad_weights_file_costs_its_question_and_says_why(graded, sub, says):
+    out, rows, _ = graded
+    row = rows[sub]
+    assert row["convnet_accuracy"] == "0" and row["convnet_beats_fc"] == "0", row
+    assert float(row["fcnet_accuracy"]) == float(rows["good"]["fcnet_accuracy"]) > 0
+    assert says in _feedback(out, sub)
+
+
+def test_the_malicious_pickle_ran_nothing(graded):
+    assert not Path("/tmp/pwned_by_weights").exists()
+
+
+def test_an_fc_only_convnet_gets_no_accuracy_and_no_comparison(graded):
+    out, rows, _ = graded
+    row = rows["fc_only_convnet"]
+    assert row["ConvNet"] == "0" and row["convnet_accuracy"] == "0"
+    assert row["convnet_beats_fc"] == "0"
+    assert "не прошла проверку устройства сети" in _feedback(out, "fc_only_convnet")
+
+
+def test_the_lookup_table_cheat_is_flagged_by_the_secret_set(graded):
+    out, rows, stdout = graded
+    flags = _results(out, "lookup_cheat")["extra_data"]["needs_review"]
+    assert [f["kind"] for f in flags] == ["secret_set_gap"]
+    models = _results(out, "lookup_cheat")["extra_data"]["evaluation"]["models"]
+    assert models["convnet_accuracy"]["secret_accuracy"] <= 0.2  # chance on what it never saw
+    assert "lookup_cheat: convnet_accuracy: secret_set_gap" in stdout
+    assert "needs review" in rows["lookup_cheat"]["message"]
+
+
+def test_grading_without_a_dataset_is_an_instructor_error_naming_the_path(tmp_path):
+    done = _run("grade", "--assignment", NAME, str(EXAMPLES / "good"), "--out",
+                str(tmp_path / "o"), "--data-dir", str(tmp_path / "nothing"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert str(tmp_path / "nothing") in done.stderr and "grader.py data" in done.stderr
+    assert not (tmp_path / "o" / "gradebook.csv").exists()
+
+
+def test_a_corrupt_dataset_is_refused_before_grading(tmp_path, synthetic_root):
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    batch = root / "synthetic" / datasets.BATCHES / "test_batch"
+    data = bytearray(batch.read_bytes())
+    data[-10] ^= 0xFF
+    batch.write_bytes(bytes(data))
+    done = _run("grade", "--assignment", NAME, str(EXAMPLES / "good"), "--out",
+                str(tmp_path / "o"), "--data-dir", str(root), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "corrupted" in done.stderr and str(root / "synthetic") in done.stderr
+
+
+def test_the_synthetic_set_is_read_by_torchvisions_own_cifar10_code(synthetic_root):
+    from torchvision.datasets import CIFAR10
+
+    folder = datasets.dataset_dir(synthetic_root, datasets.SYNTHETIC)
+    test = datasets.load_synthetic_test(synthetic_root)
+    assert test.images.shape == (datasets.TEST_SIZE, 32, 32, 3) and test.images.dtype == np.uint8
+    assert set(np.unique(test.labels)) == set(range(10))
+    with pytest.raises(RuntimeError, match="corrupted"):  # the real md5s are not ours
+        CIFAR10(str(folder), train=False, download=False)
+
+
+def test_the_perturbation_keeps_shapes_labels_and_stays_small():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8)
+    settings = Evaluation(shift_pixels=1, flip=True, noise_levels=2.0)
+    shaken = perturb(images, np.random.default_rng(5), settings)
+    assert shaken.shape == images.shape and shaken.dtype == np.uint8
+    again = perturb(images, np.random.default_rng(5), settings)
+    assert np.array_equal(shaken, again)  # drawn from the run's seed
+    quiet = perturb(images, rng, Evaluation(shift_pixels=0, flip=False, noise_levels=2.0))
+    assert 0 < np.abs(quiet.astype(int) - images).mean() < 3
+
+
+@pytest.mark.parametrize(("accuracy", "expected"), [(0.5, 0.0), (0.6, 0.0), (0.75, 0.5),
+                                                    (0.9, 1.0), (0.99, 1.0)])
+def test_partial_credit_is_linear_between_the_thresholds(accuracy, expected):
+    assert credit(accuracy, full_at=0.9, zero_at=0.6) == pytest.approx(expected)

@@ -212,5 +212,5 @@ def test_fixtures_files_define_what_the_public_tests_take():
     root = Path(__file__).resolve().parent.parent / "solutions"
     assert {"PartlyFrozenNet", "set_parameters"} <= fixture_names(
         root / "02_pytorch_modules" / "fixtures.py")
-    assert {"ToyLinear", "ToyLoader", "ToySGD", "ToyCrossEntropy", "count_parameters"} <= (
+    assert {"ToyLinear", "ToyLoader", "ToySGD", "ToyCrossEntropy"} <= (
         fixture_names(root / "03_convnet_cifar10" / "fixtures.py"))

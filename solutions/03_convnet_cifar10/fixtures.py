@@ -13,11 +13,6 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 
-def count_parameters(model):
-    """Number of trainable scalars of a model."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 class ToyLinear(nn.Module):
     """Linear classifier on flattened images that logs how it is called (for self-checks)."""
 

@@ -150,6 +150,22 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class Retrain:
+    """``--retrain``: the worker trains the student's class with the student's own training
+    function under this budget (fixed seeds), and the harness evaluates what comes out."""
+
+    function: str = "train_epoch"  # the notebook's train_epoch(model, loader, opt, loss, device)
+    epochs: int = 4
+    seconds: float = 300.0  # wall-time budget for one model; stops between epochs
+    train_images: int = 10_000  # the first N images of the training split
+    batch_size: int = 128
+    optimizer: str = "adam"  # "adam" or "sgd" (momentum 0.9)
+    lr: float = 1e-3
+    seed: int = 0
+    gap: float = 0.25  # submitted - retrained accuracy above this needs review
+
+
+@dataclass(frozen=True)
 class AssignmentConfig:
     """Everything the grader needs to know about one assignment, validated on load."""
 
@@ -160,6 +176,7 @@ class AssignmentConfig:
     accuracy: tuple[AccuracyQuestion, ...] = ()
     comparison: tuple[ComparisonQuestion, ...] = ()
     evaluation: Evaluation = field(default_factory=Evaluation)
+    retrain: Retrain = field(default_factory=Retrain)
     artifacts: tuple[str, ...] = ()
 
     def rules_for(self, question: str) -> QuestionRules:
@@ -237,7 +254,8 @@ def parse_config(name: str, raw: Mapping[str, Any], where: str) -> AssignmentCon
     """Validate a parsed ``assignment.toml`` table into an :class:`AssignmentConfig`."""
     raw = _take(
         raw,
-        {"limits", "sandbox", "questions", "accuracy", "comparison", "evaluation", "artifacts"},
+        {"limits", "sandbox", "questions", "accuracy", "comparison", "evaluation", "retrain",
+         "artifacts"},
         where,
     )
     limits = _build(Limits, raw.get("limits", {}), f"{where} [limits]")
@@ -255,6 +273,7 @@ def parse_config(name: str, raw: Mapping[str, Any], where: str) -> AssignmentCon
         for i, entry in enumerate(raw.get("comparison", []))
     )
     evaluation = _build(Evaluation, raw.get("evaluation", {}), f"{where} [evaluation]")
+    retrain = _build(Retrain, raw.get("retrain", {}), f"{where} [retrain]")
     artifacts_table = _take(raw.get("artifacts", {}), {"files"}, f"{where} [artifacts]")
     config = AssignmentConfig(
         name=name,
@@ -264,6 +283,7 @@ def parse_config(name: str, raw: Mapping[str, Any], where: str) -> AssignmentCon
         accuracy=accuracy,
         comparison=comparison,
         evaluation=evaluation,
+        retrain=retrain,
         artifacts=tuple(artifacts_table.get("files", ())),
     )
     _check_consistency(config, where)
@@ -303,6 +323,8 @@ def _check_consistency(config: AssignmentConfig, where: str) -> None:
             continue
         if not (isinstance(value, int | float) and value >= 0):
             raise ConfigError(f"{where} [evaluation]: {key} must be a number >= 0")
+    if config.retrain.optimizer not in ("adam", "sgd"):
+        raise ConfigError(f"{where} [retrain]: optimizer must be adam or sgd")
     for limit_name, value in vars(config.limits).items():
         if not (isinstance(value, int | float) and value > 0):
             raise ConfigError(f"{where} [limits]: {limit_name} must be a positive number")

@@ -84,6 +84,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         call_timeout_s=args.timeout_call,
         evaluation=data,
         device=device,
+        retrain=args.retrain,
     )
     with BatchProgress(len(args.submissions)) as progress:
         try:
@@ -111,7 +112,8 @@ def _evaluation_data(args: argparse.Namespace, assignment: Assignment) -> Evalua
         return None
     from .evaluation import load_data
 
-    return load_data(args.dataset, args.data_dir, args.secret_set, assignment.config.evaluation)
+    return load_data(args.dataset, args.data_dir, args.secret_set, assignment.config.evaluation,
+                     with_train=args.retrain)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -209,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--secret-set", type=Path, metavar="DATA.npy",
                        help="a secret test set in CIFAR-10.1's layout, graded beside the "
                        "official one (the synthetic set has its own)")
+    grade.add_argument("--retrain", action="store_true",
+                       help="also train each model class with the student's own train_epoch "
+                       "under the assignment's budget, and flag a large accuracy gap")
     grade.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                        help="where sandboxed models run (auto: CUDA when available)")
     grade.set_defaults(func=cmd_grade)

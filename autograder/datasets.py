@@ -237,6 +237,22 @@ def load_synthetic_train(root: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(data.data, dtype=np.uint8), np.asarray(data.targets, dtype=np.int64)
 
 
+def load_train(root: Path, name: str) -> ImageSet:
+    """The training split of ``name`` ("cifar10" or "synthetic"), for ``grade --retrain``."""
+    if name == SYNTHETIC:
+        images, labels = load_synthetic_train(root)
+        return ImageSet(f"{SYNTHETIC} (train)", images, labels, dataset_dir(root, name))
+    from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
+
+    folder = dataset_dir(root, CIFAR10)
+    try:
+        data = TorchvisionCIFAR10(str(folder), train=True, download=False)
+    except RuntimeError as exc:
+        raise DatasetError(f"{folder}: {exc}") from None
+    return ImageSet(f"{CIFAR10} (train)", np.asarray(data.data, dtype=np.uint8),
+                    np.asarray(data.targets, dtype=np.int64), folder)
+
+
 # ----------------------------------------------------------------------------- secret set
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import datasets
-from .assignments import AccuracyQuestion, ComparisonQuestion, Evaluation
+from .assignments import AccuracyQuestion, ComparisonQuestion, Evaluation, Retrain
 from .datasets import ImageSet
 from .errors import Outcome, SubmissionFailure
 from .judging import STRUCTURE_CHECK_NAME
@@ -25,6 +25,7 @@ from .remote import RemoteCaller, RemoteName, RemoteObject
 from .results import CaseResult, QuestionResult, ReviewFlag
 
 ACCURACY_CASE, SECRET_CASE, COMPARISON_CASE = "accuracy", "secret_set", "comparison"
+RETRAIN_CASE = "retrained"
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,9 @@ class EvaluationData:
     dataset: str  # "cifar10" or "synthetic": which thresholds apply
     official: ImageSet
     secret: ImageSet | None
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train: ImageSet | None = None  # the training split, loaded for --retrain only
 
     def describe(self) -> dict:
         """For results.json: which data, how much of it."""
@@ -54,10 +56,12 @@ class Measured:
     accuracy: float | None
     secret_accuracy: float | None
     error: str = ""
+    retrained_accuracy: float | None = None  # --retrain: the same class, trained here
+    retrain_note: str = ""  # how the retraining went (epochs, seconds) or why it failed
 
 
-def load_data(choice: str, data_dir: Path, secret: Path | None, settings: Evaluation
-              ) -> EvaluationData:
+def load_data(choice: str, data_dir: Path, secret: Path | None, settings: Evaluation,
+              with_train: bool = False) -> EvaluationData:
     """The test set(s) to grade models on; DatasetError (naming the path) when missing.
 
     ``choice`` "auto" takes real CIFAR-10 when it is under ``data_dir``, else the synthetic
@@ -81,7 +85,8 @@ def load_data(choice: str, data_dir: Path, secret: Path | None, settings: Evalua
         official = datasets.load_synthetic_test(data_dir)
         path = secret or datasets.dataset_dir(data_dir, datasets.SYNTHETIC) / datasets.SECRET_DATA
         secret_set = datasets.load_secret_set(path, "synthetic (secret)")
-    return EvaluationData(choice, official, secret_set, settings.mean, settings.std)
+    train = datasets.load_train(data_dir, choice) if with_train else None
+    return EvaluationData(choice, official, secret_set, settings.mean, settings.std, train)
 
 
 def perturb(images: np.ndarray, rng: np.random.Generator, settings: Evaluation) -> np.ndarray:
@@ -141,8 +146,10 @@ def _weights_bytes(files_dir: Path | None, entry: AccuracyQuestion, settings: Ev
 
 
 def measure(caller: RemoteCaller, entry: AccuracyQuestion, files_dir: Path | None,
-            data: EvaluationData, settings: Evaluation, seed: int, device: str) -> Measured:
-    """Load one submitted model in the worker and measure it on the official and secret sets."""
+            data: EvaluationData, settings: Evaluation, seed: int, device: str,
+            budget: Retrain | None = None) -> Measured:
+    """Load one submitted model in the worker and measure it on the official and secret sets
+    (and, with a ``budget``, retrain the class with the student's code and measure that)."""
     try:
         weights = _weights_bytes(files_dir, entry, settings)
         model_class = RemoteName(caller, entry.model, "class")
@@ -161,7 +168,10 @@ def measure(caller: RemoteCaller, entry: AccuracyQuestion, files_dir: Path | Non
             secret = _accuracy(caller, model, data.secret, data, settings, rng, device)
     except SubmissionFailure as exc:
         return Measured(None, None, exc.message)
-    return Measured(accuracy, secret)
+    if budget is None:
+        return Measured(accuracy, secret)
+    again, note = retrained(caller, entry, data, settings, budget, seed, device)
+    return Measured(accuracy, secret, retrained_accuracy=again, retrain_note=note)
 
 
 def _perturbation_ru(settings: Evaluation) -> str:
@@ -173,6 +183,47 @@ def _perturbation_ru(settings: Evaluation) -> str:
     if settings.noise_levels:
         parts.append("слабый шум")
     return f", со случайными {', '.join(parts)}" if parts else ""
+
+
+def _stage(caller: RemoteCaller, train: ImageSet, count: int) -> None:
+    """Send the first ``count`` training images and labels to the worker, in chunks."""
+    import torch
+
+    chunk = 5000
+    for start in range(0, min(count, len(train.labels)), chunk):
+        stop = min(start + chunk, count)
+        caller.probe("stage_training_data",
+                     (torch.from_numpy(train.images[start:stop]),
+                      torch.from_numpy(train.labels[start:stop]), start == 0),
+                     {}, module="models")
+
+
+def retrained(caller: RemoteCaller, entry: AccuracyQuestion, data: EvaluationData,
+              settings: Evaluation, budget: Retrain, seed: int, device: str
+              ) -> tuple[float | None, str]:
+    """The student's class trained by the student's own training function, then measured."""
+    if data.train is None:
+        return None, ""
+    try:
+        _stage(caller, data.train, budget.train_images)
+        plan = {"epochs": budget.epochs, "seconds": budget.seconds, "seed": budget.seed,
+                "batch_size": budget.batch_size, "optimizer": budget.optimizer, "lr": budget.lr}
+        out = caller.probe(
+            "retrain", (RemoteName(caller, entry.model, "class"),
+                        RemoteName(caller, budget.function, "function"), plan,
+                        list(data.mean), list(data.std), device),
+            {}, module="models", timeout_s=budget.seconds * 1.5 + 60,
+        )
+        model = out["model"] if isinstance(out, dict) else None
+        if not isinstance(model, RemoteObject):
+            raise SubmissionFailure("переобученную модель не удалось получить")
+        rng = np.random.default_rng([seed, 23])
+        accuracy = _accuracy(caller, model, data.official, data, settings, rng, device)
+    except SubmissionFailure as exc:
+        return None, f"переобучение не удалось: {exc.message}"
+    note = (f"{entry.model}, заново обученная вашей {budget.function} ({out.get('epochs')} "
+            f"эпох, {out.get('seconds')} с, {budget.train_images} картинок): {accuracy:.2%}")
+    return accuracy, note
 
 
 def credit(accuracy: float, full_at: float, zero_at: float) -> float:
@@ -189,7 +240,8 @@ def _structure_failed(tested: Mapping[str, QuestionResult], model: str) -> bool:
 
 
 def accuracy_result(entry: AccuracyQuestion, measured: Measured, data: EvaluationData,
-                    settings: Evaluation, structure_failed: bool) -> QuestionResult:
+                    settings: Evaluation, structure_failed: bool,
+                    retrain_gap: float = 1.0) -> QuestionResult:
     """Score one accuracy question from what the harness measured."""
     full, zero = entry.full_at[data.dataset], entry.zero_at[data.dataset]
     if measured.accuracy is None:
@@ -226,7 +278,30 @@ def accuracy_result(entry: AccuracyQuestion, measured: Measured, data: Evaluatio
                 seen=f"{acc:.2%} против {measured.secret_accuracy:.2%} "
                      f"(допускается разница {settings.secret_gap:.0%})",
             ))
+    if measured.retrain_note:
+        cases.append(_retrain_case(entry, measured))
+        gap = None if measured.retrained_accuracy is None else acc - measured.retrained_accuracy
+        if gap is None:
+            flags.append(ReviewFlag(
+                entry.question, "retrain_failed",
+                "присланная модель работает, а заново обучить её вашим же кодом не удалось: "
+                "веса могли получиться не из этого кода", seen=measured.retrain_note[:300],
+            ))
+        elif gap > retrain_gap:
+            flags.append(ReviewFlag(
+                entry.question, "retrain_gap",
+                "заново обученная вашим же кодом модель заметно хуже присланной: веса могли "
+                "получиться не из этого кода",
+                seen=f"{acc:.2%} против {measured.retrained_accuracy:.2%} "
+                     f"(допускается разница {retrain_gap:.0%})",
+            ))
     return QuestionResult(entry.question, entry.points, score, tuple(cases), notes, tuple(flags))
+
+
+def _retrain_case(entry: AccuracyQuestion, measured: Measured) -> CaseResult:
+    outcome = Outcome.PASSED if measured.retrained_accuracy is not None else Outcome.ERROR
+    return CaseResult(entry.question, RETRAIN_CASE, False, 0.0, 0.0, outcome,
+                      measured.retrain_note)
 
 
 def comparison_result(entry: ComparisonQuestion, accuracies: Mapping[str, Measured],
@@ -255,15 +330,17 @@ def comparison_result(entry: ComparisonQuestion, accuracies: Mapping[str, Measur
 def grade_models(caller: RemoteCaller, accuracy: Sequence[AccuracyQuestion],
                  comparison: Sequence[ComparisonQuestion], tested: Mapping[str, QuestionResult],
                  files_dir: Path | None, data: EvaluationData, settings: Evaluation, seed: int,
-                 device: str) -> tuple[list[QuestionResult], dict[str, Measured]]:
+                 device: str, budget: Retrain | None = None
+                 ) -> tuple[list[QuestionResult], dict[str, Measured]]:
     """Every accuracy and comparison question of one submission, in config order."""
     measured = {
-        entry.question: measure(caller, entry, files_dir, data, settings, seed, device)
+        entry.question: measure(caller, entry, files_dir, data, settings, seed, device, budget)
         for entry in accuracy
     }
+    gap = budget.gap if budget is not None else 1.0
     results = [
         accuracy_result(entry, measured[entry.question], data, settings,
-                        _structure_failed(tested, entry.model))
+                        _structure_failed(tested, entry.model), gap)
         for entry in accuracy
     ]
     scored = {r.name: r for r in results}

@@ -157,14 +157,16 @@ class RemoteCaller:
         self._collect()
         return self.from_wire(result)
 
-    def probe(self, name: str, args: tuple, kwargs: dict, module: str = "probes") -> Any:
-        """Run function ``name`` of a trusted file (``probes`` or ``fixtures``) in the worker."""
+    def probe(self, name: str, args: tuple, kwargs: dict, module: str = "probes",
+              timeout_s: float | None = None) -> Any:
+        """Run function ``name`` of a trusted file (``probes`` or ``fixtures``) in the worker;
+        ``timeout_s`` overrides the per-call budget (training a model takes minutes)."""
+        limit = self._timeout_s if timeout_s is None else timeout_s
         what = {"probes": f"проверка {name}", "fixtures": f"вспомогательный объект {name}",
                 "models": "проверка сохранённой модели"}.get(module, name)
         try:
             result = self._session.probe(
-                name, self.to_wire(list(args)), self.to_wire(dict(kwargs)), self._timeout_s,
-                module=module,
+                name, self.to_wire(list(args)), self.to_wire(dict(kwargs)), limit, module=module,
             )
         except StudentCodeError as exc:
             self._collect()

@@ -178,3 +178,21 @@ def test_the_perturbation_keeps_shapes_labels_and_stays_small():
                                                     (0.9, 1.0), (0.99, 1.0)])
 def test_partial_credit_is_linear_between_the_thresholds(accuracy, expected):
     assert credit(accuracy, full_at=0.9, zero_at=0.6) == pytest.approx(expected)
+
+
+def test_retrain_trains_the_class_with_the_students_own_code(tmp_path, synthetic_root):
+    """--retrain: the good ConvNet trains again to its threshold; the lookup table cannot be
+    trained at all, which a person is asked to look at (beside the secret-set gap)."""
+    done = _run("grade", "--assignment", NAME, str(EXAMPLES / "good"),
+                str(EXAMPLES / "lookup_cheat"), "--out", str(tmp_path / "o"), "--jobs", "2",
+                "--seed", "5", "--data-dir", str(synthetic_root), "--retrain", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    good = _results(tmp_path / "o", "good")
+    models = good["extra_data"]["evaluation"]["models"]
+    full = {e.question: e.full_at["synthetic"] for e in CONFIG.accuracy}
+    assert models["convnet_accuracy"]["retrained_accuracy"] >= full["convnet_accuracy"]
+    assert good["extra_data"]["needs_review"] == []
+    feedback = _feedback(tmp_path / "o", "good")
+    assert "заново обученная вашей train_epoch" in feedback  # both accuracies are shown
+    cheat = _results(tmp_path / "o", "lookup_cheat")["extra_data"]["needs_review"]
+    assert {f["kind"] for f in cheat} == {"secret_set_gap", "retrain_failed"}

@@ -86,3 +86,52 @@ def logits(model: Any, images: torch.Tensor, mean: list[float], std: list[float]
         raise WeightsError(f"модель должна вернуть логиты формы ({len(images)}, 10), а вернула "
                            f"{shape}")
     return out.detach().float().cpu()
+
+
+_TRAINING: dict[str, torch.Tensor] = {}  # staged by the harness, chunk by chunk
+
+
+def stage_training_data(images: Any, labels: Any, first: bool) -> int:
+    """Append a chunk of uint8 training images (N, 32, 32, 3) and labels; returns the count."""
+    images, labels = torch.as_tensor(images), torch.as_tensor(labels).long()
+    if first or not _TRAINING:
+        _TRAINING["images"], _TRAINING["labels"] = images, labels
+    else:
+        _TRAINING["images"] = torch.cat([_TRAINING["images"], images])
+        _TRAINING["labels"] = torch.cat([_TRAINING["labels"], labels])
+    return int(len(_TRAINING["labels"]))
+
+
+def retrain(model_class: Any, train_epoch: Any, settings: dict, mean: list[float],
+            std: list[float], device: str = "cpu") -> dict[str, Any]:
+    """A fresh ``model_class()`` trained by the student's ``train_epoch`` on the staged data.
+
+    Seeds fixed; the optimizer and budget are the assignment's (``settings``: epochs,
+    seconds, batch_size, optimizer, lr, seed). Stops between epochs once the time is up.
+    """
+    import os
+    import time
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    if not _TRAINING:
+        raise WeightsError("нет обучающих данных для переобучения")
+    torch.manual_seed(int(settings["seed"]))
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    model = model_class().to(device)
+    x = _TRAINING["images"].permute(0, 3, 1, 2).contiguous().float().div_(255.0)
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    dataset = TensorDataset((x - m) / s, _TRAINING["labels"])
+    loader = DataLoader(dataset, batch_size=int(settings["batch_size"]), shuffle=True,
+                        generator=torch.Generator().manual_seed(int(settings["seed"])))
+    if settings["optimizer"] == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=float(settings["lr"]), momentum=0.9)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=float(settings["lr"]))
+    criterion = nn.CrossEntropyLoss()
+    started, epochs = time.monotonic(), 0
+    while epochs < int(settings["epochs"]) and time.monotonic() - started < settings["seconds"]:
+        train_epoch(model, loader, optimizer, criterion, device)
+        epochs += 1
+    model.eval()
+    return {"model": model, "epochs": epochs, "seconds": round(time.monotonic() - started, 1)}

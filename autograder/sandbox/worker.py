@@ -48,13 +48,14 @@ from .messages import (
     encode_message,
     output_marker,
 )
+from . import tracing
 from .tracing import Recorder
 
 MAX_TEXT_CHARS = 20_000  # error messages, tracebacks, sources sent back
 # Trusted code, loaded on first use: the assignment's probes and fixtures, and this package's
 # model loader (weights_only loading, inference for the harness's accuracy).
 TRUSTED_MODULES = ("probes", "fixtures", "models")
-_HIDDEN_FILES = {__file__}  # frames never shown to the student (trusted files join)
+_HIDDEN_FILES = {__file__, tracing.__file__}  # frames never shown (trusted files join)
 
 
 @dataclass(frozen=True)

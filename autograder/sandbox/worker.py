@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import wire
+from . import tracing, wire
 from .imports import explain, install_import_guard
 from .messages import (
     REQUESTS,
@@ -48,7 +48,6 @@ from .messages import (
     encode_message,
     output_marker,
 )
-from . import tracing
 from .tracing import Recorder
 
 MAX_TEXT_CHARS = 20_000  # error messages, tracebacks, sources sent back

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import sys
 from collections.abc import Sequence
@@ -85,6 +86,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         evaluation=data,
         device=device,
         retrain=args.retrain,
+        threads=max(1, (os.cpu_count() or 1) // args.jobs),
     )
     with BatchProgress(len(args.submissions)) as progress:
         try:

@@ -9,6 +9,7 @@ Saved models are graded on real CIFAR-10 when it is under data/, else on the syn
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 from pathlib import Path
@@ -89,7 +90,8 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2) -> in
         print(f"[assign] {name}: {'up to date' if not stale else f'STALE: {stale}'}")
         submissions = make_examples(name, built, out_dir / "submissions" / name)
         options = GradeOptions(level=level, seed=secrets.randbelow(2**31),
-                               evaluation=_demo_data(assignment))
+                               evaluation=_demo_data(assignment),
+                               threads=max(1, (os.cpu_count() or 1) // jobs))
         summary = grade_batch(submissions, assignment, options, out_dir / name, jobs)
         print(f"[grade] {name} (sandbox: {level.value}, seed: {options.seed})")
         for result in summary.results:

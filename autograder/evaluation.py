@@ -147,7 +147,7 @@ def _weights_bytes(files_dir: Path | None, entry: AccuracyQuestion, settings: Ev
 
 def measure(caller: RemoteCaller, entry: AccuracyQuestion, files_dir: Path | None,
             data: EvaluationData, settings: Evaluation, seed: int, device: str,
-            budget: Retrain | None = None) -> Measured:
+            budget: Retrain | None = None, threads: int = 1) -> Measured:
     """Load one submitted model in the worker and measure it on the official and secret sets
     (and, with a ``budget``, retrain the class with the student's code and measure that)."""
     try:
@@ -155,7 +155,7 @@ def measure(caller: RemoteCaller, entry: AccuracyQuestion, files_dir: Path | Non
         model_class = RemoteName(caller, entry.model, "class")
         loaded = caller.probe(
             "load_model", (model_class, weights, entry.weights, settings.max_parameters, device,
-                           settings.gpu_memory_fraction),
+                           settings.gpu_memory_fraction, threads),
             {}, module="models",
         )
         model = loaded["model"] if isinstance(loaded, dict) else None
@@ -170,7 +170,7 @@ def measure(caller: RemoteCaller, entry: AccuracyQuestion, files_dir: Path | Non
         return Measured(None, None, exc.message)
     if budget is None:
         return Measured(accuracy, secret)
-    again, note = retrained(caller, entry, data, settings, budget, seed, device)
+    again, note = retrained(caller, entry, data, settings, budget, seed, device, threads)
     return Measured(accuracy, secret, retrained_accuracy=again, retrain_note=note)
 
 
@@ -199,7 +199,7 @@ def _stage(caller: RemoteCaller, train: ImageSet, count: int) -> None:
 
 
 def retrained(caller: RemoteCaller, entry: AccuracyQuestion, data: EvaluationData,
-              settings: Evaluation, budget: Retrain, seed: int, device: str
+              settings: Evaluation, budget: Retrain, seed: int, device: str, threads: int = 1
               ) -> tuple[float | None, str]:
     """The student's class trained by the student's own training function, then measured."""
     if data.train is None:
@@ -211,7 +211,7 @@ def retrained(caller: RemoteCaller, entry: AccuracyQuestion, data: EvaluationDat
         out = caller.probe(
             "retrain", (RemoteName(caller, entry.model, "class"),
                         RemoteName(caller, budget.function, "function"), plan,
-                        list(data.mean), list(data.std), device),
+                        list(data.mean), list(data.std), device, threads),
             {}, module="models", timeout_s=budget.seconds * 1.5 + 60,
         )
         model = out["model"] if isinstance(out, dict) else None
@@ -330,11 +330,12 @@ def comparison_result(entry: ComparisonQuestion, accuracies: Mapping[str, Measur
 def grade_models(caller: RemoteCaller, accuracy: Sequence[AccuracyQuestion],
                  comparison: Sequence[ComparisonQuestion], tested: Mapping[str, QuestionResult],
                  files_dir: Path | None, data: EvaluationData, settings: Evaluation, seed: int,
-                 device: str, budget: Retrain | None = None
+                 device: str, budget: Retrain | None = None, threads: int = 1
                  ) -> tuple[list[QuestionResult], dict[str, Measured]]:
     """Every accuracy and comparison question of one submission, in config order."""
     measured = {
-        entry.question: measure(caller, entry, files_dir, data, settings, seed, device, budget)
+        entry.question: measure(caller, entry, files_dir, data, settings, seed, device, budget,
+                                threads)
         for entry in accuracy
     }
     gap = budget.gap if budget is not None else 1.0

@@ -40,6 +40,7 @@ class GradeOptions:
     evaluation: EvaluationData | None = None  # what saved models are graded on (None: not)
     device: str = "cpu"  # where the worker runs the models: "cpu" or "cuda"
     retrain: bool = False  # also train each model class with the student's own code
+    threads: int = 1  # CPU threads a worker may use for models (cores / --jobs)
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ def grade_submission(
                 environment.caller, assignment.config.accuracy, assignment.config.comparison,
                 {r.name: r for r in results}, submission.files_dir, options.evaluation,
                 assignment.config.evaluation, options.seed, options.device,
-                assignment.config.retrain if options.retrain else None,
+                assignment.config.retrain if options.retrain else None, options.threads,
             )
             results += tuple(scored)
             models = {name: vars(m) for name, m in measured.items()}

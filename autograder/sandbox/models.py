@@ -40,7 +40,8 @@ def _state_dict(data: bytes, name: str) -> dict[str, torch.Tensor]:
 
 
 def load_model(model_class: Any, data: bytes, name: str, max_parameters: int,
-               device: str = "cpu", gpu_memory_fraction: float = 0.0) -> dict[str, Any]:
+               device: str = "cpu", gpu_memory_fraction: float = 0.0,
+               threads: int = 1) -> dict[str, Any]:
     """``model_class()`` with the submitted state_dict loaded strictly, in eval mode.
 
     ``data`` is the weights file as submitted, sent by the harness (so a cell that rewrote
@@ -49,6 +50,7 @@ def load_model(model_class: Any, data: bytes, name: str, max_parameters: int,
     shapes, too many parameters) with a message for the student. On a GPU the process's share
     of its memory is capped first (PyTorch's allocator: a courtesy between workers).
     """
+    torch.set_num_threads(max(1, int(threads)))  # the harness's share of the cores
     if device.startswith("cuda") and gpu_memory_fraction > 0:
         torch.cuda.set_per_process_memory_fraction(gpu_memory_fraction)
     model = model_class()
@@ -103,13 +105,12 @@ def stage_training_data(images: Any, labels: Any, first: bool) -> int:
 
 
 def retrain(model_class: Any, train_epoch: Any, settings: dict, mean: list[float],
-            std: list[float], device: str = "cpu") -> dict[str, Any]:
+            std: list[float], device: str = "cpu", threads: int = 1) -> dict[str, Any]:
     """A fresh ``model_class()`` trained by the student's ``train_epoch`` on the staged data.
 
     Seeds fixed; the optimizer and budget are the assignment's (``settings``: epochs,
     seconds, batch_size, optimizer, lr, seed). Stops between epochs once the time is up.
     """
-    import os
     import time
 
     from torch.utils.data import DataLoader, TensorDataset
@@ -117,7 +118,7 @@ def retrain(model_class: Any, train_epoch: Any, settings: dict, mean: list[float
     if not _TRAINING:
         raise WeightsError("нет обучающих данных для переобучения")
     torch.manual_seed(int(settings["seed"]))
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(max(1, int(threads)))
     model = model_class().to(device)
     x = _TRAINING["images"].permute(0, 3, 1, 2).contiguous().float().div_(255.0)
     m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)

@@ -87,6 +87,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         device=device,
         retrain=args.retrain,
         threads=max(1, (os.cpu_count() or 1) // args.jobs),
+        gpu_share=0.9 / args.jobs,  # workers on one GPU share it (a courtesy cap each)
     )
     with BatchProgress(len(args.submissions)) as progress:
         try:

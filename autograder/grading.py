@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .assignments import Assignment
+from .assignments import Assignment, Evaluation
 from .errors import Outcome
 from .evaluation import EvaluationData, grade_models
 from .judging import GradedNotebook, judge_question, zeroed_question
@@ -41,6 +41,7 @@ class GradeOptions:
     device: str = "cpu"  # where the worker runs the models: "cpu" or "cuda"
     retrain: bool = False  # also train each model class with the student's own code
     threads: int = 1  # CPU threads a worker may use for models (cores / --jobs)
+    gpu_share: float = 1.0  # at most this share of GPU memory per worker (0.9 / --jobs)
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,12 @@ def _model_notices(assignment: Assignment, data: EvaluationData | None) -> list[
     return [f"точность моделей измерена на {which}"]
 
 
+def _shared(settings: Evaluation, options: GradeOptions) -> Evaluation:
+    """The evaluation settings with this worker's share of the GPU memory."""
+    share = min(settings.gpu_memory_fraction, options.gpu_share)
+    return replace(settings, gpu_memory_fraction=share)
+
+
 def worker_spec(assignment: Assignment, options: GradeOptions, scratch: Path,
                 slot: int) -> WorkerSpec:
     """How the worker of this assignment is started: trusted files, packages, recorders."""
@@ -217,7 +224,7 @@ def grade_submission(
             scored, measured = grade_models(
                 environment.caller, assignment.config.accuracy, assignment.config.comparison,
                 {r.name: r for r in results}, submission.files_dir, options.evaluation,
-                assignment.config.evaluation, options.seed, options.device,
+                _shared(assignment.config.evaluation, options), options.seed, options.device,
                 assignment.config.retrain if options.retrain else None, options.threads,
             )
             results += tuple(scored)

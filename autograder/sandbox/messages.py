@@ -18,7 +18,6 @@ from .wire import Handle, SandboxError
 __all__ = [
     "REPLIES",
     "REQUESTS",
-    "Bye",
     "Call",
     "CellDone",
     "CellStatus",
@@ -33,7 +32,6 @@ __all__ = [
     "Raised",
     "Ready",
     "RunCell",
-    "Shutdown",
     "Value",
     "decode_message",
     "encode_message",
@@ -139,14 +137,6 @@ class Describe(Message):
     names: list
 
 
-@dataclass(frozen=True)
-class Shutdown(Message):
-    """Finish: the worker replies :class:`Bye` and exits."""
-
-    kind: ClassVar[str] = "shutdown"
-    id: int
-
-
 # ----------------------------------------------------------------------------- replies
 
 
@@ -207,14 +197,6 @@ class Described(Message):
     names: dict
 
 
-@dataclass(frozen=True)
-class Bye(Message):
-    """Answer to :class:`Shutdown`, sent just before the worker exits."""
-
-    kind: ClassVar[str] = "bye"
-    id: int
-
-
 def output_marker(token: bytes, request_id: int | None = None) -> bytes:
     """What the worker writes to fd 1 after request ``request_id`` (None: the prefix only).
 
@@ -225,10 +207,10 @@ def output_marker(token: bytes, request_id: int | None = None) -> bytes:
 
 
 REQUESTS: dict[str, type[Message]] = {
-    cls.kind: cls for cls in (RunCell, Call, GetAttr, Get, Probe, Describe, Shutdown)
+    cls.kind: cls for cls in (RunCell, Call, GetAttr, Get, Probe, Describe)
 }
 REPLIES: dict[str, type[Message]] = {
-    cls.kind: cls for cls in (Ready, CellDone, Value, Raised, Described, Bye)
+    cls.kind: cls for cls in (Ready, CellDone, Value, Raised, Described)
 }
 
 # Field checks, keyed by the annotation text (annotations are strings here).

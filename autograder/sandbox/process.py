@@ -247,7 +247,7 @@ class WorkerProcess:
 
     def stop(self, term_grace_s: float) -> None:
         """SIGTERM the worker, wait ``term_grace_s``, then SIGKILL the whole sandbox."""
-        if self.popen.poll() is None:
+        if self.popen.poll() is None and term_grace_s > 0:
             # A worker that already ended leaves bwrap a moment to exit with its status.
             self.signal_worker(signal.SIGTERM)
             self.wait(max(term_grace_s, 0.2))

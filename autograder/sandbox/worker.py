@@ -28,7 +28,6 @@ from . import tracing, wire
 from .imports import explain, install_import_guard
 from .messages import (
     REQUESTS,
-    Bye,
     Call,
     CellDone,
     CellStatus,
@@ -42,7 +41,6 @@ from .messages import (
     Raised,
     Ready,
     RunCell,
-    Shutdown,
     Value,
     decode_message,
     encode_message,
@@ -163,7 +161,6 @@ class Worker:
             Get: self.get,
             Probe: self.probe,
             Describe: self.describe,
-            Shutdown: lambda req: Bye(req.id),
         }
 
     # --------------------------------------------------------------------- the loop
@@ -181,8 +178,6 @@ class Worker:
             self._armed = False
             self._sync_output(request.id)
             self._send(reply)
-            if isinstance(request, Shutdown):
-                return 0
 
     def _dispatch(self, request: Message) -> Message:
         try:

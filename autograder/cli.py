@@ -53,6 +53,19 @@ def cmd_assign(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_new(args: argparse.Namespace) -> int:
+    """Scaffold a new assignment that assigns and grades as it is, then generate it."""
+    from . import scaffold
+
+    try:
+        made = scaffold.create(args.name, args.title, PROJECT_ROOT)
+    except scaffold.ScaffoldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(scaffold.report(made, scaffold.generate(made.name, PROJECT_ROOT)), end="")
+    return EXIT_OK
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     """Grade submissions in sandboxed workers; write gradebook, results and feedback."""
     from .batch import OutputDirError, grade_batch
@@ -175,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not write; exit 1 naming the files that differ from what would be generated",
     )
     assign.set_defaults(func=cmd_assign)
+
+    new = commands.add_parser(
+        "new", help="start an assignment: master notebook with an example question, "
+        "assignment.toml, tests/mutants/NAME.toml; then generate it as assign does"
+    )
+    new.add_argument("name", help="folder and notebook name, e.g. 04_batch_norm")
+    new.add_argument("--title", help="the notebook's heading, in Russian (default: Задание NAME)")
+    new.set_defaults(func=cmd_new)
 
     grade = commands.add_parser("grade", help="grade submissions (.ipynb, folder or .zip)")
     grade.add_argument(

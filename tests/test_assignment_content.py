@@ -11,16 +11,27 @@ from local_run import assignment, built, grade_locally, question_tests
 
 from autograder.assignments import discover
 from autograder.errors import Outcome
-from autograder.mutants import apply_mutant, load_mutants
+from autograder.mutants import MUTANTS_DIR, apply_mutant, load_mutants
 from autograder.submission import gradable_cells
 
-EXPECTED = ["01_convolution_pooling", "02_pytorch_modules", "03_convnet_cifar10"]
+# The lesson's own three must be there; an instructor's further assignments (`grader.py new`)
+# are discovered and get every per-assignment check below.
+LESSON = ["01_convolution_pooling", "02_pytorch_modules", "03_convnet_cifar10"]
 ASSIGNMENTS = discover()
 MUTANTS = [m for name in ASSIGNMENTS for m in load_mutants(name)]
 
 
 def test_the_lessons_three_assignments_exist():
-    assert ASSIGNMENTS == EXPECTED
+    missing = [name for name in LESSON if name not in ASSIGNMENTS]
+    assert not missing, f"the lesson's assignments are missing under solutions/: {missing}"
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_every_assignment_has_mutants(name):
+    assert (MUTANTS_DIR / f"{name}.toml").is_file() and load_mutants(name), (
+        f"{name} needs tests/mutants/{name}.toml with a degenerate mutant per question and "
+        "the classic bugs its tests must catch (see docs/AUTHORING.md, Mutants)"
+    )
 
 
 @pytest.mark.parametrize("name", ASSIGNMENTS)
@@ -71,7 +82,11 @@ def test_mutant_loses_exactly_the_questions_it_breaks(mutant, tmp_path):
 @pytest.mark.parametrize("name", ASSIGNMENTS)
 def test_every_question_has_a_degenerate_mutant(name):
     covered = {q for m in load_mutants(name) if m.scores_zero for q in m.breaks}
-    assert covered == {q.name for q in question_tests(name)}
+    questions = {q.name for q in question_tests(name)}
+    assert covered == questions, (
+        f"tests/mutants/{name}.toml: questions without a `scores_zero = true` mutant: "
+        f"{sorted(questions - covered)}; not questions: {sorted(covered - questions)}"
+    )
 
 
 @pytest.mark.parametrize("name", ASSIGNMENTS)

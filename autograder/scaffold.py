@@ -1,0 +1,360 @@
+"""``grader.py new NAME``: a new assignment that assigns and grades as it is.
+
+``create`` writes three files under a project root:
+
+- ``solutions/<name>/<name>.ipynb``: a master notebook in otter-assign's v1 format, laid out
+  like the lesson's own (raw config cell, ``# BEGIN QUESTION`` ... ``# END QUESTION``, a
+  public and a hidden test), with Russian prose and one example question (``standardize``, a
+  small NumPy function) whose tests draw their inputs in the harness (fixed seed in the
+  public test, the harness's ``seed`` in the hidden one);
+- ``solutions/<name>/assignment.toml``: commented, allowing numpy and matplotlib in the
+  sandbox;
+- ``tests/mutants/<name>.toml``: a degenerate answer and two classic bugs of the example
+  question, so that the test suite's per-assignment checks pass on the new assignment as it
+  is.
+
+The caller (``cli.cmd_new``) then generates ``assignments/<name>/`` and
+``solutions/<name>/tests/`` as ``grader.py assign NAME`` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from .assignments import CONFIG_FILE, PROJECT_ROOT
+
+NAME_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9_]{0,62}[a-z0-9])?")
+EXAMPLE_QUESTION = "standardize"
+
+
+class ScaffoldError(ValueError):
+    """The requested assignment cannot be created; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Scaffold:
+    """The files ``create`` wrote, relative to the project root."""
+
+    name: str
+    master: str
+    config: str
+    mutants: str
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file written, in the order they were written."""
+        return (self.master, self.config, self.mutants)
+
+
+def check_name(name: str) -> None:
+    """Refuse a name that cannot be a folder, a notebook stem and an otter assignment name."""
+    if not NAME_PATTERN.fullmatch(name) or "__" in name or not re.search("[a-z]", name):
+        raise ScaffoldError(
+            f"invalid assignment name {name!r}: use lowercase Latin letters, digits and single "
+            "underscores, starting and ending with a letter or digit, at most 64 characters, "
+            "with at least one letter (e.g. 04_batch_norm)"
+        )
+
+
+def paths_for(name: str, root: Path) -> tuple[Path, Path, Path]:
+    """(master notebook, assignment.toml, mutants file) of assignment ``name`` under ``root``."""
+    source = root / "solutions" / name
+    mutants = root / "tests" / "mutants" / f"{name}.toml"
+    return source / f"{name}.ipynb", source / CONFIG_FILE, mutants
+
+
+def existing_files(name: str, root: Path) -> list[Path]:
+    """Files or folders of ``name`` that already exist (``create`` refuses to touch them)."""
+    candidates = [
+        root / "solutions" / name,
+        root / "assignments" / name,
+        paths_for(name, root)[2],
+    ]
+    return [path for path in candidates if path.exists()]
+
+
+def create(name: str, title: str | None = None, root: Path = PROJECT_ROOT) -> Scaffold:
+    """Write the master notebook, its config and its mutants for a new assignment ``name``.
+
+    Raises :class:`ScaffoldError` (nothing written) for an invalid name or one whose files
+    already exist.
+    """
+    check_name(name)
+    taken = existing_files(name, root)
+    if taken:
+        listed = ", ".join(str(path.relative_to(root)) for path in taken)
+        raise ScaffoldError(
+            f"assignment {name!r} already exists ({listed}); choose another name, or edit "
+            f"solutions/{name}/{name}.ipynb and run `python grader.py assign {name}`"
+        )
+    title = (title or "").strip() or f"Задание {name}"
+    if "\n" in title:
+        raise ScaffoldError("the title must be one line")
+    master, config, mutants = paths_for(name, root)
+    master.parent.mkdir(parents=True)
+    nbformat.write(master_notebook(name, title), master)
+    config.write_text(CONFIG_TEMPLATE.format(name=name), encoding="utf-8")
+    mutants.parent.mkdir(parents=True, exist_ok=True)
+    mutants.write_text(MUTANTS_TEMPLATE.format(name=name), encoding="utf-8")
+    return Scaffold(
+        name,
+        *(path.relative_to(root).as_posix() for path in (master, config, mutants)),
+    )
+
+
+def generate(name: str, root: Path = PROJECT_ROOT) -> list[str]:
+    """Generate ``assignments/<name>/`` and ``solutions/<name>/tests/`` as ``grader.py assign
+    NAME`` does; returns the generated files, relative to ``root``."""
+    from . import authoring
+    from .assignments import load_assignment
+
+    assignment = load_assignment(name, root)
+    try:
+        built = authoring.build(assignment, root)
+    except authoring.AuthoringError as exc:
+        raise authoring.AuthoringError(
+            f"{exc}\nThe master notebook is written; fix the problem and run "
+            f"`python grader.py assign {name}`."
+        ) from None
+    authoring.write(built, assignment, root)
+    return sorted(built.files)
+
+
+def report(made: Scaffold, generated: list[str]) -> str:
+    """What ``grader.py new`` prints: the files and the instructor's next steps."""
+    lines = [f"created assignment {made.name}:"]
+    lines += [f"  {rel}" for rel in made.files]
+    lines.append(f"generated (as `python grader.py assign {made.name}` does):")
+    lines += [f"  {rel}" for rel in generated]
+    lines += [
+        "next:",
+        f"  1. open {made.master} in Jupyter; replace the example question "
+        f"`{EXAMPLE_QUESTION}` with yours (docs/AUTHORING.md)",
+        f"  2. write a degenerate and a classic-bug mutant per question in {made.mutants}",
+        f"  3. python grader.py assign {made.name}; make test; commit solutions/{made.name}/, "
+        f"assignments/{made.name}/ and {made.mutants}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- the notebook
+
+_CONFIG_CELL = """\
+# ASSIGNMENT CONFIG
+name: {name}
+init_cell: false
+check_all_cell: false
+export_cell: false
+run_tests: false
+generate: false
+tests:
+  ok_format: false
+  files: false"""
+
+_INTRO = """\
+# {title}
+
+**Что нужно сделать.** В ячейках с заданиями вместо `...` напишите свой код. Задания:
+
+| задание | что реализовать | баллы |
+|---|---|---|
+| `standardize` | стандартизация каждого канала батча изображений | 2 |
+
+**Самопроверка.** Сначала запустите первую ячейку ноутбука: она подготовит публичные тесты. После
+каждого задания есть ячейка `grader.check("...")`: она запускает публичные тесты и показывает, что
+не так. При оценивании работу проверяют и скрытые тесты на других, случайных данных, поэтому
+прохождение публичных тестов ещё не гарантирует полный балл.
+
+**Сдача.** Сохраните ноутбук и сдайте файл `{name}.ipynb`. Не переименовывайте функции и не меняйте
+их аргументы: проверка вызывает их по именам из заданий."""
+
+_IMPORTS = """\
+import numpy as np"""
+
+_EXPLANATION = """\
+## 1. Стандартизация каналов
+
+Перед обучением свёрточной сети каждый канал входа обычно приводят к нулевому среднему и
+единичной дисперсии; то же самое делает `nn.BatchNorm2d` в режиме обучения. Для батча
+$x$ формы $(N, C, H, W)$ среднее $\\mu_c$ и дисперсию $\\sigma_c^2$ канала $c$ считают по всем
+примерам и всем пикселям этого канала, то есть по осям $(N, H, W)$:
+
+$$
+y_{n,c,h,w} = \\frac{x_{n,c,h,w} - \\mu_c}{\\sqrt{\\sigma_c^2 + \\varepsilon}} .
+$$
+
+Малое $\\varepsilon$ защищает от деления на ноль, если канал постоянен."""
+
+_QUESTION = """\
+# BEGIN QUESTION
+name: standardize
+points: 2"""
+
+_PROMPT = """\
+**Задание `standardize`.** Напишите `standardize(x, eps=1e-5)`: `x` — массив формы `(N, C, H, W)`.
+Верните массив той же формы типа `float64`, в котором каждый канал стандартизован по формуле выше.
+Пригодятся `x.mean(axis=..., keepdims=True)` и `x.var(axis=..., keepdims=True)`."""
+
+_SOLUTION = """\
+def standardize(x, eps=1e-5):
+    \"\"\"Each channel of an (N, C, H, W) batch shifted to mean 0 and scaled to variance 1.\"\"\"
+    # BEGIN SOLUTION
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=(0, 2, 3), keepdims=True)
+    var = x.var(axis=(0, 2, 3), keepdims=True)
+    return (x - mean) / np.sqrt(var + eps)
+    # END SOLUTION"""
+
+# The public test: a fixed seed, so it runs unchanged in the student's notebook. Expected
+# values are computed here, channel by channel, from the data the test drew.
+_PUBLIC_TEST = """\
+def test_standardize_three_channels(standardize):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    # three channels with very different offsets and scales
+    scales = np.array([1.0, 10.0, 0.1]).reshape(1, 3, 1, 1)
+    offsets = np.array([0.0, -5.0, 3.0]).reshape(1, 3, 1, 1)
+    x = rng.standard_normal((4, 3, 5, 5)) * scales + offsets
+    got = standardize(x.copy())
+    assert isinstance(got, np.ndarray), (
+        f"standardize должна вернуть np.ndarray, а вернула {type(got).__name__}")
+    assert got.shape == x.shape, f"ожидалась форма {x.shape}, получено {got.shape}"
+    for c in range(3):
+        channel = x[:, c]
+        expected = (channel - channel.mean()) / np.sqrt(channel.var() + 1e-5)
+        err = float(np.max(np.abs(got[:, c] - expected)))
+        assert err < 1e-8, (
+            f"канал {c}: максимальная ошибка {err:.2e}. Среднее и дисперсию считайте "
+            f"по осям (N, H, W), отдельно для каждого канала")"""
+
+# The hidden test: inputs drawn from the harness's `seed`, so they differ on every grading run.
+_HIDDEN_TEST = """\
+# HIDDEN
+def test_standardize_random_batches(standardize, seed):
+    import numpy as np
+    rng = np.random.default_rng([seed, 1])
+    for _ in range(5):
+        n, c, h, w = (int(v) for v in rng.integers(2, 6, size=4))
+        scales = rng.uniform(0.1, 10.0, size=(1, c, 1, 1))
+        offsets = rng.uniform(-10.0, 10.0, size=(1, c, 1, 1))
+        x = rng.standard_normal((n, c, h, w)) * scales + offsets
+        got = standardize(x.copy())
+        assert isinstance(got, np.ndarray), (
+            f"standardize должна вернуть np.ndarray, а вернула {type(got).__name__}")
+        assert got.shape == x.shape, (
+            f"x {x.shape}: ожидалась форма {x.shape}, получено {got.shape}")
+        assert got.dtype == np.float64, f"ожидался тип float64, получено {got.dtype}"
+        for j in range(c):
+            channel = x[:, j]
+            expected = (channel - channel.mean()) / np.sqrt(channel.var() + 1e-5)
+            err = float(np.max(np.abs(got[:, j] - expected)))
+            assert err < 1e-8, (
+                f"x {x.shape}, канал {j}: максимальная ошибка {err:.2e}. Среднее и "
+                f"дисперсию считайте по осям (N, H, W), отдельно для каждого канала")"""
+
+_SUMMARY = """\
+## Итоги
+
+* Каждый канал стандартизуют своими средним и дисперсией, посчитанными по осям $(N, H, W)$.
+* Делят на $\\sqrt{\\sigma^2 + \\varepsilon}$, а не на дисперсию."""
+
+
+def _cell_id(name: str, index: int) -> str:
+    return hashlib.sha256(f"{name}/{index}".encode()).hexdigest()[:8]
+
+
+def master_notebook(name: str, title: str) -> nbformat.NotebookNode:
+    """The master notebook of a new assignment: one example question, public + hidden test."""
+    v4 = nbformat.v4
+    cells = [
+        v4.new_raw_cell(_CONFIG_CELL.format(name=name)),
+        v4.new_markdown_cell(_INTRO.format(title=title, name=name)),
+        v4.new_code_cell(_IMPORTS),
+        v4.new_markdown_cell(_EXPLANATION),
+        v4.new_raw_cell(_QUESTION),
+        v4.new_markdown_cell(_PROMPT),
+        v4.new_raw_cell("# BEGIN SOLUTION"),
+        v4.new_code_cell(_SOLUTION),
+        v4.new_raw_cell("# END SOLUTION"),
+        v4.new_raw_cell("# BEGIN TESTS"),
+        v4.new_code_cell(_PUBLIC_TEST),
+        v4.new_code_cell(_HIDDEN_TEST),
+        v4.new_raw_cell("# END TESTS"),
+        v4.new_raw_cell("# END QUESTION"),
+        v4.new_markdown_cell(_SUMMARY),
+    ]
+    for index, cell in enumerate(cells):
+        cell["id"] = _cell_id(name, index)
+    nb = v4.new_notebook(cells=cells)
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    return nb
+
+
+# ----------------------------------------------------------------------------- the other files
+
+CONFIG_TEMPLATE = """\
+# Grading config for {name}. Points live in the master notebook (each BEGIN QUESTION cell);
+# every key here is optional and docs/AUTHORING.md lists them all. Unknown keys are errors.
+
+[sandbox]
+# What student code may import beyond the standard library (and what these packages
+# require). Under bubblewrap nothing else exists inside the sandbox. Add "torch" for an
+# assignment on PyTorch modules; leave torch and scipy out where students must write a
+# convolution or pooling by hand.
+packages = ["numpy", "matplotlib"]
+
+# [limits]                 # time budgets in seconds (these are the defaults)
+# cell_timeout_s = 60      # one notebook cell
+# call_timeout_s = 20      # one call into student code from a test
+# total_timeout_s = 900    # the whole submission
+
+# [questions.standardize]
+# no_library_routines = true   # a library convolution / pooling routine costs the question
+"""
+
+MUTANTS_TEMPLATE = """\
+# Classic student bugs for solutions/{name}, as edits of the master notebook's solution
+# code; the test suite grades each and checks that exactly the questions in `breaks` lose
+# points. Each `old` occurs exactly once in the notebook's code cells (public tests included).
+# Every question needs a degenerate answer (`scores_zero = true`): it must score exactly 0.
+# When you replace the example question, replace these mutants too (docs/AUTHORING.md).
+
+[[mutant]]
+id = "standardize_whole_array"
+bug = "standardize uses the mean and variance of the whole array, not of each channel"
+breaks = ["standardize"]
+[[mutant.edit]]
+old = "mean = x.mean(axis=(0, 2, 3), keepdims=True)"
+new = "mean = x.mean()"
+[[mutant.edit]]
+old = "var = x.var(axis=(0, 2, 3), keepdims=True)"
+new = "var = x.var()"
+
+[[mutant]]
+id = "standardize_divides_by_variance"
+bug = "standardize divides by the variance instead of the standard deviation"
+breaks = ["standardize"]
+[[mutant.edit]]
+old = "return (x - mean) / np.sqrt(var + eps)"
+new = "return (x - mean) / (var + eps)"
+
+# Degenerate answers: zeros or constants of the right shape and type.
+
+[[mutant]]
+id = "zeros_standardize"
+bug = "standardize returns zeros of the right shape"
+breaks = ["standardize"]
+scores_zero = true
+[[mutant.edit]]
+old = "return (x - mean) / np.sqrt(var + eps)"
+new = "return np.zeros_like(x)"
+"""

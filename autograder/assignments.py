@@ -4,6 +4,10 @@ An assignment is a folder ``solutions/<name>/`` holding the master notebook ``<n
 ``assignment.toml`` (limits, library rules, accuracy thresholds, artifacts) and optionally
 ``probes.py``. Generated files live in ``solutions/<name>/tests/`` (grader-side tests) and
 ``assignments/<name>/`` (the student notebook).
+
+A packaged copy of an assignment (a student kit or a Gradescope bundle, see
+``autograder/packaging.py``) has no master notebook: ``bundle/<name>/bundle.toml`` beside the
+package gives the question order and says whether hidden tests are there at all.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE = "assignment.toml"
 PROBES_FILE = "probes.py"
 FIXTURES_FILE = "fixtures.py"
+BUNDLE_DIR = "bundle"  # packaged assignments: bundle/<name>/, no master notebook
+BUNDLE_FILE = "bundle.toml"
 STRUCTURES = ("convolutional", "fully_connected")
 
 
@@ -201,6 +207,10 @@ class Assignment:
     source_dir: Path
     student_dir: Path
     config: AssignmentConfig
+    # A packaged copy (bundle.toml): the question order, since there is no master notebook,
+    # and whether its tests include the hidden ones (a student kit's do not).
+    question_names: tuple[str, ...] | None = None
+    has_hidden_tests: bool = True
 
     @property
     def master_notebook(self) -> Path:
@@ -330,11 +340,33 @@ def _check_consistency(config: AssignmentConfig, where: str) -> None:
             raise ConfigError(f"{where} [limits]: {limit_name} must be a positive number")
 
 
+def _read_bundle(path: Path, name: str) -> tuple[tuple[str, ...], bool]:
+    """A packaged assignment's question order and whether it holds hidden tests."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc}") from None
+    raw = _take(raw, {"assignment", "tests", "questions"}, str(path))
+    questions = raw.get("questions")
+    if raw.get("assignment") != name or raw.get("tests") not in ("public", "all"):
+        raise ConfigError(f"{path}: needs assignment = {name!r} and tests = 'public' or 'all'")
+    if not isinstance(questions, list) or not all(isinstance(q, str) and q for q in questions):
+        raise ConfigError(f"{path}: questions must be a list of question names")
+    return tuple(questions), raw["tests"] == "all"
+
+
 def load_assignment(name: str, root: Path = PROJECT_ROOT) -> Assignment:
-    """Load one assignment by name; raises :class:`ConfigError` with what to fix."""
+    """Load one assignment by name; raises :class:`ConfigError` with what to fix.
+
+    Without a master notebook under solutions/, a packaged copy under bundle/ is loaded.
+    """
     source_dir = root / "solutions" / name
     master = source_dir / f"{name}.ipynb"
-    if not master.is_file():
+    bundle = root / BUNDLE_DIR / name / BUNDLE_FILE
+    packaged: tuple[tuple[str, ...], bool] | None = None
+    if not master.is_file() and bundle.is_file():
+        source_dir, packaged = bundle.parent, _read_bundle(bundle, name)
+    elif not master.is_file():
         known = ", ".join(discover(root)) or "none"
         raise ConfigError(
             f"unknown assignment {name!r}: {master} does not exist (known assignments: {known})"
@@ -352,6 +384,8 @@ def load_assignment(name: str, root: Path = PROJECT_ROOT) -> Assignment:
         source_dir=source_dir,
         student_dir=root / "assignments" / name,
         config=config,
+        question_names=packaged[0] if packaged else None,
+        has_hidden_tests=packaged[1] if packaged else True,
     )
 
 
@@ -367,6 +401,8 @@ def discover(root: Path = PROJECT_ROOT) -> list[str]:
 
 def tested_question_names(assignment: Assignment) -> list[str]:
     """Names of the test-graded questions, in the master notebook's order."""
+    if assignment.question_names is not None:
+        return list(assignment.question_names)
     import json
 
     import yaml

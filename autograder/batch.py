@@ -1,35 +1,38 @@
 """Grade many submissions, N at a time, writing each result the moment it is finished.
 
-A submission that breaks the grader itself gets an error row and a grader_error.txt with the
-traceback for the instructor; the others are unaffected. results.json and feedback.md of a
-finished submission are on disk before the next one is reported, and gradebook.csv is
-rewritten (atomically) after each, so an interrupted batch loses nothing already graded.
+The submissions come from :mod:`.collect` (files, folders, GitHub Classroom and Gradescope
+layouts; duplicate ids kept apart and reported). Each is graded by an executor
+(:mod:`.executors`: a local pool or Ray) and written here, in this process, as it arrives:
+results.json and the feedback first, ``record.json`` last, then gradebook.csv is rewritten
+(atomically). An interrupted batch (Ctrl-C, SIGKILL, power loss) therefore loses nothing
+already graded, and the next run with the same ``--out`` grades only what is missing,
+changed, or was graded under other rules (:mod:`.resume`); ``regrade=True`` grades all.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import threading
-import traceback
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import writers
-from .assignments import Assignment, question_order, tested_question_names
-from .grading import (
-    GradedSubmission,
-    GradeOptions,
-    failed_result,
-    grade_submission,
-    safe_id,
-    select_tests,
-)
-from .results import SubmissionResult
-from .submission import submission_id
-from .testfiles import QuestionTests, check_bindings, fixture_names, load_tests
+from . import resume, writers
+from .assignments import Assignment, question_order
+from .collect import Collected, Found, collect
+from .executors import BatchContext, Executor, LocalPool, load_checked_tests
+from .grading import GradedSubmission, GradeOptions
+from .results import SubmissionResult, SubmissionStatus
+
+__all__ = [
+    "BatchSummary",
+    "OutputDirError",
+    "atomic_write",
+    "grade_batch",
+    "load_checked_tests",
+    "prepare_out_dir",
+]
 
 
 class OutputDirError(RuntimeError):
@@ -38,11 +41,25 @@ class OutputDirError(RuntimeError):
 
 @dataclass(frozen=True)
 class BatchSummary:
-    """What a batch produced."""
+    """What a batch produced: every result (reused ones included) and how it went."""
 
     results: tuple[SubmissionResult, ...]
     out_dir: Path
     questions: tuple[str, ...]
+    collected: Collected
+    reused: int = 0  # results taken from an earlier run with the same key
+    seconds: float = 0.0
+
+    def one_line(self) -> str:
+        """``graded 198, failed to run 2, flagged 3, mean 11.4/14, 95 s (5 reused)``."""
+        graded = [r for r in self.results if r.status is SubmissionStatus.GRADED]
+        failed = len(self.results) - len(graded)
+        flagged = sum(1 for r in self.results if r.review_flags)
+        top = max((r.max_score for r in self.results), default=0.0)
+        mean = sum(r.score for r in self.results) / len(self.results) if self.results else 0.0
+        reused = f" ({self.reused} reused from an earlier run)" if self.reused else ""
+        return (f"graded {len(graded)}, failed to run {failed}, flagged for review {flagged}, "
+                f"mean score {mean:.2f}/{top:g}, {self.seconds:.0f} s{reused}")
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -68,59 +85,29 @@ def prepare_out_dir(out_dir: Path) -> None:
         ) from None
 
 
-def unique_ids(paths: Sequence[Path]) -> list[str]:
-    """Submission ids, made unique (``name``, ``name-2``, ...) so no result hides another."""
-    seen: dict[str, int] = {}
-    ids = []
-    for path in paths:
-        base = safe_id(submission_id(path))
-        seen[base] = seen.get(base, 0) + 1
-        ids.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
-    return ids
-
-
 def _write_submission(out_dir: Path, graded: GradedSubmission, max_score: float) -> None:
     folder = out_dir / graded.result.submission_id
     atomic_write(folder / "results.json", writers.gradescope_results(graded.result, max_score))
     atomic_write(folder / "feedback.md", writers.feedback_markdown(graded.result, graded.notices))
 
 
-def _grade_one(
-    path: Path,
-    sub_id: str,
-    assignment: Assignment,
-    tests: Sequence[QuestionTests],
-    options: GradeOptions,
-    slot: int,
-    out_dir: Path,
-) -> GradedSubmission:
-    with tempfile.TemporaryDirectory(prefix=f"grade-{sub_id}-") as workdir:
-        try:
-            return grade_submission(path, sub_id, assignment, tests, options, Path(workdir), slot)
-        except Exception:  # the grader's own bug: this submission alone gets an error row
-            trace = traceback.format_exc()
-            atomic_write(out_dir / sub_id / "grader_error.txt", trace)
-            message = (
-                "внутренняя ошибка проверяющей системы (не ваша); преподаватель видит подробности "
-                "в grader_error.txt (internal grader error)"
-            )
-            return GradedSubmission(failed_result(sub_id, tests, message), ())
+def _max_score(assignment: Assignment, options: GradeOptions, test_points: float) -> float:
+    """Points possible in this batch: the tests, plus the saved models when they are graded."""
+    if options.evaluation is None:
+        return test_points
+    config = assignment.config
+    return test_points + sum(q.points for q in (*config.accuracy, *config.comparison))
 
 
-def load_checked_tests(assignment: Assignment, public_only: bool) -> list[QuestionTests]:
-    """The assignment's tests, with every parameter checked to be graded, harness or fixture."""
-    tests = load_tests(assignment.tests_dir, tested_question_names(assignment))
-    check_bindings(
-        tests,
-        assignment.config.graded_names,
-        fixture_names(assignment.fixtures_file),
-        str(assignment.tests_dir),
-    )
-    if assignment.config.sandbox.packages is not None:
-        from .sandbox.packages import package_view
-
-        package_view(assignment.config.sandbox.packages)  # an uninstalled package fails here
-    return select_tests(tests, public_only)
+def _reusable(jobs: Sequence[Found], out_dir: Path, keys: dict[str, str]
+              ) -> dict[str, SubmissionResult]:
+    """Results already in ``out_dir`` under the same key (by submission id)."""
+    found = {}
+    for job in jobs:
+        result = resume.finished_result(out_dir, job.submission_id, keys[job.submission_id])
+        if result is not None:
+            found[job.submission_id] = result
+    return found
 
 
 def grade_batch(
@@ -130,34 +117,58 @@ def grade_batch(
     out_dir: Path,
     jobs: int = 1,
     on_done: Callable[[SubmissionResult], None] | None = None,
+    *,
+    regrade: bool = False,
+    executor: Executor | None = None,
+    on_plan: Callable[[Collected, int], None] | None = None,
 ) -> BatchSummary:
-    """Grade ``paths`` with ``jobs`` workers at a time; write every output as results arrive."""
+    """Grade the submissions in ``paths`` (any layout :func:`.collect.collect` reads).
+
+    Results already in ``out_dir`` under the same grading key are reused unless ``regrade``;
+    ``on_plan(collected, to_grade)`` hears the plan before grading starts, ``on_done`` each
+    newly graded result. Raises CollectError, OutputDirError, and KeyboardInterrupt (after
+    everything finished so far is on disk).
+    """
+    started = time.monotonic()
+    collected = collect(paths, f"{assignment.name}.ipynb")
     prepare_out_dir(out_dir)
-    tests = load_checked_tests(assignment, options.public_only)
+    tests = load_checked_tests(assignment, options.public_only)  # instructor errors first
     questions = tuple(question_order(assignment))
-    max_score = sum(q.points for q in tests)
-    ids = unique_ids(paths)
-    finished: list[SubmissionResult] = []
-    lock = threading.Lock()
-    slots = list(range(max(1, jobs)))
+    max_score = _max_score(assignment, options, sum(q.points for q in tests))
+    batch_key = resume.batch_key(assignment, options)
+    keys = {j.submission_id: resume.grading_key(j.path, batch_key) for j in collected.submissions}
+    reused = {} if regrade else _reusable(collected.submissions, out_dir, keys)
+    todo = [j for j in collected.submissions if j.submission_id not in reused]
+    atomic_write(out_dir / resume.STATE_DIR / resume.BATCH_STATE,
+                 resume.batch_state_text(assignment.name, options.seed))
+    if on_plan is not None:
+        on_plan(collected, len(todo))
+    finished = dict(reused)
 
-    def run(index: int) -> GradedSubmission:
-        with lock:
-            slot = slots.pop()
-        try:
-            return _grade_one(paths[index], ids[index], assignment, tests, options, slot, out_dir)
-        finally:
-            with lock:
-                slots.append(slot)
+    def deliver(graded: GradedSubmission) -> None:
+        result = graded.result
+        _write_submission(out_dir, graded, max_score)
+        atomic_write(out_dir / result.submission_id / resume.RECORD,
+                     resume.record_text(result, keys[result.submission_id]))
+        finished[result.submission_id] = result
+        atomic_write(out_dir / "gradebook.csv",
+                     writers.gradebook_csv(list(finished.values()), questions))
+        if on_done is not None:
+            on_done(result)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(run, i) for i in range(len(paths))]
-        for future in as_completed(futures):
-            graded = future.result()
-            with lock:
-                _write_submission(out_dir, graded, max_score)
-                finished.append(graded.result)
-                atomic_write(out_dir / "gradebook.csv", writers.gradebook_csv(finished, questions))
-            if on_done is not None:
-                on_done(graded.result)
-    return BatchSummary(tuple(sorted(finished, key=lambda r: r.submission_id)), out_dir, questions)
+    atomic_write(out_dir / "gradebook.csv", writers.gradebook_csv(list(reused.values()), questions))
+    context = BatchContext(assignment, options, out_dir)
+    (executor or LocalPool(jobs)).run(todo, context, deliver)
+    results = tuple(sorted(finished.values(), key=lambda r: r.submission_id))
+    return BatchSummary(results, out_dir, questions, collected, len(reused),
+                        time.monotonic() - started)
+
+
+def batch_seed(out_dir: Path, assignment: Assignment, seed: int | None, regrade: bool,
+               draw: Callable[[], int]) -> int:
+    """The seed to grade with: ``seed`` if given; else an earlier batch's in ``out_dir`` (so a
+    resumed run asks the same hidden-test questions), unless ``regrade``; else a new draw."""
+    if seed is not None:
+        return seed
+    stored = None if regrade else resume.stored_seed(out_dir, assignment.name)
+    return stored if stored is not None else draw()

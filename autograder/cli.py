@@ -13,15 +13,18 @@ from typing import TYPE_CHECKING
 from . import authoring, writers
 from .assignments import PROJECT_ROOT, Assignment, ConfigError, discover, load_assignment
 from .devices import DeviceUnavailable, choose_device
+from .packaging import check_tests_choice
 from .sandbox.packages import PackageError
 from .testfiles import TestFileError
 
 if TYPE_CHECKING:
     from .evaluation import EvaluationData
+    from .executors import Executor
 DEFAULT_DATA_ROOT = PROJECT_ROOT / "data"  # autograder.datasets.DEFAULT_ROOT, without numpy
 EXIT_OK = 0
 EXIT_STALE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
 
 
 def _selected_assignments(names: Sequence[str]) -> list[str]:
@@ -68,31 +71,28 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     """Grade submissions in sandboxed workers; write gradebook, results and feedback."""
-    from .batch import OutputDirError, grade_batch
+    from .batch import OutputDirError, batch_seed, grade_batch
+    from .collect import CollectError
     from .datasets import DatasetError
     from .grading import GradeOptions
     from .progress import BatchProgress
     from .sandbox import SandboxUnavailable, choose_level
 
     assignment = load_assignment(args.assignment)
-    missing = [p for p in args.submissions if not p.exists()]
-    if missing:
-        print(f"error: no such submission: {', '.join(map(str, missing))}", file=sys.stderr)
-        return EXIT_USAGE
+    check_tests_choice(assignment, args.tests)  # a student kit has no hidden tests
     try:
         level = choose_level(args.sandbox)
-    except SandboxUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
         data = _evaluation_data(args, assignment)
         device = choose_device(args.device)
-    except (DatasetError, DeviceUnavailable) as exc:
+        executor = _executor(args, device)
+    except (SandboxUnavailable, DatasetError, DeviceUnavailable, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    seed = batch_seed(args.out, assignment, args.seed, args.regrade,
+                      lambda: secrets.randbelow(2**31))
     options = GradeOptions(
         level=level,
-        seed=args.seed if args.seed is not None else secrets.randbelow(2**31),
+        seed=seed,
         public_only=args.tests == "public",
         cell_timeout_s=args.timeout_cell,
         call_timeout_s=args.timeout_call,
@@ -102,24 +102,53 @@ def cmd_grade(args: argparse.Namespace) -> int:
         threads=max(1, (os.cpu_count() or 1) // args.jobs),
         gpu_share=0.9 / args.jobs,  # workers on one GPU share it (a courtesy cap each)
     )
-    with BatchProgress(len(args.submissions)) as progress:
-        try:
+    progress = BatchProgress()
+    try:
+        with progress:
             summary = grade_batch(
-                args.submissions, assignment, options, args.out, args.jobs, progress.done
+                args.submissions, assignment, options, args.out, args.jobs, progress.done,
+                regrade=args.regrade, executor=executor, on_plan=progress.plan,
             )
-        except OutputDirError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-    graded = sum(1 for r in summary.results if r.status.value == "graded")
+    except (CollectError, OutputDirError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return _interrupted(args.out, progress.finished)
     models = f", models on {data.dataset} ({device})" if data is not None else ""
     print(
-        f"graded {graded} of {len(summary.results)} submission(s) of {assignment.name} "
-        f"(sandbox: {level.value}, seed: {options.seed}{models}); results in {summary.out_dir}"
+        f"{assignment.name}: {summary.one_line()} (sandbox: {level.value}, seed: {seed}"
+        f"{models}); results in {summary.out_dir}"
     )
     listing = writers.review_list(summary.results)
     if listing:
         print("\n" + listing, end="")
     return EXIT_OK
+
+
+def _executor(args: argparse.Namespace, device: str) -> Executor:
+    """The local pool, or Ray (checked importable now, not half-way through a batch)."""
+    from .executors import LocalPool, RayPool, require_ray
+
+    if args.executor == "ray":
+        require_ray()
+        return RayPool(args.address, args.jobs, gpu=device == "cuda")
+    if args.address:
+        raise RuntimeError("--address is for --executor ray")
+    return LocalPool(args.jobs)
+
+
+def _interrupted(out: Path, finished: int) -> int:
+    """Ctrl-C: kill the running sandboxes, say what is kept, exit now (130) without waiting
+    for the abandoned grading threads."""
+    from .sandbox.process import kill_all_workers
+
+    killed = kill_all_workers()
+    print(f"\ninterrupted: {finished} result(s) finished in this run are in {out}; "
+          f"{killed} running submission(s) stopped. Run the same command again to grade "
+          "only what is missing.", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 def _evaluation_data(args: argparse.Namespace, assignment: Assignment) -> EvaluationData | None:
@@ -201,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument(
         "--assignment", required=True, help="assignment name, e.g. 01_convolution_pooling"
     )
-    grade.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION")
+    grade.add_argument("submissions", nargs="+", type=Path, metavar="DIR_OR_FILE",
+                       help=".ipynb/.zip files, submission folders, a folder of them, a GitHub "
+                       "Classroom download or a Gradescope export")
     grade.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
     grade.add_argument(
         "--tests",
@@ -225,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=_count, default=1, metavar="N", help="submissions graded at once"
     )
     grade.add_argument(
-        "--seed", type=int, help="seed for hidden tests' random inputs (default: drawn)"
+        "--seed", type=int,
+        help="seed for hidden tests' random inputs (default: the seed of an earlier batch in "
+        "--out, so a resumed run asks the same questions; else drawn)",
     )
     grade.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_ROOT,
                        help=f"folder with cifar10/ or synthetic/ (default: {DEFAULT_DATA_ROOT})")
@@ -240,6 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "under the assignment's budget, and flag a large accuracy gap")
     grade.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                        help="where sandboxed models run (auto: CUDA when available)")
+    grade.add_argument("--regrade", action="store_true",
+                       help="grade everything again (default: results already in --out under "
+                       "the same submission, tests, grader and options are kept)")
+    grade.add_argument("--executor", choices=["local", "ray"], default="local",
+                       help="local: --jobs at a time on this machine; ray: one Ray task per "
+                       "submission (see docs/SCALING.md)")
+    grade.add_argument("--address", metavar="ADDR",
+                       help="with --executor ray: the cluster's address (default: start a "
+                       "local Ray instance with --jobs CPUs)")
     grade.set_defaults(func=cmd_grade)
 
     data = commands.add_parser(
@@ -255,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     demo.add_argument("--jobs", type=_count, default=2, metavar="N", help="submissions at once")
     demo.set_defaults(func=cmd_demo)
+    from . import classroom, github, gradescope  # packaged copies and CI (own modules)
+
+    for module in (classroom, gradescope, github):
+        module.register(commands)
     return parser
 
 

@@ -7,7 +7,6 @@ grader's own bugs, which the batch turns into an error row for that submission a
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from collections.abc import Sequence
@@ -63,12 +62,6 @@ _CELL_NOTICE = {
 }
 
 
-def safe_id(raw: str) -> str:
-    """A submission id that is safe as a folder name."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", raw).lstrip(".") or "submission"
-    return cleaned[:100]
-
-
 def select_tests(questions: Sequence[QuestionTests], public_only: bool) -> list[QuestionTests]:
     """All tests, or only the public ones (what a student's own CI may run)."""
     if not public_only:
@@ -97,7 +90,8 @@ def failed_result(
 def _prepare_scratch(submission: Submission, scratch: Path) -> None:
     scratch.mkdir(parents=True, exist_ok=True)
     if submission.files_dir is not None:
-        shutil.copytree(submission.files_dir, scratch, dirs_exist_ok=True, symlinks=True)
+        shutil.copytree(submission.files_dir, scratch, dirs_exist_ok=True, symlinks=True,
+                        ignore=shutil.ignore_patterns(".git"))  # a Classroom repository's history
 
 
 def _run_cells(

@@ -177,8 +177,9 @@ def _reject_links(folder: Path, where: str) -> None:
 
 
 def _find_notebook(folder: Path, where: str) -> Path:
-    candidates = sorted(
-        p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts and p.is_file()
+    candidates = sorted(  # not in hidden folders: .ipynb_checkpoints, .git, .github, .grader
+        p for p in folder.rglob("*.ipynb")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
     if not candidates:
         raise SubmissionError(f"{where}: нет ноутбука .ipynb")

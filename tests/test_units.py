@@ -12,10 +12,8 @@ import nbformat
 import pytest
 
 from autograder.assignments import ConfigError, parse_config
-from autograder.batch import unique_ids
 from autograder.errors import Outcome
 from autograder.forbidden import find_library_routines, read_graded_code
-from autograder.grading import safe_id
 from autograder.results import CaseResult, QuestionResult, SubmissionResult, SubmissionStatus
 from autograder.submission import CodeCell, SubmissionError, gradable_cells, load_submission
 from autograder.writers import feedback_markdown, gradebook_csv, gradescope_results
@@ -44,13 +42,6 @@ def test_config_checks_thresholds_and_comparison_references():
             {"accuracy": [{**entry, "full_at": high, "zero_at": low}], "comparison": [comparison]},
             "x.toml",
         )
-
-
-def test_unique_ids_never_let_one_result_hide_another(tmp_path):
-    paths = [tmp_path / "a" / "hw.ipynb", tmp_path / "b" / "hw.ipynb", tmp_path / "hw.zip"]
-    assert unique_ids(paths) == ["hw", "hw-2", "hw-3"]
-    assert safe_id("../../etc") == "_.._etc"
-    assert safe_id("..") == "submission"
 
 
 def _zip(path: Path, members: dict[str, str]) -> Path:

@@ -4,6 +4,8 @@ Two levels. BWRAP: a bubblewrap sandbox that sees only /usr, the interpreter, th
 ``sandbox`` package, the probes file (read-only) and the scratch folder (read-write, its
 working directory); no network, its own pid/ipc/uts namespaces; the worker runs as an
 unprivileged uid chosen per slot (a process started as root is not held by RLIMIT_NPROC).
+Everything is bound at its real path: a venv reached through a symlink (``.venv`` -> a folder
+elsewhere) is bound, and its interpreter started, where it really is.
 PROCESS: the same worker in a plain subprocess with the same rlimits; weaker isolation.
 
 The running process itself (pipes, output drain, signals, clean-up) is :mod:`.process`.
@@ -53,6 +55,7 @@ __all__ = [
     "package_view",
     "bwrap_problem",
     "choose_level",
+    "interpreter_problem",
     "plan_launch",
     "prepare_scratch",
     "processes_of_uid",
@@ -106,6 +109,9 @@ def choose_level(requested: str) -> SandboxLevel:
         raise ValueError(f"sandbox level must be 'auto', 'bwrap' or 'process', not {requested!r}")
     problem = bwrap_problem()
     if problem is None:
+        trouble = interpreter_problem()
+        if trouble is not None:  # bwrap works: say how to fix this rather than fall back
+            raise SandboxUnavailable(trouble)
         return SandboxLevel.BWRAP
     if requested == "auto":
         return SandboxLevel.PROCESS
@@ -133,6 +139,46 @@ def bwrap_problem() -> str | None:
     if done.returncode != 0:
         stderr = done.stderr.decode(errors="replace")[:500]
         return f"{BWRAP} exited with {done.returncode}: {stderr}"
+    return None
+
+
+@functools.cache
+def interpreter_problem() -> str | None:
+    """Why this interpreter cannot start inside bubblewrap as the worker does, or None.
+
+    Probed once: the interpreter runs in a minimal sandbox with the same binds and uid as a
+    worker, and must find its venv there (the folders the package view filters).
+    """
+    interpreter = _interpreter()
+    argv = [*_bwrap_system_args(), *_bwrap_etc_args(Path("/nonexistent"), None),
+            "--perms", "1777", "--size", str(16 * MIB), "--tmpfs", "/tmp"]
+    argv += _interpreter_binds(argv)
+    argv += ["--proc", "/proc", "--dev", "/dev", *_NAMESPACE_ARGS, "--clearenv",
+             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LC_ALL", "C.UTF-8",
+             *_drop_privileges(UID_BASE if os.geteuid() == 0 else None),
+             str(interpreter), "-I", "-B", "-c", "import sys; print(sys.prefix)"]
+    expected = os.path.realpath(sys.prefix)
+    what_to_do = (
+        f"Grading starts {interpreter} inside the sandbox (the real path of {sys.executable}), "
+        f"with {sys.prefix} bound at {expected} and the base interpreter's {sys.base_prefix} "
+        f"at {os.path.realpath(sys.base_prefix)}. Make these readable by other users "
+        "(the worker runs as an unprivileged uid), or recreate the virtual environment as a "
+        "plain folder (`python3.11 -m venv .venv && .venv/bin/pip install -e '.[dev]'`), or "
+        "grade with --sandbox process (weaker isolation)."
+    )
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"the interpreter could not be started inside bubblewrap ({exc}). {what_to_do}"
+    if done.returncode != 0:
+        stderr = done.stderr.decode(errors="replace").strip()[-500:]
+        return (f"the interpreter does not start inside bubblewrap (exit {done.returncode}: "
+                f"{stderr}). {what_to_do}")
+    inside = done.stdout.decode(errors="replace").strip()
+    if inside != expected:
+        return (f"inside bubblewrap the interpreter runs from {inside!r}, not from the "
+                f"virtual environment {expected}, so it would not see the packages grading "
+                f"needs. {what_to_do}")
     return None
 
 
@@ -243,7 +289,7 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
         trusted = [f"--probes={probes}"] if probes else []
         trusted += [f"--fixtures={fixtures}"] if fixtures else []
         argv = [SETPRIV, "--pdeathsig", "KILL", "--", *_prlimit_args(limits, gpu),
-                *_python_args(), *worker_args, *trusted]
+                *_python_args(sys.executable), *worker_args, *trusted]
         return LaunchPlan(argv, env, scratch, None)
     as_root = os.geteuid() == 0
     uid = slot_uid(slot) if as_root else None
@@ -252,8 +298,7 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
     # The private /tmp comes before the binds: a project or venv that lives under /tmp (a CI
     # clone, say) must be bound on top of it, not hidden by it.
     argv += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
-    for path in _interpreter_paths():
-        argv += _bind_with_parents(path, path, argv)
+    argv += _interpreter_binds(argv)
     if packages is not None:
         argv += bwrap_args(package_view(packages))
     argv += _bind_with_parents(PACKAGE_DIR, PACKAGE_DIR, argv)
@@ -270,8 +315,8 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
     argv += [*_NAMESPACE_ARGS, "--clearenv"]
     for key, value in env.items():
         argv += ["--setenv", key, value]
-    argv += [*_drop_privileges(uid), *_prlimit_args(limits, gpu), *_python_args(),
-             *worker_args, *probes_arg]
+    argv += [*_drop_privileges(uid), *_prlimit_args(limits, gpu),
+             *_python_args(str(_interpreter())), *worker_args, *probes_arg]
     return LaunchPlan(argv, None, None, uid)
 
 
@@ -307,7 +352,7 @@ def _bwrap_etc_args(private_dir: Path, uid: int | None) -> list[str]:
 
 
 def _interpreter_paths() -> list[Path]:
-    """Folders the interpreter needs: its real prefix and the venv (outside /usr)."""
+    """Folders the interpreter needs: its real prefix and the venv (outside /usr), real paths."""
     paths: list[Path] = []
     for prefix in (sys.base_prefix, sys.prefix):
         path = Path(prefix).resolve()
@@ -317,9 +362,58 @@ def _interpreter_paths() -> list[Path]:
     return paths
 
 
-def _bind_with_parents(source: Path, dest: Path, so_far: list[str], *,
-                       writable: bool = False) -> list[str]:
-    """Bind ``source`` at ``dest``, first creating missing parents as mode-0755 folders.
+@functools.cache
+def _interpreter() -> Path:
+    """The interpreter the sandbox starts: ``sys.executable`` at the venv's real location.
+
+    Only real paths exist inside. A venv's interpreter must be started from inside the venv
+    (Python finds ``pyvenv.cfg`` beside the path it was started as), so a venv reached through
+    a symlink is started at ``realpath(sys.prefix)/bin/python``; its site-packages is then the
+    real folder the package view filters. Without a venv, the real file itself.
+    """
+    executable = Path(os.path.abspath(sys.executable))
+    prefix = Path(os.path.abspath(sys.prefix))
+    if sys.prefix != sys.base_prefix and executable.is_relative_to(prefix):
+        return Path(os.path.realpath(prefix)) / executable.relative_to(prefix)
+    return Path(os.path.realpath(executable))
+
+
+def _link_chain(path: Path) -> tuple[list[tuple[Path, str]], Path]:
+    """The symbolic links from ``path`` to the file it names (each with its target), and that
+    file; folders on the way at their real paths, as the sandbox binds them."""
+    links: list[tuple[Path, str]] = []
+    current = Path(os.path.realpath(path.parent)) / path.name
+    for _ in range(40):
+        if not current.is_symlink():
+            return links, current
+        target = os.readlink(current)
+        links.append((current, target))
+        following = current.parent / target  # a relative target counts from the link's folder
+        current = Path(os.path.realpath(following.parent)) / following.name
+    raise SandboxUnavailable(f"{path}: too many levels of symbolic links")
+
+
+def _interpreter_binds(so_far: list[str]) -> list[str]:
+    """Bind the base interpreter and the venv at their real paths, and recreate any link on
+    the way from the started interpreter to its real file that those binds do not show
+    (a venv's ``bin/python`` pointing to a folder outside both, say)."""
+    args: list[str] = []
+    roots = [Path("/usr"), *_interpreter_paths()]
+    roots += [Path("/") / name for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+              if not (Path("/") / name).is_symlink()]
+    for path in _interpreter_paths():
+        args += _bind_with_parents(path, path, [*so_far, *args])
+    links, real = _link_chain(_interpreter())
+    for link, target in links:
+        if not any(link.is_relative_to(root) for root in roots):
+            args += _with_parents(link, [*so_far, *args]) + ["--symlink", target, str(link)]
+    if not any(real.is_relative_to(root) for root in roots):
+        args += _bind_with_parents(real, real, [*so_far, *args])
+    return args
+
+
+def _with_parents(dest: Path, so_far: list[str]) -> list[str]:
+    """Create the missing parents of ``dest`` as mode-0755 folders.
 
     (bwrap would create them mode 0700, and the unprivileged worker could not pass.)
     """
@@ -331,7 +425,14 @@ def _bind_with_parents(source: Path, dest: Path, so_far: list[str], *,
         if str(parent) not in ("/", "/usr") and str(parent) not in made:
             args += ["--perms", "0755", "--dir", str(parent)]
             made.add(str(parent))
-    return [*args, "--bind" if writable else "--ro-bind", str(source), str(dest)]
+    return args
+
+
+def _bind_with_parents(source: Path, dest: Path, so_far: list[str], *,
+                       writable: bool = False) -> list[str]:
+    """Bind ``source`` at ``dest``, first creating missing parents as mode-0755 folders."""
+    return [*_with_parents(dest, so_far), "--bind" if writable else "--ro-bind", str(source),
+            str(dest)]
 
 
 def _drop_privileges(uid: int | None) -> list[str]:
@@ -354,13 +455,13 @@ def _prlimit_args(limits: Limits, gpu: bool = False) -> list[str]:
     ]
 
 
-def _python_args() -> list[str]:
+def _python_args(executable: str) -> list[str]:
     # -I: no user site, no PYTHON* variables, no script folder on sys.path; -B: no .pyc.
     bootstrap = (
         f"import sys; sys.path.insert(0, {str(IMPORT_ROOT)!r}); "
         "from autograder.sandbox.worker import main; sys.exit(main(sys.argv[1:]))"
     )
-    return [sys.executable, "-I", "-B", "-X", "utf8", "-X", "faulthandler", "-c", bootstrap]
+    return [executable, "-I", "-B", "-X", "utf8", "-X", "faulthandler", "-c", bootstrap]
 
 
 def _worker_env(home: str, tmp: str, extra: Mapping[str, str]) -> dict[str, str]:

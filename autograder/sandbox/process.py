@@ -145,6 +145,27 @@ class OutputDrain:
         self._thread.join(1.0)
 
 
+_LIVE: set[WorkerProcess] = set()  # started and not yet closed, for kill_all_workers
+_LIVE_LOCK = threading.Lock()
+
+
+def _forget(worker: WorkerProcess) -> None:
+    with _LIVE_LOCK:
+        _LIVE.discard(worker)
+
+
+def kill_all_workers() -> int:
+    """SIGKILL every worker this process started and has not closed (an interrupted batch
+    ends at once; the threads that own them are abandoned). Returns how many were live."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for worker in live:
+        _kill_group(worker.popen.pid)
+        if worker.uid is not None:
+            _kill_uid(worker.uid)
+    return len(live)
+
+
 class WorkerProcess:
     """One started worker: framed, deadline-bound I/O on its pipes; signals; kill."""
 
@@ -158,6 +179,9 @@ class WorkerProcess:
         self._frames = FrameBuffer(max_bytes)
         self._stack = stack
         self._worker_pid: int | None = None
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+        stack.callback(_forget, self)
         try:
             self._pidfd: int | None = os.pidfd_open(popen.pid)
             stack.callback(os.close, self._pidfd)

@@ -1,0 +1,206 @@
+"""Where a batch's submissions are graded: a local pool of N at a time, or a Ray cluster.
+
+Both run the same job, :func:`grade_job`: one submission in a fresh work folder and its own
+sandboxed worker, returning a :class:`GradedSubmission` (plain result records). A job never
+raises for the submission's sake; a grader bug becomes an error row for that submission
+alone, with the traceback written to ``OUT/<id>/grader_error.txt``. The executors only move
+jobs out and results back; the batch writes every result, in the driver, as it arrives.
+
+Results cross between trusted processes only (the Ray task is the harness: it talks to its
+own sandboxed worker and never runs student code), so Ray's own serialisation is fine here;
+nothing a sandboxed worker wrote is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from .assignments import Assignment, tested_question_names
+from .collect import Found
+from .grading import GradedSubmission, GradeOptions, failed_result, grade_submission, select_tests
+from .testfiles import QuestionTests, check_bindings, fixture_names, load_tests
+
+GRADER_ERROR_FILE = "grader_error.txt"
+Deliver = Callable[[GradedSubmission], None]
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What every job of one batch shares."""
+
+    assignment: Assignment
+    options: GradeOptions
+    out_dir: Path
+
+
+class Executor(Protocol):
+    """Grades jobs and hands each result to ``deliver`` in the calling thread."""
+
+    def run(self, jobs: Sequence[Found], context: BatchContext, deliver: Deliver) -> None:
+        """Grade every job; return when all were delivered (KeyboardInterrupt passes)."""
+
+
+def load_checked_tests(assignment: Assignment, public_only: bool) -> list[QuestionTests]:
+    """The assignment's tests, with every parameter checked to be graded, harness or fixture."""
+    tests = load_tests(assignment.tests_dir, tested_question_names(assignment))
+    check_bindings(
+        tests,
+        assignment.config.graded_names,
+        fixture_names(assignment.fixtures_file),
+        str(assignment.tests_dir),
+    )
+    if assignment.config.sandbox.packages is not None:
+        from .sandbox.packages import package_view
+
+        package_view(assignment.config.sandbox.packages)  # an uninstalled package fails here
+    return select_tests(tests, public_only)
+
+
+_LOADED: dict[tuple[Path, bool], tuple[QuestionTests, ...]] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _tests_for(assignment: Assignment, public_only: bool) -> tuple[QuestionTests, ...]:
+    """Tests loaded once per process (a Ray worker process grades many submissions)."""
+    key = (assignment.tests_dir, public_only)
+    with _LOADED_LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = tuple(load_checked_tests(assignment, public_only))
+        return _LOADED[key]
+
+
+def _write_error(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def grade_job(job: Found, context: BatchContext, slot: int) -> GradedSubmission:
+    """Grade one submission in a fresh work folder; a grader bug costs this submission only."""
+    tests = _tests_for(context.assignment, context.options.public_only)
+    with tempfile.TemporaryDirectory(prefix=f"grade-{job.submission_id}-") as workdir:
+        try:
+            return grade_submission(job.path, job.submission_id, context.assignment, tests,
+                                    context.options, Path(workdir), slot)
+        except Exception:  # the grader's own bug: this submission alone gets an error row
+            trace = traceback.format_exc()
+            _write_error(context.out_dir / job.submission_id / GRADER_ERROR_FILE, trace)
+            message = (
+                "внутренняя ошибка проверяющей системы (не ваша); преподаватель видит подробности "
+                f"в {GRADER_ERROR_FILE} (internal grader error)"
+            )
+            return GradedSubmission(failed_result(job.submission_id, tests, message), ())
+
+
+class LocalPool:
+    """``jobs`` submissions at a time in threads of this process (each drives a sandbox)."""
+
+    def __init__(self, jobs: int):
+        self.jobs = max(1, jobs)
+
+    def run(self, jobs: Sequence[Found], context: BatchContext, deliver: Deliver) -> None:
+        """Grade ``jobs``; on Ctrl-C, cancel what has not started and re-raise at once."""
+        free = list(range(self.jobs))
+        lock = threading.Lock()
+
+        def graded(job: Found) -> GradedSubmission:
+            with lock:
+                slot = free.pop()
+            try:
+                return grade_job(job, context, slot)
+            finally:
+                with lock:
+                    free.append(slot)
+
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="grade")
+        try:
+            pending: set[Future[GradedSubmission]] = {pool.submit(graded, j) for j in jobs}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    deliver(future.result())
+        finally:
+            # Normal end: nothing is left. Ctrl-C: drop the queue, do not wait for running jobs.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+class RayPool:
+    """One Ray task per submission on a Ray cluster (``address`` None: a local instance).
+
+    Each task runs :func:`grade_job` on a Ray worker node, in its own sandbox there (the node
+    needs this project installed at the same path, and bubblewrap); with ``--device cuda``
+    each task asks Ray for one GPU. Results stream back as tasks finish.
+    """
+
+    def __init__(self, address: str | None, jobs: int, gpu: bool = False):
+        self.address, self.jobs, self.gpu = address, max(1, jobs), gpu
+
+    def run(self, jobs: Sequence[Found], context: BatchContext, deliver: Deliver) -> None:
+        """Grade ``jobs`` as Ray tasks; on Ctrl-C cancel them and re-raise."""
+        ray = require_ray()
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=self.address, num_cpus=None if self.address else self.jobs,
+                     include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": str(_project_root())}})
+        try:
+            data = context.options.evaluation
+            shared = replace(context, options=replace(context.options, evaluation=None))
+            data_ref = ray.put(data) if data is not None else None
+            task = ray.remote(_ray_task).options(num_cpus=1, num_gpus=1 if self.gpu else 0,
+                                                 max_retries=0)
+            job_of = {task.remote(job, shared, data_ref, i % self.jobs): job
+                      for i, job in enumerate(jobs)}
+            pending = list(job_of)
+            try:
+                while pending:
+                    done, pending = ray.wait(pending, num_returns=1)
+                    deliver(_ray_result(ray, done[0], job_of[done[0]], context))
+            except BaseException:
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+                raise
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+def _ray_task(job: Found, context: BatchContext, data: Any, slot: int) -> GradedSubmission:
+    """Runs in a Ray worker process: the evaluation data comes from Ray's object store."""
+    if data is not None:
+        context = replace(context, options=replace(context.options, evaluation=data))
+    return grade_job(job, context, slot)
+
+
+def _ray_result(ray: Any, ref: Any, job: Found, context: BatchContext) -> GradedSubmission:
+    """The task's result; a task that Ray itself lost (a node died) is an error row."""
+    try:
+        return ray.get(ref)
+    except Exception as exc:  # ray.exceptions.RayError and kin: this submission alone
+        _write_error(context.out_dir / job.submission_id / GRADER_ERROR_FILE,
+                     f"the Ray task failed: {exc!r}\n")
+        tests = _tests_for(context.assignment, context.options.public_only)
+        message = ("проверка этой работы не завершилась на кластере (не ваша ошибка); "
+                   f"преподаватель видит подробности в {GRADER_ERROR_FILE} (Ray task failed)")
+        return GradedSubmission(failed_result(job.submission_id, tests, message), ())
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def require_ray() -> Any:
+    """The ray module, or a RuntimeError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError(
+            "--executor ray needs Ray: pip install 'ray>=2.9' (or pip install -e '.[cluster]')"
+        ) from None
+    return ray

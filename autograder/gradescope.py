@@ -1,0 +1,230 @@
+"""``grader.py gradescope NAME [--out DIR]``: a Gradescope autograder zip for one assignment.
+
+Gradescope's autograder specification (gradescope-autograders.readthedocs.io, "Autograder
+Specifications"): the zip has ``setup.sh`` (run once, as root, when the image is built) and
+``run_autograder`` at its root; its contents are unpacked into ``/autograder/source``; each
+submission is put in ``/autograder/submission``; ``run_autograder`` runs with ``/autograder`` as
+working directory and must write ``/autograder/results/results.json`` (the schema our
+``results.json`` already follows). Students never see the zip, so it holds all tests, hidden
+ones included; it never holds the master notebook (:mod:`.packaging`).
+
+Isolation is weaker there: Gradescope runs the autograder in a Docker container in which
+bubblewrap usually cannot create namespaces, so ``grade --sandbox auto`` falls back to the
+process level (same limits and deadlines, no filesystem or network isolation; see
+docs/SECURITY.md). Every result says which level was used. ``setup.sh`` says so too.
+
+``run_autograder`` takes the root from ``AUTOGRADER_ROOT`` (default ``/autograder``) and the
+interpreter from ``AUTOGRADER_PYTHON`` (default the bundle's own venv), so it runs locally.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from .assignments import Assignment, ConfigError, load_assignment
+from .packaging import PackagingError, bundle_files, check_fresh, grader_files
+
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same inputs give the same zip
+DATA_DIR = "data"  # under /autograder/source: CIFAR-10 for the accuracy questions
+
+_SETUP_SH = """\
+#!/usr/bin/env bash
+# Gradescope runs this once, as root, while it builds the autograder image for {name}.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+SOURCE="${{AUTOGRADER_ROOT:-/autograder}}/source"
+
+apt-get update -qq
+# bubblewrap is the sandbox; util-linux has prlimit and setpriv.
+apt-get install -y -qq bubblewrap util-linux
+# The grader needs Python >= 3.11 (Ubuntu 22.04's python3 is 3.10).
+if python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    PY=python3
+    apt-get install -y -qq python3-venv
+else
+    apt-get install -y -qq python3.11 python3.11-venv
+    PY=python3.11
+fi
+"$PY" -m venv "$SOURCE/.venv"
+"$SOURCE/.venv/bin/python" -m pip install --quiet --upgrade pip
+"$SOURCE/.venv/bin/python" -m pip install --quiet torch torchvision \\
+    --index-url https://download.pytorch.org/whl/cpu
+"$SOURCE/.venv/bin/python" -m pip install --quiet -r "$SOURCE/requirements.txt"
+{data_step}
+cd "$SOURCE"
+if "$SOURCE/.venv/bin/python" -c 'from autograder.sandbox.launcher import bwrap_problem as p; \\
+import sys; why = p(); print(why or ""); sys.exit(1 if why else 0)'; then
+    echo "bubblewrap works here: submissions are graded in the bwrap sandbox."
+else
+    echo "NOTE: bubblewrap cannot create namespaces in this container (usual on Gradescope)."
+    echo "Submissions will be graded with the weaker process isolation: the same time, memory"
+    echo "and output limits, but student code can read this bundle's files (hidden tests"
+    echo "included) and use the network. Scores are still computed outside the student's"
+    echo "process. See README.md in this bundle."
+fi
+"""
+
+_RUN_AUTOGRADER = """\
+#!/usr/bin/env bash
+# Gradescope runs this for every submission of {name}: grades /autograder/submission with all
+# tests (hidden ones included) and writes /autograder/results/results.json.
+# AUTOGRADER_ROOT and AUTOGRADER_PYTHON override the root and the interpreter (local runs).
+set -uo pipefail
+ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+SOURCE="$ROOT/source"
+PYTHON="${{AUTOGRADER_PYTHON:-$SOURCE/.venv/bin/python}}"
+cd "$SOURCE" || exit 1
+exec "$PYTHON" -m autograder.gradescope "$ROOT" {name}
+"""
+
+_README = """\
+# Gradescope autograder for {name}
+
+Made by `python grader.py gradescope {name}`. Upload this zip as the assignment's autograder
+("Zip file upload"; the Ubuntu 22.04 or 24.04 base image). `setup.sh` installs Python 3.11,
+the CPU build of PyTorch, the grader's requirements and bubblewrap{data_note}.
+`run_autograder` grades `/autograder/submission` (the notebook and any files beside it, or one
+`.zip` of them) with **all tests, hidden ones included**, and writes
+`/autograder/results/results.json`.
+
+This bundle holds the hidden tests but no master notebook and no reference solution. Keep it
+private: whoever has it has the hidden tests.
+
+## Isolation on Gradescope is weaker
+
+Gradescope runs the autograder in a Docker container where bubblewrap usually cannot create
+the namespaces it needs, so the grader falls back to **process isolation**: the same CPU,
+memory, process and output limits and the same deadlines, but no filesystem or network
+isolation. Student code then runs as the grader's user and can read this bundle (the hidden
+tests), the network and anything else in the container. Scores are still computed in the
+grader's own process from data only, so patching the grader from a notebook decides nothing,
+but a student can learn the hidden tests. `setup.sh` prints which level will be used, and
+every `results.json` records it (`extra_data.isolation`). For full isolation, grade with
+`python grader.py grade` on a machine where bubblewrap works.
+
+Local run: unpack the zip into `ROOT/source`, put a submission into `ROOT/submission`, and run
+`AUTOGRADER_ROOT=ROOT AUTOGRADER_PYTHON=python3.11 ROOT/source/run_autograder`.
+"""
+
+
+def bundle_zip_files(assignment: Assignment) -> dict[str, bytes]:
+    """Every file of the Gradescope zip by path (setup.sh and run_autograder at the root)."""
+    accuracy = bool(assignment.config.accuracy)
+    data_step = (f'"$SOURCE/.venv/bin/python" "$SOURCE/grader.py" data cifar10 --root '
+                 f'"$SOURCE/{DATA_DIR}"' if accuracy else "")
+    data_note = (" and downloads CIFAR-10 (torchvision) for the accuracy questions"
+                 if accuracy else "")
+    files = {
+        "setup.sh": _SETUP_SH.format(name=assignment.name, data_step=data_step).encode(),
+        "run_autograder": _RUN_AUTOGRADER.format(name=assignment.name).encode(),
+        "README.md": _README.format(name=assignment.name, data_note=data_note).encode(),
+    }
+    files.update(grader_files())
+    files.update(bundle_files(assignment, "all"))
+    return files
+
+
+def build_zip(assignment: Assignment, out_dir: Path) -> Path:
+    """Write ``out_dir/<name>-gradescope.zip``; returns its path."""
+    if assignment.question_names is not None:
+        raise PackagingError(f"{assignment.name} is already a packaged copy; build the bundle "
+                             "from the course repository")
+    check_fresh(assignment)
+    files = bundle_zip_files(assignment)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{assignment.name}-gradescope.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for rel, content in sorted(files.items()):
+            info = zipfile.ZipInfo(rel, date_time=ZIP_DATE)
+            mode = 0o755 if rel in ("setup.sh", "run_autograder", "grader.py") else 0o644
+            info.external_attr = (0o100000 | mode) << 16  # a regular file with this mode
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, content)
+    return path
+
+
+def _target(submission_dir: Path) -> Path | None:
+    """What to grade: the submission folder, or the one .zip in it; None when it is empty."""
+    entries = [p for p in submission_dir.iterdir() if not p.name.startswith(".")]
+    notebooks = list(submission_dir.rglob("*.ipynb"))
+    zips = [p for p in entries if p.suffix == ".zip" and p.is_file()]
+    if not notebooks and len(zips) == 1:
+        return zips[0]
+    return submission_dir if notebooks else None
+
+
+def _fallback(results: Path, message: str, details: dict) -> None:
+    """results.json when grading produced none: 0 points and what to do, for the student."""
+    document = {"score": 0, "output": message, "output_format": "text",
+                "stdout_visibility": "hidden", "tests": [], "extra_data": details}
+    results.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n",
+                       encoding="utf-8")
+
+
+def run_autograder(root: Path, name: str) -> int:
+    """Grade ``root/submission`` with all tests; write ``root/results/results.json``."""
+    from .cli import main as grader_main
+
+    source, results = root / "source", root / "results" / "results.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    target = _target(root / "submission")
+    if target is None:
+        _fallback(results, f"В отправке нет ноутбука .ipynb. Загрузите {name}.ipynb (и файлы, "
+                  "которые он сохранил, если задание их требует) или один .zip с ними.",
+                  {"status": "error", "reason": "no notebook in the submission"})
+        return 0
+    with tempfile.TemporaryDirectory(prefix="gradescope-") as tmp:
+        out = Path(tmp) / "out"
+        argv = ["grade", "--assignment", name, str(target), "--tests", "all", "--out", str(out)]
+        if (source / DATA_DIR).is_dir():
+            argv += ["--data-dir", str(source / DATA_DIR)]
+        code = grader_main(argv)
+        produced = sorted(out.glob("*/results.json"))
+        if len(produced) == 1:
+            shutil.copyfile(produced[0], results)
+            return 0
+        _fallback(results, "Автопроверка не смогла проверить работу (сбой проверяющей "
+                  "системы, не ваша ошибка); преподаватель увидит подробности.",
+                  {"status": "error", "grader_exit": code, "results_found": len(produced)})
+        print(f"grade exited {code} and wrote {len(produced)} results.json file(s); see the "
+              "messages above", file=sys.stderr)
+        return 1
+
+
+def cmd_gradescope(args: argparse.Namespace) -> int:
+    """Build the Gradescope autograder zip of one assignment (all tests)."""
+    try:
+        assignment = load_assignment(args.name)
+        path = build_zip(assignment, args.out)
+    except (ConfigError, PackagingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{assignment.name}: Gradescope autograder in {path} (all tests, hidden ones "
+          "included; no master notebook). Keep it private.")
+    print("Note: on Gradescope bubblewrap usually cannot create namespaces, so submissions are "
+          "graded with the weaker process isolation (see README.md in the zip).")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the ``gradescope`` command to grader.py's parser."""
+    parser = commands.add_parser(
+        "gradescope", help="build a Gradescope autograder zip (all tests; weaker isolation "
+        "there, see its README)")
+    parser.add_argument("name", help="assignment, e.g. 01_convolution_pooling")
+    parser.add_argument("--out", type=Path, default=Path("out"),
+                        help="folder for NAME-gradescope.zip (default: out)")
+    parser.set_defaults(func=cmd_gradescope)
+
+
+if __name__ == "__main__":  # run_autograder: python -m autograder.gradescope ROOT NAME
+    if len(sys.argv) != 3:
+        print("usage: python -m autograder.gradescope ROOT NAME", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(run_autograder(Path(sys.argv[1]), sys.argv[2]))

@@ -1,0 +1,237 @@
+"""Packaged copies of an assignment for places outside this repository: what grading needs and
+nothing more.
+
+Two kinds use this: a student kit for GitHub Classroom (:mod:`.classroom`, public tests only)
+and a Gradescope bundle (:mod:`.gradescope`, all tests). Neither holds the master notebook, so
+no reference solution leaves the repository. Both carry ``grader.py``, the ``autograder``
+package, ``requirements.txt`` and ``bundle/<name>/`` (``assignment.toml``, probes, fixtures,
+the grader-side tests and ``bundle.toml`` with the question order), which
+:func:`autograder.assignments.load_assignment` reads when there is no master notebook.
+
+Hidden cases are removed from a test file by parsing it (:func:`public_test_source`), and the
+result is checked with otter's own loader: the same public cases, the same points each.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+from pathlib import Path
+
+from .assignments import (
+    BUNDLE_DIR,
+    BUNDLE_FILE,
+    CONFIG_FILE,
+    PROJECT_ROOT,
+    Assignment,
+    ConfigError,
+    tested_question_names,
+)
+from .testfiles import TestFileError, parse_question_tests
+
+PACKAGE = "autograder"
+HEADER_NAMES = frozenset({"OK_FORMAT", "name", "points"})  # module-level names otter reads
+
+
+class PackagingError(RuntimeError):
+    """A packaged copy cannot be made safely; the message says what to fix."""
+
+
+def check_tests_choice(assignment: Assignment, tests: str) -> None:
+    """Refuse ``--tests all`` on a copy that has no hidden tests (a student kit).
+
+    Grading a kit "with all tests" would quietly grade with the public ones only.
+    """
+    if tests != "public" and not assignment.has_hidden_tests:
+        raise ConfigError(
+            f"{assignment.name} here is a student kit: it holds the public tests only (no hidden "
+            "tests, no solutions), so it cannot grade with all tests. Run grade with "
+            "--tests public; final grades come from the instructor's grader."
+        )
+
+
+def _test_case_hidden(decorator: ast.expr, where: str, function: str) -> bool | None:
+    """``hidden`` of an otter ``@test_case(...)`` decorator; None when it is another decorator."""
+    call = decorator if isinstance(decorator, ast.Call) else None
+    target = call.func if call is not None else decorator
+    name = target.id if isinstance(target, ast.Name) else getattr(target, "attr", None)
+    if name != "test_case":
+        return None
+    if call is None:
+        raise PackagingError(f"{where}: {function}: write @test_case(...) with parentheses")
+    value: ast.expr | None = next((k.value for k in call.keywords if k.arg == "hidden"), None)
+    if value is None and len(call.args) >= 3:  # test_case(name, points, hidden, ...)
+        value = call.args[2]
+    if value is None:
+        return False
+    try:
+        hidden = ast.literal_eval(value)
+    except ValueError:
+        hidden = None
+    if not isinstance(hidden, bool):
+        raise PackagingError(
+            f"{where}: {function}: hidden= must be the literal True or False, or the public copy "
+            "cannot tell whether the case is hidden"
+        )
+    return hidden
+
+
+def public_test_source(source: str, where: str) -> str | None:
+    """The text of an otter test file with its hidden cases removed (None: no public case).
+
+    Each kept case keeps the points it has in the full file (otter splits a question's points
+    over all its cases, hidden ones included), written as an explicit ``points = [...]`` list.
+    Anything at the top level that is not an import, otter's header or a test case is refused:
+    a helper there might belong to a hidden test.
+    """
+    try:
+        tree = ast.parse(source, where)
+        full = parse_question_tests(source, where)
+    except (SyntaxError, TestFileError) as exc:
+        raise PackagingError(f"cannot read the test file {where}: {exc}") from None
+    drop: list[tuple[int, int]] = []  # 1-based inclusive line ranges
+    points_lines: tuple[int, int] | None = None
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # a docstring
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
+            node.targets[0], ast.Name
+        ) and node.targets[0].id in HEADER_NAMES:
+            if node.targets[0].id == "points":
+                points_lines = (node.lineno, node.end_lineno or node.lineno)
+            continue
+        if isinstance(node, ast.FunctionDef):
+            flags = [_test_case_hidden(d, where, node.name) for d in node.decorator_list]
+            flags = [f for f in flags if f is not None]
+            if len(flags) == 1:
+                if flags[0]:
+                    first = min(d.lineno for d in node.decorator_list)
+                    drop.append((first, node.end_lineno or node.lineno))
+                continue
+        raise PackagingError(
+            f"{where}, line {node.lineno}: a top-level {type(node).__name__} outside the test "
+            "cases; the public copy cannot tell whether a hidden test needs it. Move it into the "
+            "test functions that use it."
+        )
+    public = [case for case in full.cases if not case.hidden]
+    if not public:
+        return None
+    points_line = f"points = {[case.points for case in public]!r}"
+    lines = source.splitlines()
+    if points_lines is not None:
+        drop.append(points_lines)
+    kept = [line for number, line in enumerate(lines, start=1)
+            if not any(start <= number <= end for start, end in drop)]
+    if points_lines is not None:  # put the new points where the old assignment was
+        before = sum(1 for n in range(1, points_lines[0])
+                     if not any(start <= n <= end for start, end in drop))
+        kept.insert(before, points_line)
+    else:
+        kept.append(points_line)
+    header = ("# Public test cases only (hidden ones removed when this copy was made); points "
+              "as in the full file.")
+    text = header + "\n" + re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip("\n") + "\n"
+    _check_public_copy(text, full.cases, where)
+    return text
+
+
+def _check_public_copy(text: str, full_cases: tuple, where: str) -> None:
+    """The copy must load with otter's loader to exactly the public cases, same points."""
+    copy = parse_question_tests(text, f"{where} (public copy)")
+    got = [(c.name, c.points, c.hidden) for c in copy.cases]
+    want = [(c.name, c.points, False) for c in full_cases if not c.hidden]
+    if got != want:
+        raise PackagingError(
+            f"{where}: the public copy does not load to the file's public cases "
+            f"(got {got}, expected {want}); this is a grader bug, please report it"
+        )
+
+
+def check_fresh(assignment: Assignment) -> None:
+    """The generated files must match the master notebook (else the copy would be stale)."""
+    from . import authoring
+
+    stale = authoring.stale_files(authoring.build(assignment), assignment)
+    if stale:
+        raise PackagingError(
+            f"{assignment.name}: generated files are out of date ({', '.join(stale)}); run "
+            f"`python grader.py assign {assignment.name}`, commit, and package again"
+        )
+
+
+def requirements_text(root: Path = PROJECT_ROOT) -> str:
+    """requirements.txt for the grader: the project's runtime dependencies."""
+    data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    lines = ["# The grader's runtime dependencies (from pyproject.toml). Install the CPU build of",
+             "# torch and torchvision first: pip install torch torchvision --index-url "
+             "https://download.pytorch.org/whl/cpu",
+             *data["project"]["dependencies"]]
+    return "\n".join(lines) + "\n"
+
+
+def grader_files(root: Path = PROJECT_ROOT) -> dict[str, bytes]:
+    """grader.py, every module of the package and requirements.txt, by relative path."""
+    files = {"grader.py": (root / "grader.py").read_bytes(),
+             "requirements.txt": requirements_text(root).encode()}
+    for path in sorted((root / PACKAGE).rglob("*.py")):
+        if "__pycache__" not in path.parts:
+            files[path.relative_to(root).as_posix()] = path.read_bytes()
+    return files
+
+
+def bundle_files(assignment: Assignment, tests: str) -> dict[str, bytes]:
+    """``bundle/<name>/``: config, probes, fixtures, tests (``"public"`` or ``"all"``) and
+    ``bundle.toml``. Never the master notebook."""
+    if tests not in ("public", "all"):
+        raise ValueError(f"tests must be 'public' or 'all', not {tests!r}")
+    base = f"{BUNDLE_DIR}/{assignment.name}"
+    files: dict[str, bytes] = {}
+    config = assignment.source_dir / CONFIG_FILE
+    if config.is_file():
+        files[f"{base}/{CONFIG_FILE}"] = config.read_bytes()
+    for path in (assignment.probes_file, assignment.fixtures_file):
+        if path is not None:
+            files[f"{base}/{path.name}"] = path.read_bytes()
+    questions = []
+    for question in tested_question_names(assignment):
+        path = assignment.tests_dir / f"{question}.py"
+        if not path.is_file():
+            raise PackagingError(f"no test file {path}; run `python grader.py assign "
+                                 f"{assignment.name}`")
+        source = path.read_text(encoding="utf-8")
+        if tests == "public":
+            public = public_test_source(source, str(path))
+            if public is None:
+                print(f"note: {question} has no public test; the student kit leaves it out")
+                continue
+            source = public
+        files[f"{base}/tests/{question}.py"] = source.encode("utf-8")
+        questions.append(question)
+    kind = "a student kit: public tests only" if tests == "public" else "all tests"
+    files[f"{base}/{BUNDLE_FILE}"] = (
+        f"# {assignment.name}, packaged by grader.py ({kind}; no master notebook).\n"
+        f"assignment = {assignment.name!r}\n"
+        f"tests = {tests!r}\n"
+        f"questions = [{', '.join(repr(q) for q in questions)}]\n"
+    ).encode()
+    return files
+
+
+def write_tree(files: dict[str, bytes], dest: Path, executable: frozenset[str] = frozenset()
+               ) -> None:
+    """Write ``files`` (relative path -> bytes) under ``dest``; ``executable`` ones mode 0755."""
+    for rel, content in sorted(files.items()):
+        path = dest / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        if rel in executable:
+            path.chmod(0o755)
+
+
+def empty_folder(dest: Path) -> None:
+    """``dest`` must not exist or be empty: a kit is never mixed into other files."""
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise PackagingError(f"{dest} exists and is not an empty folder; choose a new --out")

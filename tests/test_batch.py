@@ -1,0 +1,190 @@
+"""A whole class through `python grader.py grade`: a run killed half-way resumes without losing
+or regrading anything, a changed upload is regraded, Ctrl-C stops at once and leaves no
+sandbox behind, and Ray grades exactly as the local pool does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+from local_run import built
+
+from autograder.assignments import PROJECT_ROOT
+from autograder.mutants import apply_mutant, load_mutants
+from autograder.resume import RECORD
+
+NAME = "01_convolution_pooling"
+GRADER = [sys.executable, str(PROJECT_ROOT / "grader.py"), "grade", "--assignment", NAME]
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    """The grader's temporary folders (and so every sandbox's scratch) under ``tmp``."""
+    tmp.mkdir(exist_ok=True)
+    return {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "TMPDIR": str(tmp)}
+
+
+def _run(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*GRADER, *args], capture_output=True, text=True, timeout=900,
+                          env=_env(tmp), check=False)
+
+
+def _start(args: list[str], tmp: Path) -> subprocess.Popen:
+    return subprocess.Popen([*GRADER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env(tmp), start_new_session=True)
+
+
+@pytest.fixture(scope="module")
+def class_folder(tmp_path_factory) -> Path:
+    """Eight 01 submissions: the reference, the stub and six classic bugs."""
+    folder = tmp_path_factory.mktemp("class") / "submissions"
+    folder.mkdir()
+    reference = built(NAME).reference_notebook
+    nbformat.write(reference, folder / "reference.ipynb")
+    nbformat.write(built(NAME).student_notebook, folder / "stub.ipynb")
+    for mutant in load_mutants(NAME)[:6]:
+        nbformat.write(apply_mutant(reference, mutant), folder / f"bug-{mutant.id}.ipynb")
+    return folder
+
+
+def _records(out: Path) -> dict[str, int]:
+    """Finished submissions and their record's modification time."""
+    return {p.parent.name: p.stat().st_mtime_ns for p in out.glob(f"*/{RECORD}")}
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _sandboxes_under(tmp: Path) -> list[str]:
+    """Processes still running whose command line or folder is under ``tmp``."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        text = " ".join(proc.info["cmdline"] or []) + " " + (proc.info["cwd"] or "")
+        if str(tmp) in text:
+            found.append(f"{proc.pid}: {text[:200]}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def fresh(class_folder, tmp_path_factory) -> Path:
+    """The whole class graded in one uninterrupted run (seed 7)."""
+    base = tmp_path_factory.mktemp("fresh")
+    done = _run([str(class_folder), "--out", str(base / "out"), "--jobs", "2", "--seed", "7"],
+                base / "tmp")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "graded 8, failed to run 0" in done.stdout
+    return base / "out"
+
+
+def test_a_killed_run_resumes_losing_nothing_and_regrading_nothing(class_folder, fresh,
+                                                                   tmp_path):
+    out = tmp_path / "out"
+    args = [str(class_folder), "--out", str(out), "--jobs", "2", "--seed", "7"]
+    run = _start(args, tmp_path / "tmp")
+    _wait_for(lambda: len(_records(out)) >= 3, 300, "three finished submissions")
+    os.killpg(run.pid, signal.SIGKILL)  # power loss: no handler runs
+    run.wait(timeout=30)
+    before = _records(out)
+    assert 3 <= len(before) < 8, "the run should have been killed half-way"
+    _wait_for(lambda: not _sandboxes_under(tmp_path / "tmp"), 10, "the sandboxes to die")
+
+    again = _run([str(class_folder), "--out", str(out), "--jobs", "2"], tmp_path / "tmp")
+
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{len(before)} reused" in again.stdout
+    assert "seed: 7" in again.stdout  # the stored seed: the same hidden-test inputs
+    after = _records(out)
+    assert set(after) == {p.stem for p in class_folder.glob("*.ipynb")}
+    assert {i: after[i] for i in before} == before  # nothing finished was graded again
+    assert (out / "gradebook.csv").read_text() == (fresh / "gradebook.csv").read_text()
+
+
+def test_a_changed_upload_is_regraded_and_regrade_grades_all(class_folder, fresh, tmp_path):
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    for notebook in class_folder.glob("*.ipynb"):
+        (folder / notebook.name).write_bytes(notebook.read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    for entry in fresh.iterdir():  # the fresh run's results, as if graded here before
+        target = out / entry.name
+        if entry.is_dir():
+            subprocess.run(["cp", "-a", str(entry), str(target)], check=True)
+        else:
+            target.write_bytes(entry.read_bytes())
+    stub_before = (out / "stub" / RECORD).read_text()
+    (folder / "stub.ipynb").write_bytes((class_folder / "reference.ipynb").read_bytes())
+
+    again = _run([str(folder), "--out", str(out), "--jobs", "2"], tmp_path / "tmp")
+
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "7 reused" in again.stdout
+    assert (out / "stub" / RECORD).read_text() != stub_before
+    rows = (out / "gradebook.csv").read_text().splitlines()
+    stub_row = next(r for r in rows if r.startswith("stub,"))
+    reference_row = next(r for r in rows if r.startswith("reference,"))
+    assert stub_row.split(",")[1:] == reference_row.split(",")[1:]
+
+    forced = _run([str(folder), "--out", str(out), "--jobs", "2", "--regrade", "--seed", "7"],
+                  tmp_path / "tmp")
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert "reused" not in forced.stdout and "graded 8," in forced.stdout
+
+
+def test_ctrl_c_stops_at_once_keeps_what_finished_and_leaves_no_sandbox(class_folder,
+                                                                        tmp_path):
+    out = tmp_path / "out"
+    run = _start([str(class_folder), "--out", str(out), "--jobs", "2", "--seed", "7"],
+                 tmp_path / "tmp")
+    _wait_for(lambda: len(_records(out)) >= 1, 300, "a finished submission")
+    os.killpg(run.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+    _, stderr = run.communicate(timeout=20)
+    assert run.returncode == 130, stderr[-3000:]
+    assert "interrupted:" in stderr and "Run the same command again" in stderr
+    _wait_for(lambda: not _sandboxes_under(tmp_path / "tmp"), 10, "no sandbox left running")
+    finished = _records(out)
+    assert finished and all((out / i / "results.json").is_file() for i in finished)
+
+
+@pytest.mark.timeout(900)
+def test_ray_gives_the_local_pools_gradebook(class_folder, fresh, tmp_path):
+    pytest.importorskip("ray", reason="Ray is in the dev extras: pip install -e '.[dev]'")
+    out = tmp_path / "out"
+    short_tmp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray's socket paths: <108 B
+    try:
+        done = _run([str(class_folder), "--out", str(out), "--jobs", "2", "--seed", "7",
+                     "--executor", "ray"], short_tmp)
+    finally:
+        shutil.rmtree(short_tmp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "gradebook.csv").read_text() == (fresh / "gradebook.csv").read_text()
+    for submission in fresh.glob(f"*/{RECORD}"):
+        mine = out / submission.parent.name / "results.json"
+        assert _untimed(mine) == _untimed(submission.parent / "results.json")
+
+
+def _untimed(results: Path) -> object:
+    """A results.json without its timings (wall-clock seconds differ from run to run)."""
+
+    def strip(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("seconds", "execution_time")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(json.loads(results.read_text()))

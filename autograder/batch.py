@@ -89,6 +89,7 @@ def _write_submission(out_dir: Path, graded: GradedSubmission, max_score: float)
     folder = out_dir / graded.result.submission_id
     atomic_write(folder / "results.json", writers.gradescope_results(graded.result, max_score))
     atomic_write(folder / "feedback.md", writers.feedback_markdown(graded.result, graded.notices))
+    atomic_write(folder / "feedback.html", writers.feedback_html(graded.result, graded.notices))
 
 
 def _max_score(assignment: Assignment, options: GradeOptions, test_points: float) -> float:

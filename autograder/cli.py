@@ -122,6 +122,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     listing = writers.review_list(summary.results)
     if listing:
         print("\n" + listing, end="")
+    _write_report(summary.out_dir, after_batch=True)
     return EXIT_OK
 
 
@@ -176,6 +177,32 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"{args.which}: {folder} ({count} test images, checked by torchvision's CIFAR10)")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write OUT/report.html from the results on disk in OUT."""
+    return _write_report(args.out, after_batch=False)
+
+
+def _write_report(out: Path, after_batch: bool) -> int:
+    """The class report; after a batch a failure is only reported (the results are on disk)."""
+    import traceback
+
+    from .report import ReportError, write_report
+
+    try:
+        path = write_report(out)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_OK if after_batch else EXIT_USAGE
+    except Exception:  # the grader's bug: the batch's results stand, the report can be redone
+        traceback.print_exc()
+        print(f"error: report.html could not be written (the traceback above is a grader bug); "
+              f"the results in {out} are complete. Retry with `python grader.py report {out}`.",
+              file=sys.stderr)
+        return EXIT_OK if after_batch else EXIT_USAGE
+    print(f"report: {path}")
     return EXIT_OK
 
 
@@ -291,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--root", type=Path, default=DEFAULT_DATA_ROOT,
                       help=f"folder holding the datasets (default: {DEFAULT_DATA_ROOT})")
     data.set_defaults(func=cmd_data)
+
+    report = commands.add_parser("report", help="write OUT/report.html: class summary, plots, "
+                                 "failures, flags and similar pairs, linked to each feedback")
+    report.add_argument("out", type=Path, metavar="OUT", help="the --out folder of a batch")
+    report.set_defaults(func=cmd_report)
 
     demo = commands.add_parser("demo", help="verify assignments and grade example submissions")
     demo.add_argument("names", nargs="*", help="assignments (default: all)")

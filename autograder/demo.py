@@ -15,10 +15,13 @@ import shutil
 from pathlib import Path
 
 import nbformat
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
 from . import authoring, datasets, writers
 from .assignments import PROJECT_ROOT, Assignment, discover, load_assignment
-from .batch import grade_batch
+from .batch import BatchSummary, grade_batch
 from .evaluation import EvaluationData, load_data
 from .grading import GradeOptions
 from .mutants import apply_mutant, load_mutants
@@ -77,6 +80,25 @@ def _demo_data(assignment: Assignment) -> EvaluationData | None:
     return data
 
 
+def gradebook_table(summary: BatchSummary) -> Table:
+    """The gradebook as a table: one row per submission, a column per question (its maximum
+    under the name)."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("submission", no_wrap=True)
+    top = {q.name: q.max_score for r in summary.results for q in r.questions}
+    for question in summary.questions:
+        table.add_column(f"{question}\n({top.get(question, 0):g})", justify="right")
+    table.add_column("total", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for result in summary.results:
+        scores = {q.name: q.score for q in result.questions}
+        cells = [f"{scores[q]:.3g}" if q in scores else "-" for q in summary.questions]
+        status = result.status.value + (" (needs review)" if result.review_flags else "")
+        table.add_row(result.submission_id, *cells,
+                      f"{result.score:.2f}/{result.max_score:g}", status)
+    return table
+
+
 def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2) -> int:
     """Check freshness, build example submissions, grade them; returns an exit status."""
     names = names or discover()
@@ -93,12 +115,10 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2) -> in
                                evaluation=_demo_data(assignment),
                                threads=max(1, (os.cpu_count() or 1) // jobs))
         summary = grade_batch(submissions, assignment, options, out_dir / name, jobs)
-        print(f"[grade] {name} (sandbox: {level.value}, seed: {options.seed})")
-        for result in summary.results:
-            note = f"  ({result.message[:70]})" if result.message else ""
-            print(
-                f"    {result.submission_id:<28} {result.score:6.2f} / {result.max_score:g}{note}"
-            )
+        print(f"[grade] {name} (sandbox: {level.value}, seed: {options.seed}): "
+              f"{summary.one_line()}")
+        Console(width=max(160, shutil.get_terminal_size().columns)).print(
+            gradebook_table(summary))
         print(f"    -> {summary.out_dir / 'gradebook.csv'}")
         listing = writers.review_list(summary.results)
         if listing:

@@ -14,13 +14,17 @@ process level (same limits and deadlines, no filesystem or network isolation; se
 docs/SECURITY.md). Every result says which level was used. ``setup.sh`` says so too.
 
 ``run_autograder`` takes the root from ``AUTOGRADER_ROOT`` (default ``/autograder``) and the
-interpreter from ``AUTOGRADER_PYTHON`` (default the bundle's own venv), so it runs locally.
+interpreter from ``AUTOGRADER_PYTHON`` (default the bundle's own venv), so it runs locally;
+``AUTOGRADER_SANDBOX`` (``auto``, ``bwrap`` or ``process``; default ``auto``) is passed to
+``grade --sandbox``: ``bwrap`` refuses to grade where bubblewrap cannot run rather than fall
+back, ``process`` is the level Gradescope usually gets.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -32,6 +36,8 @@ from .packaging import PackagingError, bundle_files, check_fresh, grader_files
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same inputs give the same zip
 DATA_DIR = "data"  # under /autograder/source: CIFAR-10 for the accuracy questions
+SANDBOX_ENV = "AUTOGRADER_SANDBOX"  # grade --sandbox for run_autograder (default auto)
+SANDBOX_LEVELS = ("auto", "bwrap", "process")
 
 _SETUP_SH = """\
 #!/usr/bin/env bash
@@ -74,7 +80,8 @@ _RUN_AUTOGRADER = """\
 #!/usr/bin/env bash
 # Gradescope runs this for every submission of {name}: grades /autograder/submission with all
 # tests (hidden ones included) and writes /autograder/results/results.json.
-# AUTOGRADER_ROOT and AUTOGRADER_PYTHON override the root and the interpreter (local runs).
+# AUTOGRADER_ROOT and AUTOGRADER_PYTHON override the root and the interpreter (local runs);
+# AUTOGRADER_SANDBOX=bwrap|process|auto is grade's --sandbox (default auto).
 set -uo pipefail
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 SOURCE="$ROOT/source"
@@ -108,8 +115,12 @@ but a student can learn the hidden tests. `setup.sh` prints which level will be 
 every `results.json` records it (`extra_data.isolation`). For full isolation, grade with
 `python grader.py grade` on a machine where bubblewrap works.
 
+To insist on bubblewrap (no grade rather than a weaker one), set `AUTOGRADER_SANDBOX=bwrap`
+for `run_autograder`; `process` forces the weaker level; the default is `auto`.
+
 Local run: unpack the zip into `ROOT/source`, put a submission into `ROOT/submission`, and run
-`AUTOGRADER_ROOT=ROOT AUTOGRADER_PYTHON=python3.11 ROOT/source/run_autograder`.
+`AUTOGRADER_ROOT=ROOT AUTOGRADER_PYTHON=python3.11 ROOT/source/run_autograder` (the
+interpreter needs the grader's requirements and PyTorch).
 """
 
 
@@ -167,12 +178,18 @@ def _fallback(results: Path, message: str, details: dict) -> None:
                        encoding="utf-8")
 
 
-def run_autograder(root: Path, name: str) -> int:
+def run_autograder(root: Path, name: str, sandbox: str = "auto") -> int:
     """Grade ``root/submission`` with all tests; write ``root/results/results.json``."""
     from .cli import main as grader_main
 
     source, results = root / "source", root / "results" / "results.json"
     results.parent.mkdir(parents=True, exist_ok=True)
+    if sandbox not in SANDBOX_LEVELS:
+        _fallback(results, "Автопроверка настроена неверно (не ваша ошибка); преподаватель "
+                  "увидит подробности.", {"status": "error", "reason": f"{SANDBOX_ENV}={sandbox}"})
+        print(f"{SANDBOX_ENV} must be one of {', '.join(SANDBOX_LEVELS)}, not {sandbox!r}",
+              file=sys.stderr)
+        return 1
     target = _target(root / "submission")
     if target is None:
         _fallback(results, f"В отправке нет ноутбука .ipynb. Загрузите {name}.ipynb (и файлы, "
@@ -181,7 +198,8 @@ def run_autograder(root: Path, name: str) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="gradescope-") as tmp:
         out = Path(tmp) / "out"
-        argv = ["grade", "--assignment", name, str(target), "--tests", "all", "--out", str(out)]
+        argv = ["grade", "--assignment", name, str(target), "--tests", "all", "--out", str(out),
+                "--sandbox", sandbox]
         if (source / DATA_DIR).is_dir():
             argv += ["--data-dir", str(source / DATA_DIR)]
         code = grader_main(argv)
@@ -227,4 +245,5 @@ if __name__ == "__main__":  # run_autograder: python -m autograder.gradescope RO
     if len(sys.argv) != 3:
         print("usage: python -m autograder.gradescope ROOT NAME", file=sys.stderr)
         sys.exit(2)
-    sys.exit(run_autograder(Path(sys.argv[1]), sys.argv[2]))
+    sys.exit(run_autograder(Path(sys.argv[1]), sys.argv[2],
+                            os.environ.get(SANDBOX_ENV, "") or "auto"))

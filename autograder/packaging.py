@@ -9,7 +9,9 @@ the grader-side tests and ``bundle.toml`` with the question order), which
 :func:`autograder.assignments.load_assignment` reads when there is no master notebook.
 
 Hidden cases are removed from a test file by parsing it (:func:`public_test_source`), and the
-result is checked with otter's own loader: the same public cases, the same points each.
+result is checked with otter's own loader: the same public cases, the same points each. A public
+copy carries only the probes its public tests call (:func:`public_probes_source`): the rest
+belong to the hidden tests and say what they check.
 """
 
 from __future__ import annotations
@@ -150,6 +152,90 @@ def _check_public_copy(text: str, full_cases: tuple, where: str) -> None:
         )
 
 
+def probes_called(source: str, where: str) -> set[str]:
+    """The names a test file calls as ``probes.<name>``.
+
+    Any other use of ``probes`` (``getattr(probes, ...)``, passing it on) is refused: the public
+    copy could not tell which probes the file needs.
+    """
+    tree = ast.parse(source, where)
+    called: set[str] = set()
+    attributes = {id(node.value): node.attr for node in ast.walk(tree)
+                  if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "probes":
+            if id(node) not in attributes:
+                raise PackagingError(
+                    f"{where}, line {node.lineno}: `probes` used other than as probes.NAME; the "
+                    "public copy cannot tell which probes this test needs"
+                )
+            called.add(attributes[id(node)])
+    return called
+
+
+def public_probes_source(source: str, used: set[str], where: str) -> str | None:
+    """probes.py with only the definitions the public tests reach (None: they call none).
+
+    Kept: every top-level statement that is not a function or class definition (imports,
+    constants; ``__all__`` is cut down to the kept names), the definitions in ``used`` and
+    every definition they (or the kept statements) name, transitively. Probes only the hidden
+    tests call stay out of a student's copy.
+    """
+    if not used:
+        return None
+    try:
+        tree = ast.parse(source, where)
+    except SyntaxError as exc:
+        raise PackagingError(f"cannot read {where}: {exc}") from None
+    definitions = {node.name: node for node in tree.body
+                   if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}
+    missing = sorted(used - set(definitions))
+    if missing:
+        raise PackagingError(f"{where}: public tests call probes.{missing[0]}, which it does not "
+                             "define")
+
+    def names_in(node: ast.AST) -> set[str]:
+        return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} & set(definitions)
+
+    def is_all(node: ast.stmt) -> bool:
+        return isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+
+    keep = set(used)
+    for node in tree.body:
+        if node not in definitions.values() and not is_all(node):
+            keep |= names_in(node)
+    todo = list(keep)
+    while todo:
+        for name in names_in(definitions[todo.pop()]) - keep:
+            keep.add(name)
+            todo.append(name)
+    lines = source.splitlines()
+    out: list[str] = []
+    cursor = 0  # 0-based index of the next line of ``lines`` to copy
+    for node in tree.body:
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]) - 1
+        last = node.end_lineno or node.lineno
+        if node in definitions.values() and node.name not in keep:
+            out += lines[cursor:first]
+            cursor = last
+        elif is_all(node):
+            out += lines[cursor:first]
+            names = [n for n in ast.literal_eval(node.value) if n in keep]
+            out.append(f"__all__ = {names!r}")
+            cursor = last
+    out += lines[cursor:]
+    header = ("# Only the probes the public tests call (the hidden tests' ones removed when this "
+              "copy was made).")
+    text = header + "\n" + re.sub(r"\n{3,}", "\n\n\n", "\n".join(out)).strip("\n") + "\n"
+    try:
+        compile(text, f"{where} (public copy)", "exec")
+    except SyntaxError as exc:
+        raise PackagingError(f"{where}: the public copy does not compile ({exc}); this is a "
+                             "grader bug, please report it") from None
+    return text
+
+
 def check_fresh(assignment: Assignment) -> None:
     """The generated files must match the master notebook (else the copy would be stale)."""
     from . import authoring
@@ -183,8 +269,9 @@ def grader_files(root: Path = PROJECT_ROOT) -> dict[str, bytes]:
 
 
 def bundle_files(assignment: Assignment, tests: str) -> dict[str, bytes]:
-    """``bundle/<name>/``: config, probes, fixtures, tests (``"public"`` or ``"all"``) and
-    ``bundle.toml``. Never the master notebook."""
+    """``bundle/<name>/``: config, fixtures, tests (``"public"`` or ``"all"``), probes (for
+    ``"public"``, only those the public tests call) and ``bundle.toml``. Never the master
+    notebook."""
     if tests not in ("public", "all"):
         raise ValueError(f"tests must be 'public' or 'all', not {tests!r}")
     base = f"{BUNDLE_DIR}/{assignment.name}"
@@ -192,9 +279,9 @@ def bundle_files(assignment: Assignment, tests: str) -> dict[str, bytes]:
     config = assignment.source_dir / CONFIG_FILE
     if config.is_file():
         files[f"{base}/{CONFIG_FILE}"] = config.read_bytes()
-    for path in (assignment.probes_file, assignment.fixtures_file):
-        if path is not None:
-            files[f"{base}/{path.name}"] = path.read_bytes()
+    if assignment.fixtures_file is not None:  # the student notebook defines the same helpers
+        files[f"{base}/{assignment.fixtures_file.name}"] = assignment.fixtures_file.read_bytes()
+    probes_used: set[str] = set()
     questions = []
     for question in tested_question_names(assignment):
         path = assignment.tests_dir / f"{question}.py"
@@ -208,8 +295,16 @@ def bundle_files(assignment: Assignment, tests: str) -> dict[str, bytes]:
                 print(f"note: {question} has no public test; the student kit leaves it out")
                 continue
             source = public
+            probes_used |= probes_called(source, str(path))
         files[f"{base}/tests/{question}.py"] = source.encode("utf-8")
         questions.append(question)
+    probes = assignment.probes_file
+    if probes is not None:
+        text: str | None = probes.read_text(encoding="utf-8")
+        if tests == "public":
+            text = public_probes_source(text, probes_used, str(probes))
+        if text is not None:
+            files[f"{base}/{probes.name}"] = text.encode("utf-8")
     kind = "a student kit: public tests only" if tests == "public" else "all tests"
     files[f"{base}/{BUNDLE_FILE}"] = (
         f"# {assignment.name}, packaged by grader.py ({kind}; no master notebook).\n"

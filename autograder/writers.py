@@ -1,4 +1,4 @@
-"""Pure writers: gradebook CSV, Gradescope results.json, and the student's feedback.md.
+"""Pure writers: gradebook CSV, Gradescope results.json, the student's feedback.md and .html.
 
 Each writer takes result records and returns text; the caller decides where it goes. Everything
 embedded from a submission (messages, output) is escaped for the format it lands in.
@@ -7,12 +7,13 @@ embedded from a submission (messages, output) is escaped for the format it lands
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 from collections.abc import Sequence
 
 from .errors import Outcome
-from .results import CaseResult, ReviewFlag, SubmissionResult, SubmissionStatus
+from .results import CaseResult, QuestionResult, ReviewFlag, SubmissionResult, SubmissionStatus
 
 GRADEBOOK_FIXED = ("submission", "score", "max_score")
 GRADEBOOK_TAIL = ("status", "message")
@@ -177,6 +178,45 @@ _OUTCOME_RU = {
 }
 
 
+_ISOLATION_RU = {
+    "bwrap": "песочница bubblewrap (полная изоляция)",
+    "process": "отдельный процесс с лимитами (без bubblewrap: изоляция слабее)",
+}
+_DATASET_RU = {
+    "cifar10": "настоящий тестовый набор CIFAR-10",
+    "synthetic": "синтетический набор в формате CIFAR-10",
+}
+_CELL_RU = {
+    "error": "ошибка",
+    "timeout": "превышено время",
+    "died": "процесс Python завершился",
+    "interrupted": "прервана",
+    "refused": "не выполнялась",
+}
+
+
+def run_facts_ru(result: SubmissionResult) -> list[str]:
+    """How the work was checked (for the student): isolation, tests, data, cells that failed."""
+    details = result.details
+    facts = []
+    isolation = details.get("isolation")
+    if isolation:
+        tests = "только открытые" if details.get("tests") == "public" else "открытые и скрытые"
+        facts.append(f"Проверка: {_ISOLATION_RU.get(isolation, isolation)}; тесты: {tests}.")
+    evaluation = details.get("evaluation")
+    if isinstance(evaluation, dict) and evaluation.get("dataset"):
+        dataset = evaluation["dataset"]
+        facts.append(f"Точность моделей измерена на данных: {_DATASET_RU.get(dataset, dataset)}.")
+    failed = [
+        f"{cell['index'] + 1} ({_CELL_RU.get(cell['status'], cell['status'])})"
+        for cell in details.get("cells", ())
+        if isinstance(cell, dict) and cell.get("status") in _CELL_RU
+    ]
+    if failed:
+        facts.append("Ячейки, которые не выполнились как надо: " + ", ".join(failed) + ".")
+    return facts
+
+
 def feedback_markdown(result: SubmissionResult, notices: Sequence[str] = ()) -> str:
     """The student's feedback: totals, then each question with what failed and why."""
     lines = [
@@ -185,6 +225,8 @@ def feedback_markdown(result: SubmissionResult, notices: Sequence[str] = ()) -> 
         f"**Итог: {_number(result.score)} из {_number(result.max_score)}**",
         "",
     ]
+    for fact in run_facts_ru(result):
+        lines += [_md_escape(fact), ""]
     if result.status is SubmissionStatus.ERROR:
         lines += [
             "Работу не удалось проверить полностью:",
@@ -219,3 +261,85 @@ def feedback_markdown(result: SubmissionResult, notices: Sequence[str] = ()) -> 
                 ]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+# ----------------------------------------------------------------------------- feedback.html
+
+_HTML_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
+       line-height: 1.45; color: #1b1b1b; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
+table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: .3rem .6rem; }
+td.num { text-align: right; }
+pre { background: #f5f5f5; padding: .6rem; overflow-x: auto; white-space: pre-wrap; }
+.passed { color: #1a7f37; } .failed { color: #b42318; }
+.notice { border-left: 4px solid #d0a000; padding-left: .6rem; }
+.flag { border-left: 4px solid #7a4cc2; padding-left: .6rem; }
+"""
+
+
+def _h(text: object) -> str:
+    """Escape anything for HTML text and attribute values."""
+    return html.escape(str(text), quote=True)
+
+
+def _html_case(case: CaseResult) -> list[str]:
+    label = "скрытый тест" if case.hidden else "тест"
+    css = "passed" if case.outcome is Outcome.PASSED else "failed"
+    parts = [f'<li><span class="{css}">{_h(label)} <code>{_h(case.name)}</code>: '
+             f"{_h(_OUTCOME_RU[case.outcome])}</span>"]
+    if case.message:  # a failure says what was expected and what came; a measurement, its value
+        parts.append(f"<pre>{_h(case.message)}</pre>")
+    parts.append("</li>")
+    return ["".join(parts)]
+
+
+def _html_question(question: QuestionResult) -> list[str]:
+    lines = [f'<section class="question"><h2>{_h(question.name)}: '
+             f"{_h(_number(question.score))} / {_h(_number(question.max_score))}</h2>"]
+    for note in question.notes:
+        lines.append(f"<p><strong>Вопрос оценён в 0:</strong> {_h(note)}</p>")
+    for flag in question.review:
+        lines.append(f'<p class="flag"><strong>Нужна проверка преподавателем:</strong> '
+                     f"{_h(flag.describe_ru())}. Этот код посмотрит человек; баллы могут "
+                     "измениться.</p>")
+    lines.append("<ul>")
+    for case in question.cases:
+        lines += _html_case(case)
+    lines += ["</ul>", "</section>"]
+    return lines
+
+
+def _html_scores(result: SubmissionResult) -> list[str]:
+    rows = [f'<tr><td>{_h(q.name)}</td><td class="num">{_h(_number(q.score))}</td>'
+            f'<td class="num">{_h(_number(q.max_score))}</td></tr>' for q in result.questions]
+    return ['<table class="scores"><tr><th>вопрос</th><th>баллы</th><th>из</th></tr>',
+            *rows, "</table>"]
+
+
+def feedback_html(result: SubmissionResult, notices: Sequence[str] = ()) -> str:
+    """The student's feedback as a standalone HTML page: the same content as feedback.md.
+
+    Everything from the submission (ids, messages, output, seen code) is HTML-escaped.
+    """
+    title = f"Результаты проверки: {result.submission_id}"
+    lines = [
+        "<!DOCTYPE html>", '<html lang="ru">', "<head>", '<meta charset="utf-8">',
+        f"<title>{_h(title)}</title>", f"<style>{_HTML_STYLE}</style>", "</head>", "<body>",
+        f"<h1>{_h(title)}</h1>",
+        f'<p class="total"><strong>Итог: {_h(_number(result.score))} из '
+        f"{_h(_number(result.max_score))}</strong></p>",
+    ]
+    lines += [f'<p class="fact">{_h(fact)}</p>' for fact in run_facts_ru(result)]
+    if result.status is SubmissionStatus.ERROR:
+        lines += ["<p>Работу не удалось проверить полностью:</p>",
+                  f'<pre class="error">{_h(result.message)}</pre>']
+    if notices:
+        lines.append('<ul class="notices">')
+        lines += [f'<li class="notice">{_h(one_line(n, 1000))}</li>' for n in notices]
+        lines.append("</ul>")
+    lines += _html_scores(result)
+    for question in result.questions:
+        lines += _html_question(question)
+    lines += ["</body>", "</html>"]
+    return "\n".join(lines) + "\n"

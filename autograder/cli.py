@@ -74,6 +74,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from .batch import OutputDirError, batch_seed, grade_batch
     from .collect import CollectError
     from .datasets import DatasetError
+    from .executors import ExecutorError
     from .grading import GradeOptions
     from .progress import BatchProgress
     from .sandbox import SandboxUnavailable, choose_level
@@ -109,7 +110,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                 args.submissions, assignment, options, args.out, args.jobs, progress.done,
                 regrade=args.regrade, executor=executor, on_plan=progress.plan,
             )
-    except (CollectError, OutputDirError) as exc:
+    except (CollectError, OutputDirError, ExecutorError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

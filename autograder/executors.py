@@ -28,6 +28,11 @@ from .grading import GradedSubmission, GradeOptions, failed_result, grade_submis
 from .testfiles import QuestionTests, check_bindings, fixture_names, load_tests
 
 GRADER_ERROR_FILE = "grader_error.txt"
+
+
+class ExecutorError(RuntimeError):
+    """The executor cannot start (Ray unreachable, say): nothing was graded; what to do."""
+
 Deliver = Callable[[GradedSubmission], None]
 
 
@@ -146,9 +151,7 @@ class RayPool:
         ray = require_ray()
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=self.address, num_cpus=None if self.address else self.jobs,
-                     include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": str(_project_root())}})
+            self._connect(ray)
         try:
             data = context.options.evaluation
             shared = replace(context, options=replace(context.options, evaluation=None))
@@ -169,6 +172,21 @@ class RayPool:
         finally:
             if started_here:
                 ray.shutdown()
+
+
+    def _connect(self, ray: Any) -> None:
+        """Start a local instance or join ``address``; a failure is the instructor's to fix."""
+        where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
+        try:
+            ray.init(address=self.address, num_cpus=None if self.address else self.jobs,
+                     include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": str(_project_root())}})
+        except (OSError, ConnectionError, RuntimeError, ValueError) as exc:
+            raise ExecutorError(
+                f"could not start or reach {where}: {exc}. Check the address (`ray status` on "
+                "the head node); a local instance needs a short TMPDIR (its socket paths must "
+                "stay under 108 bytes), e.g. TMPDIR=/tmp"
+            ) from None
 
 
 def _ray_task(job: Found, context: BatchContext, data: Any, slot: int) -> GradedSubmission:

@@ -13,6 +13,7 @@ the floor, the same notebooks run as plain Python scripts with the same test cal
 process each (target: at most 1.5x the floor).
 
     python bench/batch_speed.py [--count 200] [--hostile 0.1] [--floor-sample 30]
+                                [--executor local|ray]
 """
 
 from __future__ import annotations
@@ -89,13 +90,14 @@ def _move(made: Path, target: Path) -> Path:
     return target
 
 
-def grade_class(folder: Path, jobs: int, out: Path) -> tuple[float, float, dict[str, float]]:
+def grade_class(folder: Path, jobs: int, out: Path, executor: str = "local"
+                ) -> tuple[float, float, dict[str, float]]:
     """Wall seconds, start-up seconds, and each submission's finishing time (seconds after
     start), from the CLI's plain progress lines."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "grader.py"), "grade", "--assignment", NAME, str(folder),
-         "--out", str(out), "--jobs", str(jobs), "--seed", "1"],
+         "--out", str(out), "--jobs", str(jobs), "--seed", "1", "--executor", executor],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
     )
@@ -130,17 +132,21 @@ def main() -> int:
                         help="share of hostile submissions (default 0.1)")
     parser.add_argument("--floor-sample", type=int, default=30,
                         help="correct and buggy notebooks timed as plain scripts (default 30)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="ray: a local Ray instance with 1, then 2 workers (default local)")
     args = parser.parse_args()
     built = authoring.build(load_assignment(NAME))
     with tempfile.TemporaryDirectory(prefix="batch-speed-") as tmp:
         work = Path(tmp)
         kinds = make_class(args.count, args.hostile, work)
-        runs = {jobs: grade_class(work / "class", jobs, work / f"out-{jobs}") for jobs in (1, 2)}
+        runs = {jobs: grade_class(work / "class", jobs, work / f"out-{jobs}", args.executor)
+                for jobs in (1, 2)}
         honest = kinds["correct"] + kinds["buggy"]
         sample = random.Random(0).sample(honest, min(args.floor_sample, len(honest)))
         floor = time_floor(sample, built.all_tests, work)
         warm = time_floor_warm(sample, built.all_tests, work)
-    print(f"{args.count} submissions of {NAME}: {len(kinds['correct'])} correct, "
+    print(f"{args.count} submissions of {NAME} ({args.executor} executor): "
+          f"{len(kinds['correct'])} correct, "
           f"{len(kinds['buggy'])} buggy, {len(kinds['hostile'])} hostile")
     print(f"{'--jobs':<8}{'wall s':>9}{'start-up s':>12}{'subs/min':>10}")
     for jobs, (wall, startup, finished) in runs.items():

@@ -13,6 +13,8 @@ nothing a sandboxed worker wrote is ever unpickled.
 
 from __future__ import annotations
 
+import io
+import tarfile
 import tempfile
 import threading
 import traceback
@@ -139,8 +141,11 @@ class RayPool:
     """One Ray task per submission on a Ray cluster (``address`` None: a local instance).
 
     Each task runs :func:`grade_job` on a Ray worker node, in its own sandbox there (the node
-    needs this project installed at the same path, and bubblewrap); with ``--device cuda``
-    each task asks Ray for one GPU. Results stream back as tasks finish.
+    needs this project and its virtual environment at the same path, and bubblewrap); with
+    ``--device cuda`` each task asks Ray for one GPU. The submission's files travel with the
+    task (a tar made here, links kept as links), so the nodes need no shared file system;
+    at most a few tasks per Ray CPU are in flight, so a big class never sits in the object
+    store all at once. Results stream back as tasks finish.
     """
 
     def __init__(self, address: str | None, jobs: int, gpu: bool = False):
@@ -153,26 +158,33 @@ class RayPool:
         if started_here:
             self._connect(ray)
         try:
-            data = context.options.evaluation
-            shared = replace(context, options=replace(context.options, evaluation=None))
-            data_ref = ray.put(data) if data is not None else None
-            task = ray.remote(_ray_task).options(num_cpus=1, num_gpus=1 if self.gpu else 0,
-                                                 max_retries=0)
-            job_of = {task.remote(job, shared, data_ref, i % self.jobs): job
-                      for i, job in enumerate(jobs)}
-            pending = list(job_of)
-            try:
-                while pending:
-                    done, pending = ray.wait(pending, num_returns=1)
-                    deliver(_ray_result(ray, done[0], job_of[done[0]], context))
-            except BaseException:
-                for ref in pending:
-                    ray.cancel(ref, force=True)
-                raise
+            self._stream(ray, list(jobs), context, deliver)
         finally:
             if started_here:
                 ray.shutdown()
 
+    def _stream(self, ray: Any, jobs: list[Found], context: BatchContext,
+                deliver: Deliver) -> None:
+        data = context.options.evaluation
+        shared = replace(context, options=replace(context.options, evaluation=None))
+        data_ref = ray.put(data) if data is not None else None
+        task = ray.remote(_ray_task).options(num_cpus=1, num_gpus=1 if self.gpu else 0,
+                                             max_retries=0)
+        in_flight = 2 * max(self.jobs, int(ray.cluster_resources().get("CPU", 1)))
+        job_of: dict[Any, Found] = {}
+        queue = list(enumerate(jobs))
+        try:
+            while queue or job_of:
+                while queue and len(job_of) < in_flight:
+                    i, job = queue.pop(0)
+                    ref = task.remote(job, pack(job.path), shared, data_ref, i % self.jobs)
+                    job_of[ref] = job
+                done, _ = ray.wait(list(job_of), num_returns=1)
+                deliver(_ray_result(ray, done[0], job_of.pop(done[0]), context))
+        except BaseException:
+            for ref in job_of:
+                ray.cancel(ref, force=True)
+            raise
 
     def _connect(self, ray: Any) -> None:
         """Start a local instance or join ``address``; a failure is the instructor's to fix."""
@@ -189,11 +201,31 @@ class RayPool:
             ) from None
 
 
-def _ray_task(job: Found, context: BatchContext, data: Any, slot: int) -> GradedSubmission:
-    """Runs in a Ray worker process: the evaluation data comes from Ray's object store."""
+def pack(path: Path) -> bytes:
+    """A submission (file or folder) as an uncompressed tar; symbolic links stay links (the
+    grader refuses them as it would here), nothing they point to is read."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(path, arcname=path.name, recursive=True)
+    return buffer.getvalue()
+
+
+def unpack(packed: bytes, into: Path) -> None:
+    """The inverse of :func:`pack` (the tar is the driver's own; the filter still refuses
+    absolute paths and members outside ``into``)."""
+    with tarfile.open(fileobj=io.BytesIO(packed)) as tar:
+        tar.extractall(into, filter="tar")
+
+
+def _ray_task(job: Found, packed: bytes, context: BatchContext, data: Any,
+              slot: int) -> GradedSubmission:
+    """Runs in a Ray worker process: the submission arrives as bytes, the evaluation data
+    from Ray's object store."""
     if data is not None:
         context = replace(context, options=replace(context.options, evaluation=data))
-    return grade_job(job, context, slot)
+    with tempfile.TemporaryDirectory(prefix="ray-submission-") as folder:
+        unpack(packed, Path(folder))
+        return grade_job(replace(job, path=Path(folder) / job.path.name), context, slot)
 
 
 def _ray_result(ray: Any, ref: Any, job: Found, context: BatchContext) -> GradedSubmission:

@@ -46,15 +46,24 @@ def _start(args: list[str], tmp: Path) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def class_folder(tmp_path_factory) -> Path:
-    """Eight 01 submissions: the reference, the stub and six classic bugs."""
+    """Eight 01 submissions: the reference, the stub and six classic bugs, one of them in a
+    per-student folder."""
     folder = tmp_path_factory.mktemp("class") / "submissions"
     folder.mkdir()
     reference = built(NAME).reference_notebook
     nbformat.write(reference, folder / "reference.ipynb")
     nbformat.write(built(NAME).student_notebook, folder / "stub.ipynb")
-    for mutant in load_mutants(NAME)[:6]:
+    for mutant in load_mutants(NAME)[:5]:
         nbformat.write(apply_mutant(reference, mutant), folder / f"bug-{mutant.id}.ipynb")
+    mutant = load_mutants(NAME)[5]  # a per-student folder: the notebook and a file beside it
+    (folder / "student-folder").mkdir()
+    nbformat.write(apply_mutant(reference, mutant), folder / "student-folder" / f"{NAME}.ipynb")
+    (folder / "student-folder" / "notes.txt").write_text("my notes\n")
     return folder
+
+
+def _ids(folder: Path) -> set[str]:
+    return {p.stem if p.is_file() else p.name for p in folder.iterdir()}
 
 
 def _records(out: Path) -> dict[str, int]:
@@ -108,16 +117,14 @@ def test_a_killed_run_resumes_losing_nothing_and_regrading_nothing(class_folder,
     assert f"{len(before)} reused" in again.stdout
     assert "seed: 7" in again.stdout  # the stored seed: the same hidden-test inputs
     after = _records(out)
-    assert set(after) == {p.stem for p in class_folder.glob("*.ipynb")}
+    assert set(after) == _ids(class_folder)
     assert {i: after[i] for i in before} == before  # nothing finished was graded again
     assert (out / "gradebook.csv").read_text() == (fresh / "gradebook.csv").read_text()
 
 
 def test_a_changed_upload_is_regraded_and_regrade_grades_all(class_folder, fresh, tmp_path):
     folder = tmp_path / "submissions"
-    folder.mkdir()
-    for notebook in class_folder.glob("*.ipynb"):
-        (folder / notebook.name).write_bytes(notebook.read_bytes())
+    shutil.copytree(class_folder, folder)
     out = tmp_path / "out"
     out.mkdir()
     for entry in fresh.iterdir():  # the fresh run's results, as if graded here before

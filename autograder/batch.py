@@ -3,10 +3,11 @@
 The submissions come from :mod:`.collect` (files, folders, GitHub Classroom and Gradescope
 layouts; duplicate ids kept apart and reported). Each is graded by an executor
 (:mod:`.executors`: a local pool or Ray) and written here, in this process, as it arrives:
-results.json and the feedback first, ``record.json`` last, then gradebook.csv is rewritten
-(atomically). An interrupted batch (Ctrl-C, SIGKILL, power loss) therefore loses nothing
-already graded, and the next run with the same ``--out`` grades only what is missing,
-changed, or was graded under other rules (:mod:`.resume`); ``regrade=True`` grades all.
+results.json, the feedback and the similarity fingerprint first, ``record.json`` last, then
+gradebook.csv is rewritten (atomically). An interrupted batch (Ctrl-C, SIGKILL, power loss)
+therefore loses nothing already graded, and the next run with the same ``--out`` grades only
+what is missing, changed, or was graded under other rules (:mod:`.resume`); ``regrade=True``
+grades all.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import resume, writers
+from . import resume, similarity, writers
 from .assignments import Assignment, question_order
 from .collect import Collected, Found, collect
 from .executors import BatchContext, Executor, LocalPool, load_checked_tests
@@ -145,10 +146,17 @@ def grade_batch(
     if on_plan is not None:
         on_plan(collected, len(todo))
     finished = dict(reused)
+    origins = {j.submission_id: j.path for j in collected.submissions}
+    stub = assignment.student_notebook
+    for submission_id in reused:  # graded before fingerprints existed
+        if not (out_dir / submission_id / similarity.FINGERPRINT).is_file():
+            similarity.write_fingerprint(out_dir, submission_id, origins[submission_id], stub)
 
     def deliver(graded: GradedSubmission) -> None:
         result = graded.result
         _write_submission(out_dir, graded, max_score)
+        similarity.write_fingerprint(out_dir, result.submission_id,
+                                     origins[result.submission_id], stub)
         atomic_write(out_dir / result.submission_id / resume.RECORD,
                      resume.record_text(result, keys[result.submission_id]))
         finished[result.submission_id] = result

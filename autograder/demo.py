@@ -25,6 +25,7 @@ from .batch import BatchSummary, grade_batch
 from .evaluation import EvaluationData, load_data
 from .grading import GradeOptions
 from .mutants import apply_mutant, load_mutants
+from .report import write_report
 from .sandbox import choose_level
 
 EXAMPLES_DIR = PROJECT_ROOT / "examples" / "submissions"
@@ -120,6 +121,7 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2) -> in
         Console(width=max(160, shutil.get_terminal_size().columns)).print(
             gradebook_table(summary))
         print(f"    -> {summary.out_dir / 'gradebook.csv'}")
+        print(f"    -> {write_report(summary.out_dir)}")
         listing = writers.review_list(summary.results)
         if listing:
             print("    " + listing.replace("\n", "\n    ").rstrip())

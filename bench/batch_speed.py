@@ -10,7 +10,9 @@ Prints, for each --jobs: wall time, start-up (process start to the first submiss
 start), throughput; the ratio jobs 2 / jobs 1 (issue 8's target: at least 1.7x on 2 cores);
 and the per-submission time of correct and buggy notebooks inside the --jobs 1 batch against
 the floor, the same notebooks run as plain Python scripts with the same test calls, one fresh
-process each (target: at most 1.5x the floor).
+process each (target: at most 1.5x the floor). Then --jobs 2 again, SIGKILLed when half the
+class is finished, and the same command once more: how many results were lost or graded
+twice, and whether the gradebook equals the uninterrupted run's.
 
     python bench/batch_speed.py [--count 200] [--hostile 0.1] [--floor-sample 30]
                                 [--executor local|ray]
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +44,7 @@ from grade_speed import time_floor, time_floor_warm  # noqa: E402
 from autograder import authoring  # noqa: E402
 from autograder.assignments import load_assignment  # noqa: E402
 from autograder.mutants import apply_mutant, load_mutants  # noqa: E402
+from autograder.resume import RECORD  # noqa: E402
 
 NAME = "01_convolution_pooling"
 
@@ -90,17 +94,22 @@ def _move(made: Path, target: Path) -> Path:
     return target
 
 
+def _start(folder: Path, jobs: int, out: Path, executor: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "grader.py"), "grade", "--assignment", NAME, str(folder),
+         "--out", str(out), "--jobs", str(jobs), "--seed", "1", "--executor", executor],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+
+
 def grade_class(folder: Path, jobs: int, out: Path, executor: str = "local"
                 ) -> tuple[float, float, dict[str, float]]:
     """Wall seconds, start-up seconds, and each submission's finishing time (seconds after
     start), from the CLI's plain progress lines."""
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "grader.py"), "grade", "--assignment", NAME, str(folder),
-         "--out", str(out), "--jobs", str(jobs), "--seed", "1", "--executor", executor],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
-    )
+    proc = _start(folder, jobs, out, executor)
     finished: dict[str, float] = {}
     first_line = None
     for line in proc.stdout:  # "[i/N] id: score ..." as each finishes (not a terminal)
@@ -112,6 +121,31 @@ def grade_class(folder: Path, jobs: int, out: Path, executor: str = "local"
     if proc.wait() != 0:
         raise SystemExit(f"grading with --jobs {jobs} failed (exit {proc.returncode})")
     return time.perf_counter() - started, first_line or 0.0, finished
+
+
+def _records(out: Path) -> dict[str, int]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in out.glob(f"*/{RECORD}")}
+
+
+def kill_and_resume(folder: Path, out: Path, reference: Path, count: int) -> str:
+    """--jobs 2 SIGKILLed once half the class is finished, then the same command again: what
+    was lost, what was graded twice, and whether the gradebook equals an uninterrupted run's."""
+    proc = _start(folder, 2, out, "local")
+    while len(_records(out)) < count // 2 and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _records(out)
+    again = _start(folder, 2, out, "local")
+    output, _ = again.communicate()
+    after = _records(out)
+    regraded = sum(1 for i, mtime in before.items() if after.get(i) != mtime)
+    same = (out / "gradebook.csv").read_text() == (reference / "gradebook.csv").read_text()
+    summary = next((line for line in output.splitlines() if "graded " in line), "?")
+    return (f"killed (SIGKILL) with {len(before)}/{count} finished; the rerun: {summary.strip()}"
+            f"\n  finished before and graded again: {regraded}; results now: {len(after)}/"
+            f"{count}; gradebook identical to the uninterrupted --jobs 2 run: "
+            f"{'yes' if same else 'NO'}")
 
 
 def per_submission(finished: dict[str, float], startup: float) -> dict[str, float]:
@@ -141,6 +175,8 @@ def main() -> int:
         kinds = make_class(args.count, args.hostile, work)
         runs = {jobs: grade_class(work / "class", jobs, work / f"out-{jobs}", args.executor)
                 for jobs in (1, 2)}
+        resumed = kill_and_resume(work / "class", work / "out-resume", work / "out-2",
+                                  args.count) if args.executor == "local" else ""
         honest = kinds["correct"] + kinds["buggy"]
         sample = random.Random(0).sample(honest, min(args.floor_sample, len(honest)))
         floor = time_floor(sample, built.all_tests, work)
@@ -165,6 +201,8 @@ def main() -> int:
     print(f"informational: the floor in one warm process (imports paid once): median "
           f"{statistics.median(warm):.3f} s; this grader / warm floor "
           f"{statistics.median(ours) / statistics.median(warm):.1f}x")
+    if resumed:
+        print("resume: " + resumed)
     hostile = [seconds for sid, seconds in own.items() if sid not in honest_ids]
     if hostile:
         print(f"hostile submissions, --jobs 1: median {statistics.median(hostile):.2f} s, "

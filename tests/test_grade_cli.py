@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import html
 import json
 import os
 import subprocess
@@ -158,12 +159,13 @@ def test_feedback_never_shows_hidden_test_source(graded):
     name, out, _, _ = graded
     hidden_lines = set().union(*(_hidden_source_lines(s) for s in built(name).all_tests.values()))
     assert hidden_lines
-    for folder in out.iterdir():
-        if folder.is_dir():
-            text = (folder / "feedback.md").read_text(encoding="utf-8")
-            text += (folder / "results.json").read_text(encoding="utf-8")
-            leaked = [line for line in hidden_lines if line in text]
-            assert not leaked, (folder.name, leaked[:3])
+    folders = [record.parent for record in out.glob("*/record.json")]
+    assert len(folders) == len(list(out.glob("*/results.json"))) > 0
+    for folder in folders:
+        text = "".join((folder / file).read_text(encoding="utf-8")
+                       for file in ("feedback.md", "feedback.html", "results.json"))
+        leaked = [line for line in hidden_lines if line in text or html.escape(line) in text]
+        assert not leaked, (folder.name, leaked[:3])
 
 
 def test_public_only_grading_runs_no_hidden_case(tmp_path):

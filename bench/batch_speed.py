@@ -73,17 +73,20 @@ def make_class(count: int, hostile_share: float, work: Path) -> dict[str, list[P
     n_hostile = round(count * hostile_share)
     n_buggy = (count - n_hostile) * 2 // 5
     kinds: dict[str, list[Path]] = {"correct": [], "buggy": [], "hostile": []}
+    # Ids sort in grading order: a fixed shuffle mixes the kinds as a real class is mixed.
+    order = iter(random.Random(0).sample(range(count), count))
     for i in range(n_hostile):
         scenario = scenarios[i % len(scenarios)]
         made = scenario.build(context, work / "build")  # writes into work/build
-        kinds["hostile"].append(_move(made, folder / f"h{i:03d}-{scenario.id}{made.suffix}"))
+        target = folder / f"s{next(order):03d}-hostile-{scenario.id}{made.suffix}"
+        kinds["hostile"].append(_move(made, target))
     for i in range(n_buggy):
         mutant = mutants[i % len(mutants)]
-        path = folder / f"b{i:03d}-{mutant.id}.ipynb"
+        path = folder / f"s{next(order):03d}-buggy-{mutant.id}.ipynb"
         nbformat.write(apply_mutant(built.reference_notebook, mutant), path)
         kinds["buggy"].append(path)
     for i in range(count - n_hostile - n_buggy):
-        path = folder / f"c{i:03d}.ipynb"
+        path = folder / f"s{next(order):03d}-correct.ipynb"
         nbformat.write(_correct(built, i), path)
         kinds["correct"].append(path)
     return kinds
@@ -141,7 +144,8 @@ def kill_and_resume(folder: Path, out: Path, reference: Path, count: int) -> str
     after = _records(out)
     regraded = sum(1 for i, mtime in before.items() if after.get(i) != mtime)
     same = (out / "gradebook.csv").read_text() == (reference / "gradebook.csv").read_text()
-    summary = next((line for line in output.splitlines() if "graded " in line), "?")
+    summary = next((line for line in output.splitlines() if line.startswith(f"{NAME}: ")),
+                   "?")
     return (f"killed (SIGKILL) with {len(before)}/{count} finished; the rerun: {summary.strip()}"
             f"\n  finished before and graded again: {regraded}; results now: {len(after)}/"
             f"{count}; gradebook identical to the uninterrupted --jobs 2 run: "

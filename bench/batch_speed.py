@@ -10,9 +10,10 @@ Prints, for each --jobs: wall time, start-up (process start to the first submiss
 start), throughput; the ratio jobs 2 / jobs 1 (issue 8's target: at least 1.7x on 2 cores);
 and the per-submission time of correct and buggy notebooks inside the --jobs 1 batch against
 the floor, the same notebooks run as plain Python scripts with the same test calls, one fresh
-process each (target: at most 1.5x the floor). Then --jobs 2 again, SIGKILLed when half the
-class is finished, and the same command once more: how many results were lost or graded
-twice, and whether the gradebook equals the uninterrupted run's.
+process each (target: at most 1.5x the floor), and the machine's own ceiling for two at a
+time (the floor scripts run two at a time against one at a time). Then --jobs 2 again,
+SIGKILLed when half the class is finished, and the same command once more: how many results
+were lost or graded twice, and whether the gradebook equals the uninterrupted run's.
 
     python bench/batch_speed.py [--count 200] [--hostile 0.1] [--floor-sample 30]
                                 [--executor local|ray]
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -152,6 +154,17 @@ def kill_and_resume(folder: Path, out: Path, reference: Path, count: int) -> str
             f"{'yes' if same else 'NO'}")
 
 
+def floor_two_at_a_time(paths: list[Path], work: Path) -> float:
+    """Wall seconds of the floor scripts (written by ``time_floor``) run two at a time: what
+    two independent processes get from this machine, the ceiling for --jobs 2."""
+    scripts = [work / f"floor-{path.stem}.py" for path in paths]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda script: subprocess.run([sys.executable, str(script)], cwd=work,
+                                                    capture_output=True, check=False), scripts))
+    return time.perf_counter() - started
+
+
 def per_submission(finished: dict[str, float], startup: float) -> dict[str, float]:
     """With --jobs 1: each submission's own time, from consecutive finishing times."""
     order = sorted(finished.items(), key=lambda item: item[1])
@@ -185,6 +198,7 @@ def main() -> int:
         sample = random.Random(0).sample(honest, min(args.floor_sample, len(honest)))
         floor = time_floor(sample, built.all_tests, work)
         warm = time_floor_warm(sample, built.all_tests, work)
+        ceiling = sum(floor) / floor_two_at_a_time(sample, work)
     print(f"{args.count} submissions of {NAME} ({args.executor} executor): "
           f"{len(kinds['correct'])} correct, "
           f"{len(kinds['buggy'])} buggy, {len(kinds['hostile'])} hostile")
@@ -194,6 +208,8 @@ def main() -> int:
     ratio = runs[1][0] / runs[2][0]
     print(f"throughput --jobs 2 / --jobs 1: {ratio:.2f}x (target >= 1.7x on 2 cores; "
           f"{os.cpu_count()} cores here)")
+    print(f"  this machine's ceiling: the floor scripts two at a time vs one at a time "
+          f"{ceiling:.2f}x; --jobs 2 reaches {ratio / ceiling:.0%} of it")
     own = per_submission(runs[1][2], runs[1][1])
     honest_ids = {p.stem for p in honest}
     ours = [seconds for sid, seconds in own.items() if sid in honest_ids]

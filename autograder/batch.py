@@ -12,8 +12,6 @@ grades all.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from pathlib import Path
 
 from . import resume, similarity, writers
 from .assignments import Assignment, question_order
+from .atomic import atomic_write
 from .collect import Collected, Found, collect
 from .executors import BatchContext, Executor, LocalPool, load_checked_tests
 from .grading import GradedSubmission, GradeOptions
@@ -61,15 +60,6 @@ class BatchSummary:
         reused = f" ({self.reused} reused from an earlier run)" if self.reused else ""
         return (f"graded {len(graded)}, failed to run {failed}, flagged for review {flagged}, "
                 f"mean score {mean:.2f}/{top:g}, {self.seconds:.0f} s{reused}")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def prepare_out_dir(out_dir: Path) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from . import similarity
+from .atomic import atomic_write
 from .errors import Outcome
 from .results import SubmissionResult, SubmissionStatus
 from .resume import BATCH_STATE, RECORD, STATE_DIR, result_from_data
@@ -431,7 +432,6 @@ def render(data: ClassResults, pairs: Sequence[similarity.Pair]) -> str:
 
 def write_report(out_dir: Path) -> Path:
     """Write ``OUT/report.html`` from what is on disk in ``out_dir``; returns its path."""
-    from .batch import atomic_write  # here, so that batch may import this module one day
 
     data = load_results(out_dir)
     pairs = similarity.similar_pairs(out_dir, {r.submission_id for r in data.results})

@@ -26,7 +26,6 @@ import io
 import json
 import keyword
 import math
-import os
 import tempfile
 import tokenize
 import zlib
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import nbformat
 
+from .atomic import atomic_write
 from .submission import (
     SubmissionError,
     gradable_cells,
@@ -342,14 +342,6 @@ def fingerprint(submission_path: Path, stub: Path | None) -> dict:
         return document
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def write_fingerprint(out_dir: Path, submission_id: str, submission_path: Path,
                       stub_path: Path | None) -> Path:
     """Write ``OUT/<id>/fingerprint.json``; any failure becomes an empty one with the reason."""
@@ -360,7 +352,7 @@ def write_fingerprint(out_dir: Path, submission_id: str, submission_path: Path,
                                                     f"{type(exc).__name__}: {exc}"[:1000])
     document["submission"] = submission_id
     path = out_dir / submission_id / FINGERPRINT
-    _atomic_write(path, json.dumps(document, ensure_ascii=False) + "\n")
+    atomic_write(path, json.dumps(document, ensure_ascii=False) + "\n")
     return path
 
 

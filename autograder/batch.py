@@ -21,16 +21,14 @@ from . import resume, similarity, writers
 from .assignments import Assignment, question_order
 from .atomic import atomic_write
 from .collect import Collected, Found, collect
-from .executors import BatchContext, Executor, LocalPool, load_checked_tests
+from .executors import BatchContext, Executor, LocalPool, tests_for
 from .grading import GradedSubmission, GradeOptions
 from .results import SubmissionResult, SubmissionStatus
 
 __all__ = [
     "BatchSummary",
     "OutputDirError",
-    "atomic_write",
     "grade_batch",
-    "load_checked_tests",
     "prepare_out_dir",
 ]
 
@@ -124,7 +122,7 @@ def grade_batch(
     started = time.monotonic()
     collected = collect(paths, f"{assignment.name}.ipynb")
     prepare_out_dir(out_dir)
-    tests = load_checked_tests(assignment, options.public_only)  # instructor errors first
+    tests = tests_for(assignment, options.public_only)  # instructor errors first
     questions = tuple(question_order(assignment))
     max_score = _max_score(assignment, options, sum(q.points for q in tests))
     batch_key = resume.batch_key(assignment, options)

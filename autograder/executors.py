@@ -74,8 +74,9 @@ _LOADED: dict[tuple[Path, bool], tuple[QuestionTests, ...]] = {}
 _LOADED_LOCK = threading.Lock()
 
 
-def _tests_for(assignment: Assignment, public_only: bool) -> tuple[QuestionTests, ...]:
-    """Tests loaded once per process (a Ray worker process grades many submissions)."""
+def tests_for(assignment: Assignment, public_only: bool) -> tuple[QuestionTests, ...]:
+    """:func:`load_checked_tests`, once per process (the batch's own check and every job of a
+    local pool share one load; a Ray worker process loads once for its many tasks)."""
     key = (assignment.tests_dir, public_only)
     with _LOADED_LOCK:
         if key not in _LOADED:
@@ -90,7 +91,7 @@ def _write_error(path: Path, text: str) -> None:
 
 def grade_job(job: Found, context: BatchContext, slot: int) -> GradedSubmission:
     """Grade one submission in a fresh work folder; a grader bug costs this submission only."""
-    tests = _tests_for(context.assignment, context.options.public_only)
+    tests = tests_for(context.assignment, context.options.public_only)
     with tempfile.TemporaryDirectory(prefix=f"grade-{job.submission_id}-") as workdir:
         try:
             return grade_submission(job.path, job.submission_id, context.assignment, tests,
@@ -235,7 +236,7 @@ def _ray_result(ray: Any, ref: Any, job: Found, context: BatchContext) -> Graded
     except Exception as exc:  # ray.exceptions.RayError and kin: this submission alone
         _write_error(context.out_dir / job.submission_id / GRADER_ERROR_FILE,
                      f"the Ray task failed: {exc!r}\n")
-        tests = _tests_for(context.assignment, context.options.public_only)
+        tests = tests_for(context.assignment, context.options.public_only)
         message = ("проверка этой работы не завершилась на кластере (не ваша ошибка); "
                    f"преподаватель видит подробности в {GRADER_ERROR_FILE} (Ray task failed)")
         return GradedSubmission(failed_result(job.submission_id, tests, message), ())

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import statistics
 import time
 from collections import Counter
@@ -27,7 +26,7 @@ from . import similarity
 from .atomic import atomic_write
 from .errors import Outcome
 from .results import SubmissionResult, SubmissionStatus
-from .resume import BATCH_STATE, RECORD, STATE_DIR, result_from_data
+from .resume import RECORD, batch_state, finished_result
 
 REPORT = "report.html"
 MAX_LISTED = 200  # rows of a long list (failed, flagged, slowest excluded) before "and N more"
@@ -71,36 +70,17 @@ class CaseStats:
 # ----------------------------------------------------------------------------- loading
 
 
-def _batch_state(out_dir: Path) -> tuple[str, int | None]:
-    try:
-        state = json.loads((out_dir / STATE_DIR / BATCH_STATE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "", None
-    if not isinstance(state, dict):
-        return "", None
-    seed = state.get("seed")
-    return str(state.get("assignment", "")), seed if isinstance(seed, int) else None
-
-
-def _record(folder: Path) -> SubmissionResult | None:
-    try:
-        data = json.loads((folder / RECORD).read_text(encoding="utf-8"))
-        return result_from_data(data["result"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
 def load_results(out_dir: Path) -> ClassResults:
     """The finished results in ``out_dir``; raises ReportError if it is not a folder."""
     if not out_dir.is_dir():
         raise ReportError(f"no output folder at {out_dir}: pass the --out folder of a batch "
                           "(`python grader.py report OUT`)")
-    assignment, seed = _batch_state(out_dir)
+    assignment, seed = batch_state(out_dir)
     results, unfinished = [], []
     for folder in sorted(p for p in out_dir.iterdir() if p.is_dir()):
         if folder.name.startswith("."):
             continue
-        result = _record(folder)
+        result = finished_result(out_dir, folder.name, None)
         if result is not None:
             results.append(result)
         elif (folder / RECORD).exists() or (folder / "results.json").exists():

@@ -130,11 +130,12 @@ def record_text(result: SubmissionResult, key: str) -> str:
     return json.dumps({"key": key, "result": result_to_data(result)}, ensure_ascii=False) + "\n"
 
 
-def finished_result(out_dir: Path, sub_id: str, key: str) -> SubmissionResult | None:
-    """The stored result of ``sub_id`` when it was graded under ``key``, else None."""
+def finished_result(out_dir: Path, sub_id: str, key: str | None) -> SubmissionResult | None:
+    """The stored result of ``sub_id`` when it was graded under ``key`` (None: under any
+    key), else None."""
     try:
         data = json.loads((out_dir / sub_id / RECORD).read_text(encoding="utf-8"))
-        if data.get("key") != key:
+        if key is not None and data.get("key") != key:
             return None
         return result_from_data(data["result"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -144,16 +145,22 @@ def finished_result(out_dir: Path, sub_id: str, key: str) -> SubmissionResult | 
 # ----------------------------------------------------------------------------- batch state
 
 
-def stored_seed(out_dir: Path, assignment: str) -> int | None:
-    """The seed an earlier batch of ``assignment`` used in ``out_dir``, if any."""
+def batch_state(out_dir: Path) -> tuple[str, int | None]:
+    """The assignment and seed of the last batch in ``out_dir`` ("" and None if unknown)."""
     try:
         state = json.loads((out_dir / STATE_DIR / BATCH_STATE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    if not isinstance(state, dict) or state.get("assignment") != assignment:
-        return None
+        return "", None
+    if not isinstance(state, dict):
+        return "", None
     seed = state.get("seed")
-    return seed if isinstance(seed, int) else None
+    return str(state.get("assignment", "")), seed if isinstance(seed, int) else None
+
+
+def stored_seed(out_dir: Path, assignment: str) -> int | None:
+    """The seed an earlier batch of ``assignment`` used in ``out_dir``, if any."""
+    stored_assignment, seed = batch_state(out_dir)
+    return seed if stored_assignment == assignment else None
 
 
 def batch_state_text(assignment: str, seed: int) -> str:

@@ -3,8 +3,9 @@
 Under bubblewrap the packages are not there at all (the launcher builds a site-packages view
 with only the allowed distributions); here we only turn Python's "No module named ..." into a
 sentence for the student. In the process fallback the files do exist, so the ``blocked`` names
-are refused by a finder placed first on ``sys.meta_path``: hygiene that a determined student can
-undo, which the results say (weaker isolation).
+are hidden from every finder on ``sys.meta_path`` (not found, exactly as if absent): hygiene
+that a determined student can undo, which the results say (weaker isolation). At the uid
+level a Landlock ruleset also makes their files unreadable, so undoing it gains nothing.
 """
 
 from __future__ import annotations
@@ -38,32 +39,41 @@ def explain(exc: BaseException, allowed: Sequence[str] | None) -> str | None:
     return unavailable_message(top, allowed)
 
 
-class _RefusingLoader(importlib.abc.Loader):
-    def __init__(self, message: str):
-        self.message = message
+class _Hiding(importlib.abc.MetaPathFinder):
+    """Wraps one finder of ``sys.meta_path`` so that blocked top-level packages are not found.
 
-    def create_module(self, spec: Any) -> None:
-        raise ModuleNotFoundError(self.message, name=spec.name)
+    Not found, rather than found and failing: libraries probe optional dependencies with
+    ``importlib.util.find_spec(name) is not None`` and then import them (torch does so for
+    dill), so a spec that raises on import would break allowed packages. An import of a
+    blocked name therefore ends as Python's own ModuleNotFoundError, which :func:`explain`
+    turns into the same sentence the student gets under bubblewrap.
+    """
 
-    def exec_module(self, module: Any) -> None:  # never reached: create_module raises
-        raise ModuleNotFoundError(self.message, name=module.__name__)
-
-
-class _Refuse(importlib.abc.MetaPathFinder):
-    """First on ``sys.meta_path``: blocked top-level packages load as an import error."""
-
-    def __init__(self, allowed: tuple[str, ...], blocked: frozenset[str]):
-        self.allowed, self.blocked = allowed, blocked
+    def __init__(self, inner: Any, blocked: frozenset[str]):
+        self._inner, self._blocked = inner, blocked
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        top = fullname.partition(".")[0]
-        if top not in self.blocked:
-            return None  # let the other finders decide
-        loader = _RefusingLoader(unavailable_message(top, self.allowed))
-        return importlib.machinery.ModuleSpec(fullname, loader)
+        if fullname.partition(".")[0] in self._blocked:
+            return None
+        find = getattr(self._inner, "find_spec", None)
+        return find(fullname, path, target) if find is not None else None
+
+    def __getattr__(self, name: str) -> Any:  # invalidate_caches, find_distributions, ...
+        return getattr(self._inner, name)
 
 
 def install_import_guard(allowed: Sequence[str], blocked: Sequence[str]) -> None:
-    """Refuse ``blocked`` top-level packages (needed only where their files are visible)."""
-    if blocked:
-        sys.meta_path.insert(0, _Refuse(tuple(sorted(allowed)), frozenset(blocked)))
+    """Hide ``blocked`` top-level packages from every finder that reads files (needed only
+    where their files are visible: the process and uid levels).
+
+    ``allowed`` is kept for the message (see :func:`explain`); the built-in and frozen
+    importers are left alone, they never hold third-party packages.
+    """
+    if not blocked:
+        return
+    names = frozenset(blocked)
+    sys.meta_path[:] = [
+        finder if finder in (importlib.machinery.BuiltinImporter,
+                             importlib.machinery.FrozenImporter) else _Hiding(finder, names)
+        for finder in sys.meta_path
+    ]

@@ -22,8 +22,11 @@ from .assignments import Assignment, question_order
 from .atomic import atomic_write
 from .collect import Collected, Found, collect
 from .executors import BatchContext, Executor, LocalPool, tests_for
-from .grading import GradedSubmission, GradeOptions
+from .grading import GradedSubmission, GradeOptions, failed_result
 from .results import SubmissionResult, SubmissionStatus
+from .sandbox import SandboxLevel
+from .sandbox.uid import guard_without_landlock
+from .testfiles import QuestionTests
 
 __all__ = [
     "BatchSummary",
@@ -122,12 +125,16 @@ def grade_batch(
     started = time.monotonic()
     collected = collect(paths, f"{assignment.name}.ipynb")
     prepare_out_dir(out_dir)
+    if options.level is SandboxLevel.UID:
+        guard_without_landlock([assignment.source_dir, out_dir])
     tests = tests_for(assignment, options.public_only)  # instructor errors first
     questions = tuple(question_order(assignment))
     max_score = _max_score(assignment, options, sum(q.points for q in tests))
     batch_key = resume.batch_key(assignment, options)
     keys = {j.submission_id: resume.grading_key(j.path, batch_key) for j in collected.submissions}
     reused = {} if regrade else _reusable(collected.submissions, out_dir, keys)
+    orphans = resume.take_orphans(out_dir)  # markers of a grader that died mid-submission
+    killers, suspects = (set(), set()) if regrade else resume.judge_orphans(orphans, keys)
     todo = [j for j in collected.submissions if j.submission_id not in reused]
     atomic_write(out_dir / resume.STATE_DIR / resume.BATCH_STATE,
                  resume.batch_state_text(assignment.name, options.seed))
@@ -147,18 +154,41 @@ def grade_batch(
                                      origins[result.submission_id], stub)
         atomic_write(out_dir / result.submission_id / resume.RECORD,
                      resume.record_text(result, keys[result.submission_id]))
+        in_flight.end(result.submission_id)
         finished[result.submission_id] = result
         atomic_write(out_dir / "gradebook.csv",
                      writers.gradebook_csv(list(finished.values()), questions))
         if on_done is not None:
             on_done(result)
 
+    in_flight = resume.InFlight(out_dir, keys, options.level.value, frozenset(suspects))
     atomic_write(out_dir / "gradebook.csv", writers.gradebook_csv(list(reused.values()), questions))
-    context = BatchContext(assignment, options, out_dir)
-    (executor or LocalPool(jobs)).run(todo, context, deliver)
+    for job in todo:
+        if job.submission_id in killers:
+            deliver(GradedSubmission(_killed_the_grader(job.submission_id, tests, options), ()))
+    todo = [j for j in todo if j.submission_id not in killers]
+    context = BatchContext(assignment, options, out_dir, in_flight)
+    alone = [j for j in todo if j.submission_id in suspects]
+    if alone:  # one at a time, before the rest: if the grader dies again, it is known why
+        LocalPool(1).run(alone, context, deliver)
+    rest = [j for j in todo if j.submission_id not in suspects]
+    (executor or LocalPool(jobs)).run(rest, context, deliver)
     results = tuple(sorted(finished.values(), key=lambda r: r.submission_id))
     return BatchSummary(results, out_dir, questions, collected, len(reused),
                         time.monotonic() - started)
+
+
+def _killed_the_grader(sub_id: str, tests: Sequence[QuestionTests],
+                       options: GradeOptions) -> SubmissionResult:
+    """The result of a submission that was being graded, alone, when the grader died."""
+    message = (
+        "проверка этой работы остановила саму проверяющую систему (при изоляции process код "
+        "работы выполняется от имени проверяющей системы и может её завершить, например "
+        "os.kill(os.getppid(), ...)); повторно работа не проверялась (the grader died while "
+        "grading this submission at the process level; `--regrade` grades it again)"
+    )
+    details = {"isolation": options.described_isolation().as_dict(), "grader_died": True}
+    return failed_result(sub_id, tests, message, details)
 
 
 def batch_seed(out_dir: Path, assignment: Assignment, seed: int | None, regrade: bool,

@@ -25,6 +25,7 @@ EXIT_OK = 0
 EXIT_STALE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
+LEVELS = ("bwrap", "uid", "process")  # autograder.sandbox.SandboxLevel, strongest first
 
 
 def _selected_assignments(names: Sequence[str]) -> list[str]:
@@ -77,12 +78,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from .executors import ExecutorError
     from .grading import GradeOptions
     from .progress import BatchProgress
-    from .sandbox import SandboxUnavailable, choose_level
+    from .sandbox import SandboxUnavailable, choose_isolation
 
     assignment = load_assignment(args.assignment)
     check_tests_choice(assignment, args.tests)  # a student kit has no hidden tests
     try:
-        level = choose_level(args.sandbox)
+        isolation = choose_isolation(args.sandbox)
         data = _evaluation_data(args, assignment)
         device = choose_device(args.device)
         executor = _executor(args, device)
@@ -92,7 +93,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     seed = batch_seed(args.out, assignment, args.seed, args.regrade,
                       lambda: secrets.randbelow(2**31))
     options = GradeOptions(
-        level=level,
+        level=isolation.level,
+        isolation=isolation,
         seed=seed,
         public_only=args.tests == "public",
         cell_timeout_s=args.timeout_cell,
@@ -117,8 +119,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         return _interrupted(args.out, progress.finished)
     models = f", models on {data.dataset} ({device})" if data is not None else ""
     print(
-        f"{assignment.name}: {summary.one_line()} (sandbox: {level.value}, seed: {seed}"
-        f"{models}); results in {summary.out_dir}"
+        f"{assignment.name}: {summary.one_line()} (sandbox: {isolation.one_line()}, "
+        f"seed: {seed}{models}); results in {summary.out_dir}"
     )
     listing = writers.review_list(summary.results)
     if listing:
@@ -142,9 +144,11 @@ def _executor(args: argparse.Namespace, device: str) -> Executor:
 def _interrupted(out: Path, finished: int) -> int:
     """Ctrl-C: kill the running sandboxes, say what is kept, exit now (130) without waiting
     for the abandoned grading threads."""
+    from .resume import clear_markers
     from .sandbox.process import kill_all_workers
 
     killed = kill_all_workers()
+    clear_markers(out, os.getpid())  # the instructor stopped it: no submission is to blame
     print(f"\ninterrupted: {finished} result(s) finished in this run are in {out}; "
           f"{killed} running submission(s) stopped. Run the same command again to grade "
           "only what is missing.", file=sys.stderr)
@@ -210,8 +214,13 @@ def _write_report(out: Path, after_batch: bool) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Verify the assignments and grade example submissions of each."""
     from .demo import run_demo
+    from .sandbox import SandboxUnavailable
 
-    return run_demo(args.out, args.names or None, args.jobs)
+    try:
+        return run_demo(args.out, args.names or None, args.jobs, args.sandbox)
+    except SandboxUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _positive(value: str) -> float:
@@ -270,9 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grade.add_argument(
         "--sandbox",
-        choices=["auto", "bwrap", "process"],
+        choices=["auto", *LEVELS],
         default="auto",
-        help="isolation: bubblewrap, plain process with limits, or auto (bwrap when usable)",
+        help="isolation: bubblewrap; uid (as root without namespaces: a slot uid confined by "
+        "Landlock); a plain process with limits; or auto, the strongest that works here",
     )
     grade.add_argument(
         "--timeout-cell", type=_positive, metavar="S", help="seconds per notebook cell"
@@ -329,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("names", nargs="*", help="assignments (default: all)")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     demo.add_argument("--jobs", type=_count, default=2, metavar="N", help="submissions at once")
+    demo.add_argument("--sandbox", choices=["auto", *LEVELS], default="auto",
+                      help="isolation level to grade at (default: the strongest that works)")
     demo.set_defaults(func=cmd_demo)
     from . import classroom, github, gradescope  # packaged copies and CI (own modules)
 

@@ -20,15 +20,22 @@ from rich.console import Console
 from rich.table import Table
 
 from . import authoring, datasets, writers
-from .assignments import PROJECT_ROOT, Assignment, discover, load_assignment
+from .assignments import (
+    PROJECT_ROOT,
+    Assignment,
+    discover,
+    load_assignment,
+    tested_question_names,
+)
 from .batch import BatchSummary, grade_batch
 from .evaluation import EvaluationData, load_data
 from .grading import GradeOptions
 from .mutants import apply_mutant, load_mutants
 from .report import write_report
-from .sandbox import choose_level
+from .sandbox import Isolation, choose_isolation
 
 EXAMPLES_DIR = PROJECT_ROOT / "examples" / "submissions"
+FULL_MARKS_EXAMPLE = "good"  # the reference with trained weights, where models are graded
 
 
 def _first_mutant(name: str, reference: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
@@ -100,11 +107,41 @@ def gradebook_table(summary: BatchSummary) -> Table:
     return table
 
 
-def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2) -> int:
-    """Check freshness, build example submissions, grade them; returns an exit status."""
+def wrong_grades(assignment: Assignment, summary: BatchSummary, level: str) -> list[str]:
+    """What the demo's grades get wrong: the reference short of full marks on a test-graded
+    question, the stub above zero, or (where saved models are graded) the full-marks example
+    short on any question. Each line names the assignment, the level and the question."""
+    rows = {r.submission_id: {q.name: q for q in r.questions} for r in summary.results}
+    where = f"{assignment.name} at the {level} level"
+    problems = []
+    for question in tested_question_names(assignment):
+        got = rows.get("reference", {}).get(question)
+        if got is None or got.score < got.max_score - 1e-9:
+            score = "no result" if got is None else f"{got.score:g}/{got.max_score:g}"
+            problems.append(f"{where}: the reference solution scores {score} on {question}")
+    for name, got in rows.get("stub", {}).items():
+        if got.score > 0:
+            problems.append(f"{where}: the student stub scores {got.score:g} on {name}")
+    if assignment.config.accuracy and FULL_MARKS_EXAMPLE in rows:
+        for name, got in rows[FULL_MARKS_EXAMPLE].items():
+            if got.score < got.max_score - 1e-9:
+                problems.append(f"{where}: the {FULL_MARKS_EXAMPLE!r} example (the reference "
+                                f"with trained weights) scores {got.score:g}/{got.max_score:g}"
+                                f" on {name}")
+    return problems
+
+
+def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2,
+             sandbox: str = "auto") -> int:
+    """Check freshness, build example submissions, grade them; returns an exit status:
+    1 when assignments/ is stale or a reference, stub or full-marks example is graded
+    wrong (each named), else 0."""
     names = names or discover()
-    level = choose_level("auto")
+    isolation: Isolation = choose_isolation(sandbox)
+    level = isolation.level.value
+    print(f"[sandbox] {isolation.one_line()}")
     stale_any = False
+    wrong: list[str] = []
     for name in names:
         assignment = load_assignment(name)
         built = authoring.build(assignment)
@@ -112,11 +149,12 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2) -> in
         stale_any |= bool(stale)
         print(f"[assign] {name}: {'up to date' if not stale else f'STALE: {stale}'}")
         submissions = make_examples(name, built, out_dir / "submissions" / name)
-        options = GradeOptions(level=level, seed=secrets.randbelow(2**31),
+        options = GradeOptions(level=isolation.level, isolation=isolation,
+                               seed=secrets.randbelow(2**31),
                                evaluation=_demo_data(assignment),
                                threads=max(1, (os.cpu_count() or 1) // jobs))
         summary = grade_batch(submissions, assignment, options, out_dir / name, jobs)
-        print(f"[grade] {name} (sandbox: {level.value}, seed: {options.seed}): "
+        print(f"[grade] {name} (sandbox: {level}, seed: {options.seed}): "
               f"{summary.one_line()}")
         Console(width=max(160, shutil.get_terminal_size().columns)).print(
             gradebook_table(summary))
@@ -125,7 +163,12 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2) -> in
         listing = writers.review_list(summary.results)
         if listing:
             print("    " + listing.replace("\n", "\n    ").rstrip())
+        wrong += wrong_grades(assignment, summary, level)
     if stale_any:
         print("assignments/ is stale: run `python grader.py assign` and commit the result")
-        return 1
-    return 0
+    if wrong:
+        print("\nGRADED WRONG (the grader or this machine's set-up is broken; nothing here is "
+              "the examples' fault):")
+        for line in wrong:
+            print(f"  {line}")
+    return 1 if stale_any or wrong else 0

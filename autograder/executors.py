@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from .assignments import Assignment, tested_question_names
 from .collect import Found
 from .grading import GradedSubmission, GradeOptions, failed_result, grade_submission, select_tests
+from .resume import InFlight
 from .testfiles import QuestionTests, check_bindings, fixture_names, load_tests
 
 GRADER_ERROR_FILE = "grader_error.txt"
@@ -45,6 +46,7 @@ class BatchContext:
     assignment: Assignment
     options: GradeOptions
     out_dir: Path
+    in_flight: InFlight | None = None  # markers of running jobs (local executor only)
 
 
 class Executor(Protocol):
@@ -120,6 +122,8 @@ class LocalPool:
         def graded(job: Found) -> GradedSubmission:
             with lock:
                 slot = free.pop()
+            if context.in_flight is not None:
+                context.in_flight.begin(job.submission_id)
             try:
                 return grade_job(job, context, slot)
             finally:
@@ -167,7 +171,8 @@ class RayPool:
     def _stream(self, ray: Any, jobs: list[Found], context: BatchContext,
                 deliver: Deliver) -> None:
         data = context.options.evaluation
-        shared = replace(context, options=replace(context.options, evaluation=None))
+        shared = replace(context, options=replace(context.options, evaluation=None),
+                         in_flight=None)  # a Ray task cannot take its grader down with it
         data_ref = ray.put(data) if data is not None else None
         task = ray.remote(_ray_task).options(num_cpus=1, num_gpus=1 if self.gpu else 0,
                                              max_retries=0)

@@ -19,7 +19,16 @@ from .evaluation import EvaluationData, grade_models
 from .judging import GradedNotebook, judge_question, zeroed_question
 from .remote import ProxyEnvironment
 from .results import SubmissionResult, SubmissionStatus
-from .sandbox import CellOutcome, CellStatus, Limits, SandboxLevel, WorkerSession, WorkerSpec
+from .sandbox import (
+    CellOutcome,
+    CellStatus,
+    Isolation,
+    Limits,
+    SandboxLevel,
+    WorkerSession,
+    WorkerSpec,
+    isolation_of,
+)
 from .submission import CodeCell, Submission, SubmissionError, gradable_cells, load_submission
 from .testfiles import QuestionTests, fixture_names
 
@@ -41,6 +50,11 @@ class GradeOptions:
     retrain: bool = False  # also train each model class with the student's own code
     threads: int = 1  # CPU threads a worker may use for models (cores / --jobs)
     gpu_share: float = 1.0  # at most this share of GPU memory per worker (0.9 / --jobs)
+    isolation: Isolation | None = None  # how ``level`` was chosen (None: chosen on purpose)
+
+    def described_isolation(self) -> Isolation:
+        """The level, what confines it and why stronger levels were passed over."""
+        return self.isolation if self.isolation is not None else isolation_of(self.level)
 
 
 @dataclass(frozen=True)
@@ -149,6 +163,19 @@ def _model_notices(assignment: Assignment, data: EvaluationData | None) -> list[
     return [f"точность моделей измерена на {which}"]
 
 
+def _isolation_notice(isolation: Isolation) -> str:
+    """For the student: the check ran below bubblewrap, how, and why (the machine's reason)."""
+    why = "; ".join(f"{name}: {reason}" for name, reason in isolation.passed_over)
+    if isolation.level is SandboxLevel.UID:
+        how = ("код выполнялся от имени отдельного непривилегированного пользователя"
+               + (" с ограничениями Landlock" if "Landlock ABI" in isolation.confinement
+                  else ""))
+    else:
+        how = ("изоляция слабее: только лимиты процесса; недоступные в задании пакеты не "
+               "спрятаны, а только запрещены к импорту")
+    return f"проверка шла без bubblewrap ({why}): {how}"
+
+
 def _shared(settings: Evaluation, options: GradeOptions) -> Evaluation:
     """The evaluation settings with this worker's share of the GPU memory."""
     share = min(settings.gpu_memory_fraction, options.gpu_share)
@@ -226,11 +253,9 @@ def grade_submission(
         isolation, restarts = session.isolation, session.restarts
     notices = _cell_notices(outcomes, len(cells), cell_timeout_s)
     notices.extend(_model_notices(assignment, options.evaluation))
+    described = options.described_isolation()
     if isolation is not SandboxLevel.BWRAP:
-        notices.append(
-            "проверка шла без bubblewrap: изоляция слабее (только лимиты процесса; "
-            "недоступные в задании пакеты не спрятаны, а только запрещены к импорту)"
-        )
+        notices.append(_isolation_notice(described))
     if any(q.review for q in results):
         notices.append(
             "часть кода не удалось проверить автоматически: преподаватель посмотрит её сам "
@@ -238,7 +263,7 @@ def grade_submission(
         )
     details = {
         "seed": options.seed,
-        "isolation": isolation.value,
+        "isolation": described.as_dict(),
         "packages": list(spec.packages) if spec.packages is not None else "all",
         "tests": "public" if options.public_only else "all",
         "worker_restarts": restarts,

@@ -9,6 +9,13 @@ missing (the run was killed first), changed (a new upload), or graded under othe
 
 The batch's seed is kept in ``OUT/.grader/batch.json`` so that a resumed run draws the same
 hidden-test inputs; ``--seed`` or ``--regrade`` replace it.
+
+While a local job grades a submission, ``OUT/.grader/in-flight/<id>.json`` says so (which
+process, which key, which level); it goes once the record is written, or when the batch is
+interrupted. A marker whose process is gone means the grader died mid-submission. At the
+process level a notebook can kill the grader (it runs as the grader's own user), so a rerun
+does not grade such a submission into the same death: alone in flight, it is failed with
+that reason; one of several, it is graded again first, alone, and failed if it happens again.
 """
 
 from __future__ import annotations
@@ -16,12 +23,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from . import __version__
 from .assignments import CONFIG_FILE, Assignment
+from .atomic import atomic_write
 from .errors import Outcome
 from .grading import GradeOptions
 from .results import CaseResult, QuestionResult, ReviewFlag, SubmissionResult, SubmissionStatus
@@ -29,6 +39,7 @@ from .results import CaseResult, QuestionResult, ReviewFlag, SubmissionResult, S
 RECORD = "record.json"
 STATE_DIR = ".grader"
 BATCH_STATE = "batch.json"
+IN_FLIGHT = "in-flight"
 PACKAGE_DIR = Path(__file__).resolve().parent
 SKIPPED_DIRS = frozenset({".git", "__pycache__", ".ipynb_checkpoints"})
 
@@ -74,7 +85,7 @@ def assignment_hash(assignment: Assignment) -> str:
 def options_digest(options: GradeOptions) -> dict:
     """Every option that can change a score, as plain data (the data by its content)."""
     fields = dataclasses.asdict(dataclasses.replace(options, evaluation=None))
-    for not_scoring in ("threads", "gpu_share"):
+    for not_scoring in ("threads", "gpu_share", "isolation"):
         fields.pop(not_scoring)
     fields["level"] = options.level.value
     data = options.evaluation
@@ -166,3 +177,96 @@ def stored_seed(out_dir: Path, assignment: str) -> int | None:
 def batch_state_text(assignment: str, seed: int) -> str:
     """What ``OUT/.grader/batch.json`` holds."""
     return json.dumps({"assignment": assignment, "seed": seed}) + "\n"
+
+
+# ----------------------------------------------------------------------------- in flight
+
+
+def _process_start(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot), so that a reused pid is not taken for
+    the grader that wrote a marker; None if there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """Writes and removes the markers of one batch's running jobs (local executor only)."""
+
+    out_dir: Path
+    keys: Mapping[str, str]
+    level: str
+    suspects: frozenset[str] = frozenset()  # graded again alone after a death with company
+
+    def begin(self, sub_id: str) -> None:
+        """Grading of ``sub_id`` starts in this process."""
+        pid = os.getpid()
+        marker = {"pid": pid, "started": _process_start(pid), "key": self.keys.get(sub_id),
+                  "level": self.level, "suspect": sub_id in self.suspects}
+        atomic_write(self.out_dir / STATE_DIR / IN_FLIGHT / f"{sub_id}.json",
+                     json.dumps(marker) + "\n")
+
+    def end(self, sub_id: str) -> None:
+        """``sub_id`` is finished (its record is written)."""
+        (self.out_dir / STATE_DIR / IN_FLIGHT / f"{sub_id}.json").unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A marker left by a grader that died while grading ``submission_id``."""
+
+    submission_id: str
+    pid: int
+    key: str | None
+    level: str
+    suspect: bool
+
+
+def _markers(out_dir: Path) -> list[tuple[Path, dict]]:
+    found = []
+    for path in sorted((out_dir / STATE_DIR / IN_FLIGHT).glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        found.append((path, data if isinstance(data, dict) else {}))
+    return found
+
+
+def take_orphans(out_dir: Path) -> list[Orphan]:
+    """Remove and return the markers whose grader is gone (markers of a live grader stay)."""
+    orphans = []
+    for path, data in _markers(out_dir):
+        pid, started = data.get("pid"), data.get("started")
+        if isinstance(pid, int) and started is not None and _process_start(pid) == started:
+            continue  # that grader is still running
+        key = data.get("key")
+        orphans.append(Orphan(path.stem, pid if isinstance(pid, int) else -1,
+                              key if isinstance(key, str) else None,
+                              str(data.get("level", "")), data.get("suspect") is True))
+        path.unlink(missing_ok=True)
+    return orphans
+
+
+def clear_markers(out_dir: Path, pid: int) -> None:
+    """Remove this grader's markers (an interrupted batch: nothing died of a submission)."""
+    for path, data in _markers(out_dir):
+        if data.get("pid") == pid:
+            path.unlink(missing_ok=True)
+
+
+def judge_orphans(orphans: Iterable[Orphan], keys: Mapping[str, str]
+                  ) -> tuple[set[str], set[str]]:
+    """Which orphaned submissions killed the grader (failed, not graded again) and which
+    might have (graded again first, alone). Only the process level lets a notebook reach
+    the grader, and only a submission still under the same key counts."""
+    counted = [o for o in orphans if o.level == "process" and o.key is not None
+               and keys.get(o.submission_id) == o.key]
+    per_grader: dict[int, int] = {}
+    for orphan in counted:
+        per_grader[orphan.pid] = per_grader.get(orphan.pid, 0) + 1
+    killers = {o.submission_id for o in counted if o.suspect or per_grader[o.pid] == 1}
+    suspects = {o.submission_id for o in counted} - killers
+    return killers, suspects

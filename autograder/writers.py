@@ -180,8 +180,19 @@ _OUTCOME_RU = {
 
 _ISOLATION_RU = {
     "bwrap": "песочница bubblewrap (полная изоляция)",
+    "uid": "отдельный непривилегированный пользователь (без bubblewrap)",
     "process": "отдельный процесс с лимитами (без bubblewrap: изоляция слабее)",
 }
+
+
+def isolation_level(details: dict) -> str | None:
+    """The level a result was graded at (``extra_data.isolation`` is a dict; records written
+    before it became one hold the level's name)."""
+    isolation = details.get("isolation")
+    if isinstance(isolation, dict):
+        level = isolation.get("level")
+        return level if isinstance(level, str) else None
+    return isolation if isinstance(isolation, str) else None
 _DATASET_RU = {
     "cifar10": "настоящий тестовый набор CIFAR-10",
     "synthetic": "синтетический набор в формате CIFAR-10",
@@ -199,7 +210,7 @@ def run_facts_ru(result: SubmissionResult) -> list[str]:
     """How the work was checked (for the student): isolation, tests, data, cells that failed."""
     details = result.details
     facts = []
-    isolation = details.get("isolation")
+    isolation = isolation_level(details)
     if isolation:
         tests = "только открытые" if details.get("tests") == "public" else "открытые и скрытые"
         facts.append(f"Проверка: {_ISOLATION_RU.get(isolation, isolation)}; тесты: {tests}.")

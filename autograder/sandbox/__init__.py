@@ -18,7 +18,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "launcher": ("Limits", "SandboxLevel", "SandboxUnavailable", "choose_level"),
+    "launcher": ("Isolation", "Limits", "SandboxLevel", "SandboxUnavailable",
+                 "choose_isolation", "choose_level", "isolation_of"),
     "messages": ("CellStatus", "NameKind", "ProtocolError"),
     "session": ("CallRecord", "CallTimeout", "CellOutcome", "NameInfo", "StudentCodeError",
                 "StudentFault", "WorkerDied", "WorkerSession", "WorkerSpec", "WorkerStartError"),
@@ -34,6 +35,7 @@ __all__ = [
     "CellOutcome",
     "CellStatus",
     "Handle",
+    "Isolation",
     "Limits",
     "NameInfo",
     "NameKind",
@@ -48,9 +50,11 @@ __all__ = [
     "WorkerSession",
     "WorkerSpec",
     "WorkerStartError",
+    "choose_isolation",
     "choose_level",
     "decode",
     "encode",
+    "isolation_of",
     "read_frame",
     "write_frame",
 ]
@@ -68,7 +72,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .launcher import Limits, SandboxLevel, SandboxUnavailable, choose_level
+    from .launcher import (
+        Isolation,
+        Limits,
+        SandboxLevel,
+        SandboxUnavailable,
+        choose_isolation,
+        choose_level,
+        isolation_of,
+    )
     from .messages import CellStatus, NameKind, ProtocolError
     from .session import (
         CallRecord,

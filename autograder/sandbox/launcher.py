@@ -1,12 +1,18 @@
 """Starting a worker: the isolation level, resource limits, the command line, the process.
 
-Two levels. BWRAP: a bubblewrap sandbox that sees only /usr, the interpreter, the venv, this
-``sandbox`` package, the probes file (read-only) and the scratch folder (read-write, its
-working directory); no network, its own pid/ipc/uts namespaces; the worker runs as an
-unprivileged uid chosen per slot (a process started as root is not held by RLIMIT_NPROC).
-Everything is bound at its real path: a venv reached through a symlink (``.venv`` -> a folder
-elsewhere) is bound, and its interpreter started, where it really is.
-PROCESS: the same worker in a plain subprocess with the same rlimits; weaker isolation.
+Three levels, strongest first (``choose_isolation("auto")`` takes the first that works here
+and says why the stronger ones were passed over):
+
+BWRAP: a bubblewrap sandbox that sees only /usr, the interpreter, the venv, this ``sandbox``
+package, the probes file (read-only) and the scratch folder (read-write, its working
+directory); no network, its own pid/ipc/uts namespaces; the worker runs as an unprivileged
+uid chosen per slot (a process started as root is not held by RLIMIT_NPROC). Everything is
+bound at its real path: a venv reached through a symlink (``.venv`` -> a folder elsewhere) is
+bound, and its interpreter started, where it really is.
+UID: for root where namespaces are refused (Gradescope, Docker): the worker runs as the slot's
+uid in a private area, confined by Landlock where the kernel has it (:mod:`.uid`).
+PROCESS: the same worker in a plain subprocess with the same rlimits, as the grader's own user;
+weaker isolation.
 
 The running process itself (pipes, output drain, signals, clean-up) is :mod:`.process`.
 """
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..devices import bwrap_gpu_args
+from . import uid as uid_level
 from .messages import output_marker
 from .packages import bwrap_args, package_view
 from .process import (
@@ -45,6 +52,7 @@ from .wire import SandboxError
 __all__ = [
     "CapturedOutput",
     "DeadlinePassed",
+    "Isolation",
     "Limits",
     "OutputDrain",
     "ProcessEnded",
@@ -54,6 +62,7 @@ __all__ = [
     "WorkerProcess",
     "package_view",
     "bwrap_problem",
+    "choose_isolation",
     "choose_level",
     "interpreter_problem",
     "plan_launch",
@@ -101,25 +110,96 @@ class Limits:
 # ----------------------------------------------------------------------------- levels
 
 
+@dataclass(frozen=True)
+class Isolation:
+    """The level that grades here, what confines its workers, and why each stronger level
+    was passed over (said in every result, the feedback and the batch's summary line)."""
+
+    level: SandboxLevel
+    confinement: str
+    passed_over: tuple[tuple[str, str], ...] = ()  # (stronger level, why it was not used)
+
+    def as_dict(self) -> dict[str, object]:
+        """For ``extra_data.isolation`` in results.json."""
+        return {"level": self.level.value, "confinement": self.confinement,
+                "stronger_levels_not_used": dict(self.passed_over)}
+
+    def one_line(self) -> str:
+        """``uid (an unprivileged uid ...; Landlock ABI 7: ...); not bwrap: why``."""
+        why = "; ".join(f"not {name}: {reason}" for name, reason in self.passed_over)
+        return f"{self.level.value} ({self.confinement})" + (f"; {why}" if why else "")
+
+
+LEVEL_NAMES = tuple(level.value for level in SandboxLevel)
+
+
+def _confinement(level: SandboxLevel) -> str:
+    if level is SandboxLevel.BWRAP:
+        return "bubblewrap namespaces" + (", an unprivileged uid per worker"
+                                          if os.geteuid() == 0 else "")
+    if level is SandboxLevel.UID:
+        return uid_level.confinement()
+    return "the grader's own user; limits and deadlines only"
+
+
+def level_problem(level: SandboxLevel) -> str | None:
+    """Why ``level`` cannot run here, or None (probed once per process)."""
+    if level is SandboxLevel.BWRAP:
+        return bwrap_problem()
+    if level is SandboxLevel.UID:
+        return uid_level.uid_problem()
+    return None
+
+
+def choose_isolation(requested: str) -> Isolation:
+    """``"auto"``: the strongest level that works here; a level's name insists on it
+    (SandboxUnavailable, saying what to do, where it cannot run)."""
+    if requested not in ("auto", *LEVEL_NAMES):
+        raise ValueError(f"sandbox level must be 'auto' or one of {', '.join(LEVEL_NAMES)}, "
+                         f"not {requested!r}")
+    passed_over: list[tuple[str, str]] = []
+    for level in SandboxLevel:
+        if requested != "auto" and level.value != requested:
+            if requested != level.value and _stronger(level, requested):
+                passed_over.append((level.value, f"--sandbox {requested} was asked for"))
+            continue
+        problem = level_problem(level)
+        if problem is None:
+            if level is SandboxLevel.BWRAP and (trouble := interpreter_problem()) is not None:
+                raise SandboxUnavailable(trouble)  # bwrap works: say how to fix, not fall back
+            return Isolation(level, _confinement(level), tuple(passed_over))
+        if requested != "auto":
+            raise SandboxUnavailable(_unavailable(level, problem))
+        passed_over.append((level.value, problem))
+    raise AssertionError("the process level always works")
+
+
+def _stronger(level: SandboxLevel, than: str) -> bool:
+    order = list(SandboxLevel)
+    return order.index(level) < order.index(SandboxLevel(than))
+
+
+def _unavailable(level: SandboxLevel, problem: str) -> str:
+    if level is SandboxLevel.BWRAP:
+        return (f"bubblewrap sandboxing was requested but does not work here: {problem}. "
+                "Install it (apt-get install bubblewrap util-linux) and allow mount/pid "
+                "namespaces, or choose --sandbox uid (as root) or process and accept weaker "
+                "isolation.")
+    return (f"the uid level was requested but cannot run here: {problem}. Run the grader as "
+            "root, or choose --sandbox process and accept weaker isolation.")
+
+
 def choose_level(requested: str) -> SandboxLevel:
-    """``"auto"`` picks bwrap when it works here; ``"bwrap"`` insists; ``"process"`` falls back."""
-    if requested == "process":
-        return SandboxLevel.PROCESS
-    if requested not in ("auto", "bwrap"):
-        raise ValueError(f"sandbox level must be 'auto', 'bwrap' or 'process', not {requested!r}")
-    problem = bwrap_problem()
-    if problem is None:
-        trouble = interpreter_problem()
-        if trouble is not None:  # bwrap works: say how to fix this rather than fall back
-            raise SandboxUnavailable(trouble)
-        return SandboxLevel.BWRAP
-    if requested == "auto":
-        return SandboxLevel.PROCESS
-    raise SandboxUnavailable(
-        f"bubblewrap sandboxing was requested but does not work here: {problem}. "
-        "Install it (apt-get install bubblewrap util-linux) and allow mount/pid namespaces, "
-        "or choose the 'process' level and accept weaker isolation."
-    )
+    """The level of :func:`choose_isolation` alone."""
+    return choose_isolation(requested).level
+
+
+def isolation_of(level: SandboxLevel) -> Isolation:
+    """The description of ``level`` as chosen on purpose (for callers that hold a level)."""
+    passed_over = [(stronger.value, level_problem(stronger) or f"--sandbox {level.value} "
+                    "was asked for") for stronger in SandboxLevel if _stronger(stronger,
+                                                                              level.value)]
+    return Isolation(level, _confinement(level), tuple(passed_over))
 
 
 @functools.cache
@@ -267,7 +347,7 @@ def _package_args(packages: tuple[str, ...] | None, level: SandboxLevel) -> list
     if packages is None:
         return []
     args = [f"--packages={','.join(packages)}"]
-    if level is SandboxLevel.PROCESS:
+    if level is not SandboxLevel.BWRAP:
         args.append(f"--blocked={','.join(package_view(packages).blocked)}")
     return args
 
@@ -275,14 +355,21 @@ def _package_args(packages: tuple[str, ...] | None, level: SandboxLevel) -> list
 def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limits: Limits,
                 slot: int, extra_env: Mapping[str, str], worker_args: list[str],
                 private_dir: Path, fixtures: Path | None = None,
-                packages: tuple[str, ...] | None = None, gpu: bool = False) -> LaunchPlan:
+                packages: tuple[str, ...] | None = None, gpu: bool = False,
+                area: uid_level.UidHome | None = None) -> LaunchPlan:
     """The command line for a worker at ``level``; ``private_dir`` is ours to write in.
 
     ``packages``: what the worker may import beyond the stdlib (None: everything).
     ``gpu``: the NVIDIA device nodes are bound in (and the address-space limit lifted: CUDA
     reserves far more virtual memory than it uses).
+    ``area``: the uid level's private area (its home is ``scratch``, its trusted copies are
+    ``probes`` and ``fixtures``).
     """
     worker_args = [*worker_args, *_package_args(packages, level)]
+    if level is SandboxLevel.UID:
+        if area is None:
+            raise ValueError("the uid level needs the worker's private area")
+        return _plan_uid(area, packages, limits, extra_env, worker_args, probes, fixtures, gpu)
     if level is SandboxLevel.PROCESS:
         env = _worker_env(str(scratch), str(private_dir / "tmp"), extra_env)
         (private_dir / "tmp").mkdir(exist_ok=True)
@@ -318,6 +405,25 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
     argv += [*_drop_privileges(uid), *_prlimit_args(limits, gpu),
              *_python_args(str(_interpreter())), *worker_args, *probes_arg]
     return LaunchPlan(argv, None, None, uid)
+
+
+def _plan_uid(area: uid_level.UidHome, packages: tuple[str, ...] | None, limits: Limits,
+              extra_env: Mapping[str, str], worker_args: list[str], probes: Path | None,
+              fixtures: Path | None, gpu: bool) -> LaunchPlan:
+    """The uid level: setpriv to the slot's uid, rlimits, and the Landlock rules (written
+    where the worker can read but not change them) when the kernel has Landlock."""
+    env = _worker_env(str(area.home), str(area.tmp),
+                      {"USER": "student", "LOGNAME": "student", **extra_env})
+    trusted = [f"--probes={probes}"] if probes else []
+    trusted += [f"--fixtures={fixtures}"] if fixtures else []
+    if uid_level.landlock_abi() > 0:
+        view = package_view(packages) if packages is not None else None
+        uid_level.worker_rules(area, view, gpu).dump(area.rules_file)
+        os.chmod(area.rules_file, 0o644)
+        trusted.append(f"--landlock={area.rules_file}")
+    argv = [*uid_level.drop_privileges(area.uid), *_prlimit_args(limits, gpu),
+            *_python_args(sys.executable), *worker_args, *trusted]
+    return LaunchPlan(argv, env, area.home, area.uid)
 
 
 def _bwrap_system_args() -> list[str]:
@@ -499,7 +605,8 @@ def start_worker(level: SandboxLevel, *, scratch: Path, probes: Path | None, lim
                  slot: int, extra_env: Mapping[str, str], generation: int, marker: str,
                  max_bytes: int, fixtures: Path | None = None,
                  watch: frozenset[str] = frozenset(),
-                 packages: tuple[str, ...] | None = None, gpu: bool = False) -> WorkerProcess:
+                 packages: tuple[str, ...] | None = None, gpu: bool = False,
+                 area: uid_level.UidHome | None = None) -> WorkerProcess:
     """Start a worker process; it will send a ``ready`` message when it is up."""
     _precompile_package()
     stack = ExitStack()
@@ -518,7 +625,7 @@ def start_worker(level: SandboxLevel, *, scratch: Path, probes: Path | None, lim
             plan = plan_launch(level, scratch=scratch, probes=probes, limits=limits,
                                slot=slot, extra_env=extra_env, worker_args=worker_args,
                                private_dir=private, fixtures=fixtures, packages=packages,
-                               gpu=gpu)
+                               gpu=gpu, area=area)
             popen = subprocess.Popen(
                 plan.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w), cwd=plan.cwd,

@@ -25,10 +25,11 @@ READ_CHUNK = 1 << 20
 
 
 class SandboxLevel(StrEnum):
-    """How strongly the worker is isolated."""
+    """How strongly the worker is isolated, strongest first."""
 
-    BWRAP = "bwrap"
-    PROCESS = "process"
+    BWRAP = "bwrap"  # namespaces: sees only what is bound in, as a slot uid when root
+    UID = "uid"  # no namespaces: a slot uid, Landlock where the kernel has it (root only)
+    PROCESS = "process"  # the grader's own user: limits and deadlines only
 
 
 class DeadlinePassed(Exception):
@@ -243,7 +244,7 @@ class WorkerProcess:
     def worker_pid(self) -> int | None:
         """Host pid of the worker's Python (inside bwrap it is the namespace's pid 2)."""
         if self._worker_pid is None and self.popen.poll() is None:
-            if self.level is SandboxLevel.PROCESS:
+            if self.level is not SandboxLevel.BWRAP:  # setpriv and prlimit exec into it
                 self._worker_pid = self.popen.pid
             else:  # outer bwrap -> bwrap's init (pid 1 inside) -> the worker
                 inits = _children(self.popen.pid)
@@ -279,7 +280,7 @@ class WorkerProcess:
             # bwrap --die-with-parent: killing the outer bwrap kills its pid namespace.
             _kill_group(self.popen.pid)
             self.wait(5.0)
-        if self.level is SandboxLevel.PROCESS:
+        if self.level is not SandboxLevel.BWRAP:
             _kill_group(self.popen.pid)  # what the worker started in its session
         if self.uid is not None:
             _kill_uid(self.uid)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import launcher
+from . import uid as uid_level
 from .launcher import Limits
 from .messages import (
     REPLIES,
@@ -213,12 +214,21 @@ class WorkerSession:
         self._stack = ExitStack()
         self._slot: int = spec.slot
         self.uid: int | None = None  # the worker's uid when it is dropped to one
+        self._area: uid_level.UidHome | None = None  # the uid level's private area
         try:
-            if spec.level is SandboxLevel.BWRAP and _is_root():
+            if spec.level is SandboxLevel.UID or (spec.level is SandboxLevel.BWRAP
+                                                  and _is_root()):
                 lease = launcher.SlotLease.acquire(spec.slot)
                 self._stack.callback(lease.release)  # last: after the worker is gone
                 self._slot, self.uid = lease.slot, lease.uid
-            launcher.prepare_scratch(spec.scratch_dir, self.uid)
+            if spec.level is SandboxLevel.UID:
+                assert self.uid is not None
+                self._area = uid_level.UidHome.create(
+                    self.uid, spec.scratch_dir,
+                    {"probes.py": spec.probes_file, "fixtures.py": spec.fixtures_file})
+                self._stack.callback(self._area.remove)  # after the uid's processes are dead
+            else:
+                launcher.prepare_scratch(spec.scratch_dir, self.uid)
             self._stack.callback(self._retire_current)
             self._spawn()
         except BaseException:
@@ -232,8 +242,8 @@ class WorkerSession:
 
     @property
     def weak_isolation(self) -> bool:
-        """True at the PROCESS level: no namespaces, no uid drop (say so in reports)."""
-        return self.spec.level is SandboxLevel.PROCESS
+        """True below bubblewrap: no namespaces (say so in reports)."""
+        return self.spec.level is not SandboxLevel.BWRAP
 
     def __enter__(self) -> WorkerSession:
         return self
@@ -438,11 +448,16 @@ class WorkerSession:
         self.generation += 1
         marker = secrets.token_hex(8)
         spec = self.spec
+        scratch, probes, fixtures = spec.scratch_dir, spec.probes_file, spec.fixtures_file
+        if self._area is not None:  # the uid level works on its private copies
+            scratch = self._area.home
+            probes = self._area.trusted_copy("probes.py", probes)
+            fixtures = self._area.trusted_copy("fixtures.py", fixtures)
         worker = launcher.start_worker(
-            spec.level, scratch=spec.scratch_dir, probes=spec.probes_file, limits=spec.limits,
+            spec.level, scratch=scratch, probes=probes, limits=spec.limits,
             slot=self._slot, extra_env=spec.env, generation=self.generation, marker=marker,
-            max_bytes=spec.max_message_bytes, fixtures=spec.fixtures_file, watch=spec.watch,
-            packages=spec.packages, gpu=spec.gpu,
+            max_bytes=spec.max_message_bytes, fixtures=fixtures, watch=spec.watch,
+            packages=spec.packages, gpu=spec.gpu, area=self._area,
         )
         try:
             payload = worker.receive(worker.started_at + spec.startup_timeout_s)

@@ -69,13 +69,14 @@ class Options:
     watch: frozenset[str] = frozenset()  # recorders to install: "numpy", "torch"
     packages: tuple[str, ...] | None = None  # importable beyond the stdlib (None: all)
     blocked: tuple[str, ...] = ()  # top-level names present on disk but not allowed
+    landlock: str | None = None  # rules file to confine this process with (the uid level)
 
     @classmethod
     def parse(cls, argv: list[str]) -> Options:
         """Parse ``--key=value`` arguments; unknown or missing keys are errors."""
         raw = dict(arg.removeprefix("--").split("=", 1) for arg in argv)
         known = {"request-fd", "reply-fd", "generation", "marker", "probes", "max-bytes",
-                 "fixtures", "watch", "packages", "blocked"}
+                 "fixtures", "watch", "packages", "blocked", "landlock"}
         if set(raw) - known or not {"request-fd", "reply-fd", "generation", "marker"} <= set(raw):
             raise SystemExit(f"worker: bad arguments {sorted(raw)}; expected {sorted(known)}")
 
@@ -93,6 +94,7 @@ class Options:
             watch=frozenset(names("watch")),
             packages=names("packages") if "packages" in raw else None,
             blocked=names("blocked"),
+            landlock=raw.get("landlock") or None,
         )
 
 
@@ -539,4 +541,18 @@ def main(argv: list[str]) -> int:
     """Entry point: ``python -I ... -c <bootstrap> --request-fd=N --reply-fd=M ...``."""
     options = Options.parse(argv)
     sys.argv = [""]  # like a kernel: the notebook does not see the worker's arguments
+    if options.landlock is not None:
+        confine(options.landlock)
     return Worker(options).serve()
+
+
+def confine(rules_file: str) -> None:
+    """Apply the Landlock rules before any student code; never run unconfined instead."""
+    from . import landlock
+
+    try:
+        landlock.apply(landlock.Rules.load(rules_file))
+    except Exception as exc:  # noqa: BLE001 - any failure: refuse to serve
+        print(f"worker: the Landlock ruleset could not be applied ({type(exc).__name__}: "
+              f"{exc}); refusing to run student code unconfined", file=sys.stderr, flush=True)
+        raise SystemExit(3) from None

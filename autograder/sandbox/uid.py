@@ -1,0 +1,325 @@
+"""The uid level: for root on machines that refuse the namespaces bubblewrap needs.
+
+Gradescope and Docker run the autograder as root and usually refuse user namespaces. There
+the worker runs as the unprivileged uid of its slot (the uids the bwrap level leases, so two
+workers never share one) with the same rlimits, and, where the kernel has Landlock, inside a
+ruleset the worker applies to itself before any student code (:mod:`.landlock`): it reads only
+the interpreter, the system's libraries, the allowed packages, this ``sandbox`` package and its
+trusted files, writes only its own home and tmp, opens no TCP connection and signals no process
+outside its own. Without Landlock the uid alone keeps the worker from signalling the grader
+and from reading what only root may read; :func:`make_private` then takes "others" off the
+grader's folders.
+
+Each worker start gets a private area, made here (trusted side)::
+
+    <HOMES>/<random>/   root, 0711: enterable, not listable
+        home/           the submission's files; the worker's cwd and HOME (the slot uid, 0700)
+        tmp/            its TMPDIR (the slot uid, 0700)
+        trusted/        probes.py, fixtures.py, landlock.json (root; read-only to the worker)
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .landlock import Rules, capabilities
+from .packages import OTHER_SITE_GLOBS, PackageView, site_dirs
+from .wire import SandboxError
+
+SETPRIV, PRLIMIT = "/usr/bin/setpriv", "/usr/bin/prlimit"
+HOMES_ROOT = Path("/tmp")  # machine-wide, like the slot locks
+PACKAGE_DIR = Path(__file__).resolve().parent  # .../autograder/sandbox
+IMPORT_ROOT = PACKAGE_DIR.parent.parent
+HOST_ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+
+
+def drop_privileges(uid: int) -> list[str]:
+    """setpriv arguments that run what follows as ``uid`` with no capabilities, for good."""
+    return [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--nnp",
+            "--inh-caps=-all", "--bounding-set=-all", "--pdeathsig=KILL", "--"]
+
+
+# ----------------------------------------------------------------------------- homes
+
+
+def _homes_dir() -> Path:
+    """The root-owned 0711 folder that holds every worker's private area."""
+    root = HOMES_ROOT if HOMES_ROOT.is_dir() else Path(tempfile.gettempdir())
+    directory = root / f"autograder-sandbox-homes-{os.geteuid()}"
+    directory.mkdir(mode=0o711, exist_ok=True)
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o066:
+        raise SandboxError(f"{directory} must be a folder owned by us with mode 0711")
+    os.chmod(directory, 0o711)  # mkdir's mode is cut by the umask
+    return directory
+
+
+@dataclass(frozen=True)
+class UidHome:
+    """One worker's private area (see the module's docstring)."""
+
+    root: Path
+    uid: int
+
+    @property
+    def home(self) -> Path:
+        """The worker's cwd and HOME: a copy of the submission's files."""
+        return self.root / "home"
+
+    @property
+    def tmp(self) -> Path:
+        """The worker's TMPDIR."""
+        return self.root / "tmp"
+
+    @property
+    def trusted(self) -> Path:
+        """Root-owned: the trusted files the worker loads, and its Landlock rules."""
+        return self.root / "trusted"
+
+    @property
+    def rules_file(self) -> Path:
+        """The Landlock rules the worker applies to itself."""
+        return self.trusted / "landlock.json"
+
+    @classmethod
+    def create(cls, uid: int, scratch: Path, trusted_files: dict[str, Path | None]) -> UidHome:
+        """A fresh area for ``uid``: ``scratch`` copied into home (links kept as links), each
+        trusted file copied in under its key's name (``probes.py``, ``fixtures.py``)."""
+        made = cls(Path(tempfile.mkdtemp(prefix="w-", dir=_homes_dir())), uid)
+        try:
+            os.chmod(made.root, 0o711)
+            shutil.copytree(scratch, made.home, symlinks=True)
+            made.tmp.mkdir()
+            for folder in (made.home, made.tmp):
+                _give(folder, uid)
+            made.trusted.mkdir(mode=0o755)
+            os.chmod(made.trusted, 0o755)
+            for name, source in trusted_files.items():
+                if source is not None:
+                    shutil.copyfile(source, made.trusted / name)
+                    os.chmod(made.trusted / name, 0o644)
+        except BaseException:
+            made.remove()
+            raise
+        return made
+
+    def trusted_copy(self, name: str, source: Path | None) -> Path | None:
+        """Where the copy of a trusted file is (None if there is none)."""
+        return self.trusted / name if source is not None else None
+
+    def remove(self) -> None:
+        """Delete the area (after the worker and everything of its uid is dead)."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _give(folder: Path, uid: int) -> None:
+    """``folder`` and everything in it to ``uid`` (links not followed), the folder 0700."""
+    os.chown(folder, uid, uid)
+    os.chmod(folder, 0o700)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+def _allow_except(root: Path, excluded: list[Path],
+                  seen: frozenset[Path] = frozenset()) -> tuple[list[str], list[str]]:
+    """Read rules covering ``root`` without anything in ``excluded`` (real paths): the
+    untouched parts whole, the folders on the way to an excluded path as list-only.
+
+    A link is judged by where it leads (Landlock follows it when the rule is made), so a
+    link to a folder that holds an excluded path is split like that folder.
+    """
+    real = root.resolve()
+    if real in seen or any(real.is_relative_to(path) for path in excluded):
+        return [], []
+    if not any(path.is_relative_to(real) for path in excluded):
+        return [str(root)], []
+    read, listing = [], [str(real)]
+    for child in sorted(real.iterdir()):
+        more_read, more_listing = _allow_except(child, excluded, seen | {real})
+        read += more_read
+        listing += more_listing
+    return read, listing
+
+
+def _python_site_folders() -> list[Path]:
+    """Every folder of installed packages the interpreter could reach (real paths)."""
+    patterns = [f"{sys.base_prefix}/lib/python3*/site-packages", *OTHER_SITE_GLOBS]
+    found = {Path(p).resolve() for pattern in patterns for p in glob.glob(pattern)}
+    return sorted(found | set(site_dirs()))
+
+
+def worker_rules(area: UidHome, view: PackageView | None, gpu: bool) -> Rules:
+    """The Landlock rules of one worker: what it may read, list, write and open as a device.
+
+    ``view`` None: the assignment allows every installed package (site-packages readable).
+    """
+    sites = _python_site_folders()
+    hidden = sites if view is not None else []
+    read: list[str] = []
+    listing: list[str] = []
+    for root in (*_system_roots(), *_interpreter_roots()):
+        more_read, more_listing = _allow_except(root, hidden)
+        read += more_read
+        listing += more_listing
+    if view is not None:
+        listing += [str(site) for site in view.site_dirs]
+        read += [str(entry) for entry in view.entries]
+    read += [f"/etc/{name}" for name in HOST_ETC_FILES if os.path.exists(f"/etc/{name}")]
+    read += ["/proc", str(PACKAGE_DIR), str(IMPORT_ROOT / "autograder" / "__init__.py"),
+             str(area.trusted)]
+    listing.append(str(IMPORT_ROOT / "autograder"))
+    devices = list(DEVICES)
+    if gpu:
+        from ..devices import nvidia_nodes
+
+        devices += nvidia_nodes()
+        read.append("/sys")
+    return Rules(read=tuple(sorted(set(read))), list_only=tuple(sorted(set(listing))),
+                 write=(str(area.home), str(area.tmp)), devices=tuple(devices))
+
+
+def _system_roots() -> list[Path]:
+    """/usr and the top-level library and program folders that are not links into it."""
+    names = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+    return [Path("/") / name for name in names
+            if (Path("/") / name).is_dir() and not (Path("/") / name).is_symlink()]
+
+
+def _interpreter_roots() -> list[Path]:
+    """The interpreter's real prefix and the venv, real paths, outside /usr."""
+    roots: list[Path] = []
+    for prefix in (sys.base_prefix, sys.prefix):
+        path = Path(prefix).resolve()
+        if not path.is_relative_to("/usr") and path not in roots:
+            roots.append(path)
+    return roots
+
+
+# ----------------------------------------------------------------------------- probes
+
+
+@functools.cache
+def uid_problem() -> str | None:
+    """Why the uid level cannot run here (probed once: this interpreter started as a slot
+    uid must be the same interpreter and import the worker), or None."""
+    if os.geteuid() != 0:
+        return "the grader does not run as root, so it cannot start workers as another uid"
+    missing = [tool for tool in (SETPRIV, PRLIMIT) if not os.access(tool, os.X_OK)]
+    if missing:
+        return f"missing {', '.join(missing)} (apt-get install util-linux)"
+    from .launcher import UID_BASE
+
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import autograder.sandbox.worker; "
+            "print(sys.prefix); print(sys.version)")
+    argv = [*drop_privileges(UID_BASE), sys.executable, "-I", "-B", "-c", code,
+            str(IMPORT_ROOT)]
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                              cwd="/")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"the interpreter could not be started as uid {UID_BASE} ({exc})"
+    expected = f"{sys.prefix}\n{sys.version}"
+    seen = done.stdout.decode(errors="replace").strip()
+    if done.returncode != 0 or seen != expected:
+        stderr = done.stderr.decode(errors="replace").strip()[-400:]
+        return (
+            f"as uid {UID_BASE} the interpreter {sys.executable} does not start as it does for "
+            f"the grader (exit {done.returncode}; it reported {seen!r}, expected {expected!r}; "
+            f"{stderr}). Every folder from / to the interpreter, the virtual environment and "
+            f"{IMPORT_ROOT} must be enterable by other users: {_closed_folders()}"
+        )
+    return None
+
+
+def _closed_folders() -> str:
+    """The folders on the way to the interpreter and the project that others cannot enter."""
+    closed = []
+    for target in (Path(sys.executable).resolve(), Path(sys.prefix), IMPORT_ROOT):
+        for folder in (target, *target.parents):
+            try:
+                mode = folder.stat().st_mode
+            except OSError:
+                continue
+            if stat.S_ISDIR(mode) and not mode & stat.S_IXOTH and str(folder) not in closed:
+                closed.append(str(folder))
+    if not closed:
+        return "none looks closed; check the output above"
+    return f"{', '.join(closed)} (for example: chmod o+x {' '.join(closed)})"
+
+
+@functools.cache
+def landlock_abi() -> int:
+    """The Landlock ABI a worker gets here: the version, once a probe run as a slot uid has
+    seen a ruleset refuse a read; 0 where Landlock is absent, off or does not hold."""
+    if uid_problem() is not None:
+        return 0
+    from .launcher import UID_BASE
+
+    with tempfile.TemporaryDirectory(prefix="landlock-probe-") as folder:
+        os.chmod(folder, 0o755)
+        secret = Path(folder) / "outside.txt"
+        secret.write_text("outside the ruleset\n")
+        os.chmod(secret, 0o644)
+        rules = Path(folder) / "rules.json"
+        Rules(read=tuple(r for r in (*map(str, _interpreter_roots()), "/usr")),
+              list_only=(), write=(), devices=("/dev/null",)).dump(rules)
+        os.chmod(rules, 0o644)
+        code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+                "from autograder.sandbox import landlock; "
+                "version = landlock.apply(landlock.Rules.load(sys.argv[2]))\n"
+                "try:\n    open(sys.argv[3]).read(); print('read')\n"
+                "except PermissionError:\n    print(version)")
+        argv = [*drop_privileges(UID_BASE), sys.executable, "-I", "-B", "-c", code,
+                str(IMPORT_ROOT), str(rules), str(secret)]
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=60,
+                                  stdin=subprocess.DEVNULL, cwd="/")
+        except (OSError, subprocess.TimeoutExpired):
+            return 0
+    answer = done.stdout.decode(errors="replace").strip()
+    return int(answer) if done.returncode == 0 and answer.isdigit() else 0
+
+
+def confinement() -> str:
+    """What confines a uid-level worker here, in words."""
+    return f"an unprivileged uid per worker; {capabilities(landlock_abi())}"
+
+
+def make_private(folders: list[Path]) -> list[Path]:
+    """Take "others" off ``folders`` (read, write, enter) where the uid alone guards them
+    (no Landlock); returns the folders changed, for the log."""
+    changed = []
+    for folder in folders:
+        try:
+            mode = folder.stat().st_mode
+        except OSError:
+            continue
+        if mode & 0o007:
+            os.chmod(folder, stat.S_IMODE(mode) & ~0o007)
+            changed.append(folder)
+    return changed
+
+
+def guard_without_landlock(folders: list[Path]) -> None:
+    """Where no Landlock ruleset holds uid-level workers, make the grader's ``folders`` (the
+    assignment with its hidden tests, the output) unreadable to them, and say so once."""
+    if landlock_abi() > 0:
+        return
+    changed = make_private(folders)
+    if changed:
+        print(f"[sandbox] uid level without Landlock: took access for other users off "
+              f"{', '.join(map(str, changed))}", file=sys.stderr)

@@ -36,6 +36,7 @@ from autograder.sandbox import (
     messages,
     process,
 )
+from autograder.sandbox import uid as uid_level
 
 HAVE_BWRAP = os.access("/usr/bin/bwrap", os.X_OK)
 IS_ROOT = os.geteuid() == 0
@@ -43,7 +44,10 @@ needs_bwrap = pytest.mark.skipif(
     not HAVE_BWRAP, reason="bubblewrap missing at /usr/bin/bwrap (apt-get install bubblewrap)")
 needs_root_bwrap = pytest.mark.skipif(
     not (HAVE_BWRAP and IS_ROOT), reason="needs bubblewrap and root (the uid drop)")
-LEVELS = [pytest.param(SandboxLevel.BWRAP, marks=needs_bwrap), SandboxLevel.PROCESS]
+UID_PROBLEM = uid_level.uid_problem()
+needs_uid = pytest.mark.skipif(UID_PROBLEM is not None, reason=f"uid level: {UID_PROBLEM}")
+LEVELS = [pytest.param(SandboxLevel.BWRAP, marks=needs_bwrap),
+          pytest.param(SandboxLevel.UID, marks=needs_uid), SandboxLevel.PROCESS]
 PROJECT = Path(__file__).resolve().parent.parent
 
 PROBES = '''
@@ -85,9 +89,10 @@ def run(session, index, source, timeout_s=10.0):
 
 def test_choose_level():
     assert choose_level("process") is SandboxLevel.PROCESS
-    assert choose_level("auto") is (SandboxLevel.BWRAP if launcher.bwrap_problem() is None
-                                    else SandboxLevel.PROCESS)
-    with pytest.raises(ValueError, match="'auto', 'bwrap' or 'process'"):
+    expected = (SandboxLevel.BWRAP if launcher.bwrap_problem() is None
+                else SandboxLevel.UID if UID_PROBLEM is None else SandboxLevel.PROCESS)
+    assert choose_level("auto") is expected
+    with pytest.raises(ValueError, match="'auto' or one of bwrap, uid, process"):
         choose_level("docker")
 
 
@@ -95,7 +100,27 @@ def test_asking_for_unusable_bwrap_says_what_to_do(monkeypatch):
     monkeypatch.setattr(launcher, "bwrap_problem", lambda: "missing /usr/bin/bwrap")
     with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
         choose_level("bwrap")
-    assert choose_level("auto") is SandboxLevel.PROCESS
+    auto = launcher.choose_isolation("auto")
+    assert auto.level is (SandboxLevel.UID if UID_PROBLEM is None else SandboxLevel.PROCESS)
+    assert ("bwrap", "missing /usr/bin/bwrap") in auto.passed_over
+    assert "not bwrap: missing /usr/bin/bwrap" in auto.one_line()
+
+
+def test_auto_falls_to_the_process_level_naming_both_reasons(monkeypatch):
+    monkeypatch.setattr(launcher, "bwrap_problem", lambda: "missing /usr/bin/bwrap")
+    monkeypatch.setattr(uid_level, "uid_problem", lambda: "the grader does not run as root")
+    auto = launcher.choose_isolation("auto")
+    assert auto.level is SandboxLevel.PROCESS
+    assert auto.as_dict()["stronger_levels_not_used"] == {
+        "bwrap": "missing /usr/bin/bwrap", "uid": "the grader does not run as root"}
+    with pytest.raises(SandboxUnavailable, match="does not run as root"):
+        choose_level("uid")
+
+
+def test_a_weaker_level_on_purpose_says_so():
+    chosen = launcher.choose_isolation("process")
+    assert dict(chosen.passed_over) == {"bwrap": "--sandbox process was asked for",
+                                        "uid": "--sandbox process was asked for"}
 
 
 def test_limits_are_validated():
@@ -109,7 +134,7 @@ def test_limits_are_validated():
 @pytest.mark.parametrize("level", LEVELS)
 def test_cells_share_one_namespace_and_report_each_status(tmp_path, level):
     with make_session(tmp_path, level) as s:
-        assert s.isolation is level and s.weak_isolation is (level is SandboxLevel.PROCESS)
+        assert s.isolation is level and s.weak_isolation is (level is not SandboxLevel.BWRAP)
         ok = run(s, 0, "x = 41\nprint('hi', __name__)\nx + 1")
         assert ok.status is CellStatus.OK and ok.stdout_tail == "hi __main__\n42\n"
         quiet = run(s, 1, "x + 1;")
@@ -421,18 +446,68 @@ def test_files_outside_scratch_are_invisible_and_unwritable(tmp_path):
         assert not (PROJECT / ".venv" / "x").exists()
 
 
-@needs_bwrap
-def test_network_is_unreachable(tmp_path):
+LANDLOCK_ABI = uid_level.landlock_abi() if UID_PROBLEM is None else 0
+needs_landlock = pytest.mark.skipif(
+    LANDLOCK_ABI < 4, reason=f"uid level with Landlock ABI >= 4 (files and TCP) is not here "
+    f"({UID_PROBLEM or f'Landlock ABI {LANDLOCK_ABI}'})")
+# The levels that run the worker as a slot uid (bwrap only does so as root).
+UID_LEVELS = [pytest.param(SandboxLevel.BWRAP, marks=needs_root_bwrap),
+              pytest.param(SandboxLevel.UID, marks=needs_uid)]
+# The levels that keep the worker off the network and the grader's files.
+CONFINED_LEVELS = [pytest.param(SandboxLevel.BWRAP, marks=needs_bwrap),
+                   pytest.param(SandboxLevel.UID, marks=needs_landlock)]
+
+
+@needs_landlock
+def test_uid_worker_reads_and_writes_only_its_own_and_the_interpreters(tmp_path):
+    (tmp_path / "outside.txt").write_text("secret")
+    os.chmod(tmp_path / "outside.txt", 0o644)
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "scratch" / "given.txt").write_text("the submission's own file")
+    with make_session(tmp_path, SandboxLevel.UID, packages=("numpy",)) as s:
+        cell = run(s, 0, f"""\
+            import os, tempfile
+            unreadable = []
+            for p in ({str(PROJECT / 'solutions' / '01_convolution_pooling' / 'tests' /
+                           'conv2d.py')!r}, {str(PROJECT / 'tests' / 'test_sandbox.py')!r},
+                      {str(tmp_path / 'outside.txt')!r}, {str(tmp_path / 'probes.py')!r},
+                      {str(PROJECT / 'autograder' / 'grading.py')!r}, '/etc/passwd',
+                      {str(PROJECT / "grader.py")!r}):
+                try:
+                    open(p).read()
+                except PermissionError:
+                    unreadable.append(p)
+            unwritable = []
+            for p in ('/tmp/x', '/dev/shm/x', {str(tmp_path / 'x')!r},
+                      {str(PROJECT / '.venv' / 'x')!r}, {str(Path(launcher.__file__))!r}):
+                try:
+                    open(p, 'a').close()
+                except PermissionError:
+                    unwritable.append(p)
+            open('here.txt', 'w').write('ok')
+            with tempfile.NamedTemporaryFile('w') as t:
+                t.write('ok')
+            import numpy, json
+            print(len(unreadable), len(unwritable), os.getuid(), open("given.txt").read())
+            """)
+        assert cell.status is CellStatus.OK, cell
+        assert cell.stdout_tail.split(maxsplit=3) == [
+            "7", "5", str(s.uid), "the submission's own file\n"], cell.stdout_tail
+        run(s, 1, "class Counted:\n    n = 3\ncounted = Counted()")
+        assert s.probe("count", [s.get("counted", 5)], {}, 5) == 3  # its trusted copy loads
+    assert not (tmp_path / "x").exists() and not Path("/tmp/x").exists()
+
+
+@pytest.mark.parametrize("level", CONFINED_LEVELS)
+def test_network_is_unreachable(tmp_path, level):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
     port = server.getsockname()[1]
     try:
-        with make_session(tmp_path, probes=False) as s:
+        with make_session(tmp_path, level, probes=False) as s:
             cell = run(s, 0, f"""\
                 import socket
-import struct
-import sys
                 results = []
                 for address in (('127.0.0.1', {port}), ('1.1.1.1', 53)):
                     try:
@@ -442,25 +517,31 @@ import sys
                         results.append(type(exc).__name__)
                 print(results)
                 """)
-            assert "connected" not in cell.stdout_tail, cell
+            assert cell.status is CellStatus.OK and "connected" not in cell.stdout_tail, cell
     finally:
         server.close()
 
 
-@needs_root_bwrap
-def test_killing_its_parent_does_not_reach_the_harness(tmp_path):
-    with make_session(tmp_path, probes=False) as s:
+@pytest.mark.parametrize("level", UID_LEVELS)
+def test_killing_its_parent_does_not_reach_the_harness(tmp_path, level):
+    with make_session(tmp_path, level, probes=False) as s:
         cell = run(s, 0, "import os\nos.kill(os.getppid(), 9)")
         assert cell.status is CellStatus.ERROR and cell.error_type == "PermissionError"
-        cell = run(s, 1, "import os\nos.kill(-1, 9)")  # all it may signal: nothing but itself
-        assert cell.status is CellStatus.ERROR and cell.error_type == "ProcessLookupError"
-        assert run(s, 2, "print('back')").stdout_tail == "back\n"
+        cell = run(s, 1, "import os\nos.killpg(os.getpgid(os.getppid()), 9)")
+        assert cell.status is CellStatus.ERROR, cell  # not its group: not found or refused
+        assert cell.error_type in ("PermissionError", "ProcessLookupError"), cell
+        cell = run(s, 2, "import os\nos.kill(-1, 9)")  # everything it may signal
+        if level is SandboxLevel.BWRAP:  # alone in its pid namespace
+            assert cell.error_type == "ProcessLookupError", cell
+        else:  # the kernel reports success when every other process refused with EPERM
+            assert cell.status is CellStatus.OK, cell
+        assert run(s, 3, "print('back')").stdout_tail == "back\n"
     assert os.getpid() > 0  # we are still here
 
 
-@needs_root_bwrap
-def test_fork_storm_is_bounded_and_nothing_is_left_after_close(tmp_path):
-    s = make_session(tmp_path, slot=7, probes=False, max_processes=16)
+@pytest.mark.parametrize("level", UID_LEVELS)
+def test_fork_storm_is_bounded_and_nothing_is_left_after_close(tmp_path, level):
+    s = make_session(tmp_path, level, slot=7, probes=False, max_processes=16)
     uid = s.uid
     assert uid is not None
     try:
@@ -492,14 +573,28 @@ def test_fork_storm_is_bounded_and_nothing_is_left_after_close(tmp_path):
     assert launcher.processes_of_uid(uid) == []
 
 
-@needs_root_bwrap
-def test_concurrent_sessions_never_share_a_uid(tmp_path):
+@pytest.mark.parametrize("level", UID_LEVELS)
+def test_concurrent_sessions_never_share_a_uid(tmp_path, level):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    with make_session(tmp_path / "a", slot=3, probes=False) as a, \
-            make_session(tmp_path / "b", slot=3, probes=False) as b:
+    with make_session(tmp_path / "a", level, slot=3, probes=False) as a, \
+            make_session(tmp_path / "b", level, slot=3, probes=False) as b:
         assert a.uid is not None and b.uid is not None and b.uid != a.uid
         assert run(b, 0, "import os\nprint(os.getuid())").stdout_tail == f"{b.uid}\n"
+        if level is SandboxLevel.UID:  # each private area is its own uid's alone
+            cell = run(b, 1, f"import os\nprint(os.listdir({str(a._area.home)!r}))")
+            assert cell.error_type == "PermissionError", cell
+
+
+@needs_uid
+def test_uid_level_leaves_no_private_area_behind(tmp_path):
+    s = make_session(tmp_path, SandboxLevel.UID)
+    area = s._area.root
+    assert (area / "trusted" / "probes.py").read_text() == PROBES
+    assert oct((area / "home").stat().st_mode & 0o777) == "0o700"
+    assert (area / "home").stat().st_uid == s.uid
+    s.close()
+    assert not area.exists()
 
 
 @pytest.mark.parametrize("level", LEVELS)

@@ -50,7 +50,7 @@ _README = """\
 ## Проверить у себя (Linux, Python 3.11)
 
 ```
-pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu
+pip install 'torch>=2.10,<=2.14.1' 'torchvision>=0.25,<=0.29.1' --index-url https://download.pytorch.org/whl/cpu
 pip install -r .grader/requirements.txt
 python .grader/grader.py grade --assignment {name} {name}.ipynb --tests public --out {out}
 python .grader/grader.py points {out}

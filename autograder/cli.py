@@ -26,6 +26,7 @@ EXIT_STALE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
 LEVELS = ("bwrap", "uid", "process")  # autograder.sandbox.SandboxLevel, strongest first
+SANDBOX_ENV = "AUTOGRADER_SANDBOX"  # the default of --sandbox (Gradescope's bundle sets it too)
 
 
 def _selected_assignments(names: Sequence[str]) -> list[str]:
@@ -87,7 +88,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         data = _evaluation_data(args, assignment)
         device = choose_device(args.device)
         executor = _executor(args, device)
-    except (SandboxUnavailable, DatasetError, DeviceUnavailable, RuntimeError) as exc:
+    except (SandboxUnavailable, DatasetError, DeviceUnavailable, RuntimeError,
+            ValueError) as exc:  # ValueError: a level named in $AUTOGRADER_SANDBOX is unknown
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     seed = batch_seed(args.out, assignment, args.seed, args.regrade,
@@ -280,9 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument(
         "--sandbox",
         choices=["auto", *LEVELS],
-        default="auto",
+        default=os.environ.get(SANDBOX_ENV) or "auto",
         help="isolation: bubblewrap; uid (as root without namespaces: a slot uid confined by "
-        "Landlock); a plain process with limits; or auto, the strongest that works here",
+        "Landlock); a plain process with limits; or auto, the strongest that works here "
+        f"(default: ${SANDBOX_ENV}, else auto)",
     )
     grade.add_argument(
         "--timeout-cell", type=_positive, metavar="S", help="seconds per notebook cell"

@@ -10,6 +10,7 @@ Accuracy, partial credit, the secret-set gap and the comparison are all computed
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,14 +61,34 @@ class Measured:
     retrain_note: str = ""  # how the retraining went (epochs, seconds) or why it failed
 
 
+SAFE_TORCH = (2, 10)  # torch.load(weights_only=True) escapes: CVE-2025-32434, CVE-2026-24747
+
+
+def unsafe_torch(version: str) -> str | None:
+    """Why torch ``version`` must not open submitted weights files, or None."""
+    match = re.match(r"(\d+)\.(\d+)", version)
+    if match is None or (int(match[1]), int(match[2])) >= SAFE_TORCH:
+        return None
+    return (f"torch {version} is installed, but saved models are opened with "
+            "torch.load(weights_only=True), which has known escapes before torch "
+            f"{SAFE_TORCH[0]}.{SAFE_TORCH[1]} (CVE-2025-32434, CVE-2026-24747): install "
+            "torch>=2.10 (pip install -e . does) before grading saved models")
+
+
 def load_data(choice: str, data_dir: Path, secret: Path | None, settings: Evaluation,
               with_train: bool = False) -> EvaluationData:
-    """The test set(s) to grade models on; DatasetError (naming the path) when missing.
+    """The test set(s) to grade models on; DatasetError (naming the path) when missing, or
+    when the installed torch cannot open submitted weights safely.
 
     ``choice`` "auto" takes real CIFAR-10 when it is under ``data_dir``, else the synthetic
     set. The synthetic set carries its own secret set; for CIFAR-10 pass ``secret`` (a
     CIFAR-10.1-style ``*_data.npy``).
     """
+    import torch
+
+    problem = unsafe_torch(torch.__version__)
+    if problem is not None:
+        raise datasets.DatasetError(problem)
     if choice == "auto":
         real = datasets.dataset_dir(data_dir, datasets.CIFAR10) / datasets.BATCHES
         fake = datasets.dataset_dir(data_dir, datasets.SYNTHETIC) / datasets.MANIFEST

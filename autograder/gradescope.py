@@ -8,16 +8,17 @@ working directory and must write ``/autograder/results/results.json`` (the schem
 ``results.json`` already follows). Students never see the zip, so it holds all tests, hidden
 ones included; it never holds the master notebook (:mod:`.packaging`).
 
-Isolation is weaker there: Gradescope runs the autograder in a Docker container in which
-bubblewrap usually cannot create namespaces, so ``grade --sandbox auto`` falls back to the
-process level (same limits and deadlines, no filesystem or network isolation; see
-docs/SECURITY.md). Every result says which level was used. ``setup.sh`` says so too.
+Gradescope runs the autograder as root in a Docker container in which bubblewrap usually
+cannot create namespaces, so ``grade --sandbox auto`` takes the uid level there (each worker
+as an unprivileged uid, confined by Landlock where the kernel has it), and the process level
+only where even that cannot run. Every result says which level was used and why the stronger
+ones were not; ``setup.sh`` says it when the image is built.
 
 ``run_autograder`` takes the root from ``AUTOGRADER_ROOT`` (default ``/autograder``) and the
 interpreter from ``AUTOGRADER_PYTHON`` (default the bundle's own venv), so it runs locally;
-``AUTOGRADER_SANDBOX`` (``auto``, ``bwrap`` or ``process``; default ``auto``) is passed to
-``grade --sandbox``: ``bwrap`` refuses to grade where bubblewrap cannot run rather than fall
-back, ``process`` is the level Gradescope usually gets.
+``AUTOGRADER_SANDBOX`` (``auto``, ``bwrap``, ``uid`` or ``process``; default ``auto``) is passed
+to ``grade --sandbox``: a named level refuses to grade where it cannot run rather than fall
+back.
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ import zipfile
 from pathlib import Path
 
 from .assignments import Assignment, ConfigError, load_assignment
-from .packaging import PackagingError, bundle_files, check_fresh, grader_files
+from .packaging import TORCH_PIN, PackagingError, bundle_files, check_fresh, grader_files
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same inputs give the same zip
 DATA_DIR = "data"  # under /autograder/source: CIFAR-10 for the accuracy questions
 SANDBOX_ENV = "AUTOGRADER_SANDBOX"  # grade --sandbox for run_autograder (default auto)
-SANDBOX_LEVELS = ("auto", "bwrap", "process")
+SANDBOX_LEVELS = ("auto", "bwrap", "uid", "process")
 
 _SETUP_SH = """\
 #!/usr/bin/env bash
@@ -47,7 +48,7 @@ export DEBIAN_FRONTEND=noninteractive
 SOURCE="${{AUTOGRADER_ROOT:-/autograder}}/source"
 
 apt-get update -qq
-# bubblewrap is the sandbox; util-linux has prlimit and setpriv.
+# bubblewrap is the sandbox; util-linux has prlimit and setpriv (the uid level's tools).
 apt-get install -y -qq bubblewrap util-linux
 # The grader needs Python >= 3.11 (Ubuntu 22.04's python3 is 3.10).
 if python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
@@ -59,21 +60,22 @@ else
 fi
 "$PY" -m venv "$SOURCE/.venv"
 "$SOURCE/.venv/bin/python" -m pip install --quiet --upgrade pip
-"$SOURCE/.venv/bin/python" -m pip install --quiet torch torchvision \\
+# torch >= 2.10: torch.load(weights_only=True) without the known escapes (CVE-2025-32434,
+# CVE-2026-24747); the CPU build.
+"$SOURCE/.venv/bin/python" -m pip install --quiet {torch_pin} \\
     --index-url https://download.pytorch.org/whl/cpu
 "$SOURCE/.venv/bin/python" -m pip install --quiet -r "$SOURCE/requirements.txt"
 {data_step}
+# Workers of the uid level run as unprivileged uids: they must be able to start this Python.
+chmod -R o+rX "$SOURCE/.venv"
 cd "$SOURCE"
-if "$SOURCE/.venv/bin/python" -c 'from autograder.sandbox.launcher import bwrap_problem as p; \\
-import sys; why = p(); print(why or ""); sys.exit(1 if why else 0)'; then
-    echo "bubblewrap works here: submissions are graded in the bwrap sandbox."
-else
-    echo "NOTE: bubblewrap cannot create namespaces in this container (usual on Gradescope)."
-    echo "Submissions will be graded with the weaker process isolation: the same time, memory"
-    echo "and output limits, but student code can read this bundle's files (hidden tests"
-    echo "included) and use the network. Scores are still computed outside the student's"
-    echo "process. See README.md in this bundle."
-fi
+echo "Isolation level for grading here (the strongest that works):"
+"$SOURCE/.venv/bin/python" -c 'from autograder.sandbox.launcher import choose_isolation as c; \\
+print("  " + c("auto").one_line())'
+echo "bwrap: full isolation. uid: each worker as an unprivileged uid, confined by Landlock"
+echo "where the kernel has it (hidden tests unreadable, no TCP, no signals outside). process:"
+echo "the weaker process isolation (limits only; student code can read this bundle). See"
+echo "README.md in this bundle."
 """
 
 _RUN_AUTOGRADER = """\
@@ -81,7 +83,7 @@ _RUN_AUTOGRADER = """\
 # Gradescope runs this for every submission of {name}: grades /autograder/submission with all
 # tests (hidden ones included) and writes /autograder/results/results.json.
 # AUTOGRADER_ROOT and AUTOGRADER_PYTHON override the root and the interpreter (local runs);
-# AUTOGRADER_SANDBOX=bwrap|process|auto is grade's --sandbox (default auto).
+# AUTOGRADER_SANDBOX=bwrap|uid|process|auto is grade's --sandbox (default auto).
 set -uo pipefail
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 SOURCE="$ROOT/source"
@@ -103,20 +105,23 @@ the CPU build of PyTorch, the grader's requirements and bubblewrap{data_note}.
 This bundle holds the hidden tests but no master notebook and no reference solution. Keep it
 private: whoever has it has the hidden tests.
 
-## Isolation on Gradescope is weaker
+## Isolation on Gradescope
 
-Gradescope runs the autograder in a Docker container where bubblewrap usually cannot create
-the namespaces it needs, so the grader falls back to **process isolation**: the same CPU,
-memory, process and output limits and the same deadlines, but no filesystem or network
-isolation. Student code then runs as the grader's user and can read this bundle (the hidden
-tests), the network and anything else in the container. Scores are still computed in the
-grader's own process from data only, so patching the grader from a notebook decides nothing,
-but a student can learn the hidden tests. `setup.sh` prints which level will be used, and
-every `results.json` records it (`extra_data.isolation`). For full isolation, grade with
-`python grader.py grade` on a machine where bubblewrap works.
+Gradescope runs the autograder as root in a Docker container where bubblewrap usually cannot
+create the namespaces it needs. `grade --sandbox auto` then takes the **uid level**: each
+submission's code runs as an unprivileged uid of its own, with the same CPU, memory, process
+and output limits and deadlines, in a private folder; where the kernel has Landlock (Linux
+5.13 and later; TCP from 6.7, signals from 6.12) a ruleset keeps it from reading this bundle
+(the hidden tests), from opening TCP connections and from signalling anything outside its
+sandbox. Where even that cannot run, the **process level** applies: limits only, and student
+code runs as the grader's user, so it can read this bundle, use the network and stop the
+grader (the submission is then failed, not graded again). Scores are always computed in the
+grader's own process from data only. `setup.sh` prints which level the image gets; every
+`results.json` records the level and why stronger ones were not used
+(`extra_data.isolation`). What each level does not contain is listed in the grader's README.
 
-To insist on bubblewrap (no grade rather than a weaker one), set `AUTOGRADER_SANDBOX=bwrap`
-for `run_autograder`; `process` forces the weaker level; the default is `auto`.
+To insist on a level (no grade rather than a weaker one), set `AUTOGRADER_SANDBOX=bwrap` or
+`uid` for `run_autograder`; `process` forces the weakest; the default is `auto`.
 
 Local run: unpack the zip into `ROOT/source`, put a submission into `ROOT/submission`, and run
 `AUTOGRADER_ROOT=ROOT AUTOGRADER_PYTHON=python3.11 ROOT/source/run_autograder` (the
@@ -132,7 +137,8 @@ def bundle_zip_files(assignment: Assignment) -> dict[str, bytes]:
     data_note = (" and downloads CIFAR-10 (torchvision) for the accuracy questions"
                  if accuracy else "")
     files = {
-        "setup.sh": _SETUP_SH.format(name=assignment.name, data_step=data_step).encode(),
+        "setup.sh": _SETUP_SH.format(name=assignment.name, data_step=data_step,
+                                     torch_pin=TORCH_PIN).encode(),
         "run_autograder": _RUN_AUTOGRADER.format(name=assignment.name).encode(),
         "README.md": _README.format(name=assignment.name, data_note=data_note).encode(),
     }
@@ -226,15 +232,17 @@ def cmd_gradescope(args: argparse.Namespace) -> int:
     print(f"{assignment.name}: Gradescope autograder in {path} (all tests, hidden ones "
           "included; no master notebook). Keep it private.")
     print("Note: on Gradescope bubblewrap usually cannot create namespaces, so submissions are "
-          "graded with the weaker process isolation (see README.md in the zip).")
+          "graded at the uid level (an unprivileged uid per worker, Landlock where the kernel "
+          "has it), or with the weaker process isolation where that cannot run (see README.md "
+          "in the zip).")
     return 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the ``gradescope`` command to grader.py's parser."""
     parser = commands.add_parser(
-        "gradescope", help="build a Gradescope autograder zip (all tests; weaker isolation "
-        "there, see its README)")
+        "gradescope", help="build a Gradescope autograder zip (all tests; the uid level or "
+        "weaker isolation there, see its README)")
     parser.add_argument("name", help="assignment, e.g. 01_convolution_pooling")
     parser.add_argument("--out", type=Path, default=Path("out"),
                         help="folder for NAME-gradescope.zip (default: out)")

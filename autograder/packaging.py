@@ -248,11 +248,17 @@ def check_fresh(assignment: Assignment) -> None:
         )
 
 
+# What the Gradescope bundle and the student kit install first, from PyTorch's CPU index: a
+# release without the known torch.load(weights_only=True) escapes (CVE-2025-32434,
+# CVE-2026-24747), at most the newest one this project was tested with (pyproject.toml).
+TORCH_PIN = "'torch>=2.10,<=2.14.1' 'torchvision>=0.25,<=0.29.1'"
+
+
 def requirements_text(root: Path = PROJECT_ROOT) -> str:
     """requirements.txt for the grader: the project's runtime dependencies."""
     data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
     lines = ["# The grader's runtime dependencies (from pyproject.toml). Install the CPU build of",
-             "# torch and torchvision first: pip install torch torchvision --index-url "
+             f"# torch and torchvision first: pip install {TORCH_PIN} --index-url "
              "https://download.pytorch.org/whl/cpu",
              *data["project"]["dependencies"]]
     return "\n".join(lines) + "\n"

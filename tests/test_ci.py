@@ -29,6 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ from autograder import packaging
 from autograder.assignments import PROJECT_ROOT, discover, load_assignment
 from autograder.classroom import KIT_GRADER_DIR, OUT_DIR, WORKFLOW_PATH, workflow_text
 from autograder.mutants import apply_mutant, load_mutants
+from autograder.sandbox import launcher
+from autograder.sandbox import uid as uid_level
 from autograder.testfiles import parse_question_tests
 
 NAME = "01_convolution_pooling"
@@ -55,6 +58,8 @@ POINTS = re.compile(r"^Points (\S+)/(\S+)$", re.MULTILINE)
 # Two classic bugs that fail the same cases whatever the seed: conv_output_size loses its
 # public case and both hidden ones, corr2d its public case and one hidden one of two.
 BUGGY = ("conv_output_size_no_plus_one", "corr2d_square_kernel_assumed")
+LEVEL_PROBLEMS = {"bwrap": launcher.bwrap_problem(), "uid": uid_level.uid_problem(),
+                  "process": None}
 
 
 def run(argv: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -191,9 +196,10 @@ class WorkflowRun:
     reporter_results: list[dict]
 
 
-def run_student_workflow(kit: Path, notebook: nbformat.NotebookNode, name: str, tmp: Path
-                         ) -> WorkflowRun:
-    """Copy the kit, put the notebook in, and run grade.yml's steps (see STUDENT_STEPS)."""
+def run_student_workflow(kit: Path, notebook: nbformat.NotebookNode, name: str, tmp: Path,
+                         extra_env: dict[str, str] | None = None) -> WorkflowRun:
+    """Copy the kit, put the notebook in, and run grade.yml's steps (see STUDENT_STEPS);
+    ``extra_env`` is set for every step (AUTOGRADER_SANDBOX, say)."""
     repo = tmp / "repo"
     shutil.copytree(kit, repo)
     nbformat.write(notebook, repo / f"{name}.ipynb")
@@ -215,7 +221,8 @@ def run_student_workflow(kit: Path, notebook: nbformat.NotebookNode, name: str, 
         elif action == "run":
             assert "${{" not in step["run"], "resolve the expressions in this step first"
             output_file = tmp / f"output_{number}"
-            env = {**github_env(repo, tmp), **workflow.get("env", {}), **job.get("env", {}),
+            env = {**github_env(repo, tmp), **(extra_env or {}), **workflow.get("env", {}),
+                   **job.get("env", {}),
                    **{k: resolve(str(v), context) for k, v in step.get("env", {}).items()},
                    "GITHUB_OUTPUT": str(output_file)}
             done = run_step(step, repo, env, tmp)
@@ -382,6 +389,40 @@ def test_student_workflow_gives_the_reference_every_public_point(name, kits, tmp
     assert result.reporter_results[0]["status"] == "pass"
 
 
+TORCH_NAME = "02_pytorch_modules"
+TORCH_BUGS = ("linear_bias_ignored", "mlp_relu_after_last")
+
+
+@pytest.mark.parametrize("level", [pytest.param(level, marks=pytest.mark.skipif(
+    problem is not None, reason=f"{level} level: {problem}"))
+    for level, problem in LEVEL_PROBLEMS.items()])
+def test_student_kit_of_a_torch_assignment_gives_the_same_points_at_every_level(level, kits):
+    """02 with two classic bugs through the kit's workflow, the level set by
+    AUTOGRADER_SANDBOX: its Points X/Y is the main grader's --tests public score."""
+    mutants = {m.id: m for m in load_mutants(TORCH_NAME)}
+    notebook = built(TORCH_NAME).reference_notebook
+    for bug in TORCH_BUGS:
+        notebook = apply_mutant(notebook, mutants[bug])
+    tmp = Path(tempfile.mkdtemp(prefix="kit-", dir="/tmp"))  # enterable by a slot uid
+    os.chmod(tmp, 0o755)
+    try:
+        result = run_student_workflow(kits[TORCH_NAME], notebook, TORCH_NAME, tmp,
+                                      {"AUTOGRADER_SANDBOX": level})
+        x, y, _ = printed_points(result.stdout)
+        kit = json.loads((result.repo / OUT_DIR / TORCH_NAME / "results.json").read_text())
+        assert kit["extra_data"]["isolation"]["level"] == level
+        nbformat.write(notebook, tmp / f"{TORCH_NAME}.ipynb")
+        done = run([*GRADER, "grade", "--assignment", TORCH_NAME,
+                    str(tmp / f"{TORCH_NAME}.ipynb"), "--tests", "public", "--out",
+                    str(tmp / "main")], cwd=tmp)
+        assert done.returncode == 0, done.stderr
+        (row,) = gradebook_rows(tmp / "main")
+        assert 0 < float(row["score"]) < float(row["max_score"])
+        assert (x, y) == (round(float(row["score"]), 2), round(float(row["max_score"]), 2))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_kit_refuses_to_grade_with_all_tests(kits, tmp_path):
     done = run([sys.executable, f"{KIT_GRADER_DIR}/grader.py", "grade", "--assignment", NAME,
                 f"{NAME}.ipynb", "--tests", "all", "--out", str(tmp_path / "out")],
@@ -516,9 +557,9 @@ def test_gradescope_bundle_grades_like_the_main_grader(tmp_path):
     assert os.access(source / "run_autograder", os.X_OK)
     setup = (source / "setup.sh").read_text()
     assert "bubblewrap" in setup and "weaker process isolation" in setup
-    assert "download.pytorch.org/whl/cpu" in setup
+    assert "download.pytorch.org/whl/cpu" in setup and "'torch>=2.10," in setup
     readme = (source / "README.md").read_text()
-    assert "weaker" in readme and "process isolation" in readme
+    assert "uid level" in readme and "Landlock" in readme and "process level" in readme
 
     notebook = buggy_notebook()
     (root / "submission").mkdir()
@@ -534,8 +575,9 @@ def test_gradescope_bundle_grades_like_the_main_grader(tmp_path):
     assert any(t["visibility"] == "hidden" and t["score"] < t["max_score"]
                for t in main["tests"])  # a hidden test catches one of the bugs
 
-    # Gradescope's default (auto: bwrap where it works, here) and the level it usually gets
-    for sandbox, isolation in (("", main["extra_data"]["isolation"]), ("process", "process")):
+    # Gradescope's default (auto: bwrap where it works, here) and the weakest level
+    for sandbox, isolation in (("", main["extra_data"]["isolation"]["level"]),
+                               ("process", "process")):
         env = {**without_pythonpath(), "AUTOGRADER_ROOT": str(root),
                "AUTOGRADER_PYTHON": sys.executable, "AUTOGRADER_SANDBOX": sandbox}
         graded = subprocess.run([str(source / "run_autograder")], cwd=root, env=env,
@@ -543,11 +585,60 @@ def test_gradescope_bundle_grades_like_the_main_grader(tmp_path):
         assert graded.returncode == 0, graded.stdout + graded.stderr
         results = json.loads((root / "results" / "results.json").read_text(encoding="utf-8"))
         assert results["extra_data"]["tests"] == "all"
-        assert results["extra_data"]["isolation"] == isolation
+        assert results["extra_data"]["isolation"]["level"] == isolation
         assert results["score"] == main["score"]
         assert results["extra_data"]["max_score"] == main["extra_data"]["max_score"]
         assert [(t["name"], t["score"], t["visibility"]) for t in results["tests"]] == \
             [(t["name"], t["score"], t["visibility"]) for t in main["tests"]]
+
+
+GOOD_03 = PROJECT_ROOT / "examples" / "submissions" / "03_convnet_cifar10" / "good"
+
+
+@pytest.fixture(scope="module")
+def bundle_03(tmp_path_factory, synthetic_root):
+    """03's Gradescope zip unpacked where Gradescope puts it (a folder other users may enter,
+    as /autograder is), the synthetic set as its data, the good example as the submission;
+    and the main grader's results for the same submission at the strongest level here."""
+    name = "03_convnet_cifar10"
+    dist = tmp_path_factory.mktemp("dist")
+    done = run([*GRADER, "gradescope", name, "--out", str(dist)], cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stderr
+    root = Path(tempfile.mkdtemp(prefix="autograder-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    with zipfile.ZipFile(dist / f"{name}-gradescope.zip") as archive:
+        archive.extractall(root / "source")
+        for info in archive.infolist():
+            (root / "source" / info.filename).chmod((info.external_attr >> 16) & 0o777)
+    shutil.copytree(synthetic_root, root / "source" / "data")
+    shutil.copytree(GOOD_03, root / "submission")
+    main_out = tmp_path_factory.mktemp("main-03")
+    done = run([*GRADER, "grade", "--assignment", name, str(GOOD_03), "--tests", "all",
+                "--out", str(main_out), "--data-dir", str(synthetic_root), "--seed", "5"],
+               cwd=main_out)
+    assert done.returncode == 0, done.stderr
+    main = json.loads((main_out / "good" / "results.json").read_text(encoding="utf-8"))
+    yield root, main
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("level", [pytest.param(level, marks=pytest.mark.skipif(
+    problem is not None, reason=f"{level} level: {problem}"))
+    for level, problem in LEVEL_PROBLEMS.items()])
+def test_gradescope_bundle_of_03_scores_the_good_example_alike_at_every_level(level, bundle_03):
+    """run_autograder as Gradescope runs it (as root), with AUTOGRADER_SANDBOX at each level:
+    the same score and the same test results as the main grader at the strongest level."""
+    root, main = bundle_03
+    env = {**without_pythonpath(), "AUTOGRADER_ROOT": str(root),
+           "AUTOGRADER_PYTHON": sys.executable, "AUTOGRADER_SANDBOX": level}
+    graded = subprocess.run([str(root / "source" / "run_autograder")], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=900, check=False)
+    assert graded.returncode == 0, graded.stdout + graded.stderr
+    results = json.loads((root / "results" / "results.json").read_text(encoding="utf-8"))
+    assert results["extra_data"]["isolation"]["level"] == level
+    assert results["score"] == main["score"] == main["extra_data"]["max_score"] > 0
+    assert [(t["name"], t["score"], t["visibility"]) for t in results["tests"]] == \
+        [(t["name"], t["score"], t["visibility"]) for t in main["tests"]]
 
 
 @pytest.mark.parametrize("case", ["no notebook", "unknown sandbox"])

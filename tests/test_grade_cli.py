@@ -1,5 +1,7 @@
-"""`python grader.py grade` end to end: references full, stubs zero, mutants lose exactly what
-they break, --tests public, the output files' shapes, and exit codes for instructor errors.
+"""`python grader.py grade` end to end, at every isolation level the machine has: references
+full, stubs zero, mutants lose exactly what they break, every level grades as bubblewrap does
+(the same seed), 03's examples keep their outcomes, --tests public, the output files' shapes,
+and exit codes for instructor errors.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from local_run import built, question_tests
 from autograder.assignments import PROJECT_ROOT, discover
 from autograder.judging import LIBRARY_CHECK_NAME, STRUCTURE_CHECK_NAME
 from autograder.mutants import apply_mutant, load_mutants
+from autograder.sandbox import launcher
+from autograder.sandbox import uid as uid_level
 
 GRADER = [sys.executable, str(PROJECT_ROOT / "grader.py")]
 
@@ -43,11 +47,35 @@ def read_gradebook(out: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
         return list(reader.fieldnames or []), rows
 
 
-@pytest.fixture(scope="module", params=discover())
-def graded(request, tmp_path_factory, synthetic_root):
-    """Every assignment's reference, stub and mutants graded in one batch through the CLI."""
-    name = request.param
-    base = tmp_path_factory.mktemp(f"grade-{name}")
+EXAMPLES = PROJECT_ROOT / "examples" / "submissions"
+LEVEL_PROBLEMS = {"bwrap": launcher.bwrap_problem(), "uid": uid_level.uid_problem(),
+                  "process": None}
+
+
+def _at_every_level(names: list[str]) -> list:
+    """(assignment, level) parameters, a level that cannot run here skipped with its reason."""
+    return [pytest.param((name, level), id=f"{name}-{level}", marks=pytest.mark.skipif(
+        problem is not None, reason=f"{level} level: {problem}"))
+        for name in names for level, problem in LEVEL_PROBLEMS.items()]
+
+
+@pytest.fixture(scope="module")
+def batches(tmp_path_factory, synthetic_root):
+    """``batches(name, level)``: one batch per assignment and level through the CLI, graded
+    once: the reference, the stub, every mutant and the committed examples (03's saved
+    models), all with the same seed."""
+    done: dict[tuple[str, str], tuple] = {}
+
+    def batch(name: str, level: str) -> tuple:
+        if (name, level) not in done:
+            done[name, level] = _grade_batch(name, level, tmp_path_factory, synthetic_root)
+        return done[name, level]
+
+    return batch
+
+
+def _grade_batch(name: str, level: str, tmp_path_factory, synthetic_root) -> tuple:
+    base = tmp_path_factory.mktemp(f"grade-{name}-{level}")
     subs = base / "submissions"
     subs.mkdir()
     notebooks = {"reference": built(name).reference_notebook, "stub": built(name).student_notebook}
@@ -57,14 +85,23 @@ def graded(request, tmp_path_factory, synthetic_root):
     for stem, nb in notebooks.items():
         nbformat.write(nb, subs / f"{stem}.ipynb")
         paths.append(str(subs / f"{stem}.ipynb"))
+    if (EXAMPLES / name).is_dir():
+        paths += [str(example) for example in sorted((EXAMPLES / name).iterdir())]
     out = base / "out"
     done = grade(
         "--assignment", name, *paths, "--out", str(out), "--jobs", "2", "--seed", "777",
-        "--data-dir", str(synthetic_root), cwd=base,
+        "--data-dir", str(synthetic_root), "--sandbox", level, cwd=base,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert f"(sandbox: {level} (" in done.stdout  # the summary line names the level
     columns, rows = read_gradebook(out)
     return name, out, columns, rows
+
+
+@pytest.fixture(scope="module", params=_at_every_level(discover()))
+def graded(request, batches):
+    """Each assignment at each level."""
+    return batches(*request.param)
 
 
 def _tested(name: str) -> list[str]:
@@ -120,6 +157,43 @@ def test_mutants_lose_exactly_the_questions_they_break(graded):
         elif mutant.scores_zero and any(float(row[q]) > 0 for q in mutant.breaks):
             wrong[mutant.id] = ("scores above zero", {q: row[q] for q in mutant.breaks})
     assert not wrong
+
+
+def test_every_level_grades_as_bubblewrap_does(graded, batches):
+    """The same seed, the same submissions: every row (scores per question, status, the
+    message with its review flags) equals the bwrap level's."""
+    name, out, columns, rows = graded
+    level = json.loads((out / "reference" / "results.json").read_text())["extra_data"][
+        "isolation"]["level"]
+    if launcher.bwrap_problem() is not None:
+        pytest.skip(f"no bwrap level here to compare with: {launcher.bwrap_problem()}")
+    _, _, bwrap_columns, bwrap_rows = batches(name, "bwrap")
+    assert columns == bwrap_columns
+    different = {sub: (row, bwrap_rows.get(sub)) for sub, row in rows.items()
+                 if row != bwrap_rows.get(sub)}
+    assert not different, (level, different)
+
+
+def test_examples_keep_their_outcomes(graded):
+    """03's committed examples: the good one full marks, each other one loses what it must."""
+    name, _, _, rows = graded
+    if not (EXAMPLES / name).is_dir():
+        pytest.skip(f"{name} has no committed examples")
+    good = rows["good"]
+    assert float(good["score"]) == float(good["max_score"]) > 0, good
+    lost = {sub: sorted(q for q in good if q not in ("submission", "score", "max_score",
+                                                       "status", "message")
+                        and float(row[q]) < float(good[q]))
+            for sub, row in rows.items() if (EXAMPLES / name / sub).is_dir()}
+    assert lost == {
+        "good": [],
+        "fc_only_convnet": ["ConvNet", "convnet_accuracy", "convnet_beats_fc"],
+        "lookup_cheat": ["ConvNet"],  # its accuracy stands, flagged for review
+        "malicious_pickle": ["convnet_accuracy", "convnet_beats_fc"],
+        "over_cap_convnet": ["ConvNet", "convnet_accuracy", "convnet_beats_fc"],
+        "wrong_architecture": ["convnet_accuracy", "convnet_beats_fc"],
+    }, lost
+    assert "needs review" in rows["lookup_cheat"]["message"]
 
 
 def test_results_json_is_gradescope_shaped_with_hidden_cases_hidden(graded):
@@ -260,6 +334,10 @@ def test_process_fallback_grades_and_says_isolation_is_weaker(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     results = json.loads((out / "reference" / "results.json").read_text())
-    assert results["extra_data"]["isolation"] == "process"
+    isolation = results["extra_data"]["isolation"]
+    assert isolation["level"] == "process"
+    assert isolation["stronger_levels_not_used"] == {"bwrap": "--sandbox process was asked for",
+                                                     "uid": "--sandbox process was asked for"}
     assert results["score"] == results["extra_data"]["max_score"]
-    assert "изоляция слабее" in (out / "reference" / "feedback.md").read_text(encoding="utf-8")
+    feedback = (out / "reference" / "feedback.md").read_text(encoding="utf-8")
+    assert "изоляция слабее" in feedback and "--sandbox process was asked for" in feedback

@@ -33,14 +33,18 @@ class Context:
     out_dir: Path
     project_root: Path
     assignment: str = "01_convolution_pooling"
+    port: int = 0  # a TCP listener on 127.0.0.1 that witnesses connections (0: none)
+    victims: tuple[int, ...] = ()  # processes outside the sandbox that must outlive the batch
 
     def copy_of(self, base: str) -> nbformat.NotebookNode:
         """A fresh copy of the "reference" or the "stub" notebook."""
         return copy.deepcopy(self.reference if base == "reference" else self.stub)
 
     def fill(self, source: str) -> str:
-        """Cell source with {canary}, {out} and {root} replaced by this run's paths."""
-        return source.format(canary=self.canary_dir, out=self.out_dir, root=self.project_root)
+        """Cell source with {canary}, {out}, {root}, {port} and {victims} replaced by this
+        run's paths, listener and processes."""
+        return source.format(canary=self.canary_dir, out=self.out_dir, root=self.project_root,
+                             port=self.port, victims=list(self.victims))
 
 
 @dataclass(frozen=True)

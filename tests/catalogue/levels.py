@@ -1,0 +1,354 @@
+"""Grading a catalogue batch at one isolation level, and judging each scenario contained.
+
+Shared by tests/test_catalogue.py (every scenario at bubblewrap), tests/test_isolation.py
+(the escapes at every level) and bench/isolation_matrix.py (everything at every level).
+
+A batch goes through the real CLI with its two controls (reference, stub). At the process
+level the worker runs as the grader's own user, so a hostile notebook can kill the grader or
+every process of that user: when this runs as root, the grader is started as a throwaway uid
+(:data:`GRADER_UID`) in its own session, and never as root (``os.kill(-1, SIGKILL)`` as root
+would stop the machine). A grader that dies is run again with the same command, as an
+instructor would, until the batch finishes (the rerun fails the submission that killed it).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import psutil
+
+from .scenarios import ALL, Context, Scenario
+
+SANDBOX_UIDS = range(61000, 62000)  # autograder.sandbox.launcher: UID_BASE + slot
+GRADER_UID = 60990  # the process level's grader when this runs as root
+VICTIM_UID = 60991  # owns a process no submission may signal
+MAX_RUNS = 12  # a grader killed by a submission is run again, as an instructor would
+
+
+class Witness:
+    """A TCP listener on 127.0.0.1 and victim processes, watched from outside the sandbox."""
+
+    def __init__(self, grader_uid: int | None):
+        self._server = socket.socket()
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(16)
+        self._server.settimeout(0.2)
+        self.port = self._server.getsockname()[1]
+        self.seen: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+        owners = [grader_uid] + ([VICTIM_UID] if os.geteuid() == 0 else [])
+        self._victims = [_sleeper(uid) for uid in owners]
+
+    @property
+    def victims(self) -> tuple[int, ...]:
+        """Pids of the processes submissions try to signal."""
+        return tuple(p.pid for p in self._victims)
+
+    def victims_alive(self) -> bool:
+        """Whether every victim is still running."""
+        return all(p.poll() is None for p in self._victims)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._server.accept()
+            except (TimeoutError, OSError):
+                continue
+            with connection:
+                connection.settimeout(1)
+                try:
+                    self.seen.append(connection.recv(100) or b"(connected)")
+                except OSError:
+                    self.seen.append(b"(connected)")
+
+    def close(self) -> None:
+        """Stop listening and end the victims."""
+        self._stop.set()
+        self._thread.join(2)
+        self._server.close()
+        for victim in self._victims:
+            if victim.poll() is None:
+                victim.kill()
+            victim.wait(5)
+
+
+def _sleeper(uid: int | None) -> subprocess.Popen:
+    argv = ["sleep", "3600"]
+    if uid is not None and uid != os.geteuid():
+        argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--", *argv]
+    return subprocess.Popen(argv, start_new_session=True)
+
+
+@dataclass
+class LevelRun:
+    """A catalogue batch graded at one level, and the evidence gathered around it."""
+
+    assignment: str
+    level: str
+    exits: list[int]  # the grader's exit status, each run (more than one: it was killed)
+    output: str
+    rows: dict[str, dict[str, str]]
+    out_dir: Path
+    canary_dir: Path
+    tree_before: dict[str, str]
+    tree_after: dict[str, str]
+    leftover: list[str]
+    connections: list[bytes] = field(default_factory=list)
+    victims_alive: bool = True
+
+    @property
+    def returncode(self) -> int:
+        """The first run's exit status (0: no submission stopped the grader)."""
+        return self.exits[0]
+
+    def died_for(self) -> set[str]:
+        """Submissions failed on a rerun because the grader died grading them."""
+        return {sub for sub in self.rows if (self.out_dir / sub / "results.json").is_file()
+                and _grader_died(self.out_dir / sub / "results.json")}
+
+
+def _grader_died(results: Path) -> bool:
+    try:
+        return json.loads(results.read_text(encoding="utf-8"))["extra_data"].get(
+            "grader_died") is True
+    except (OSError, ValueError, KeyError, AttributeError):
+        return False
+
+
+def tree_digest(*roots: Path) -> dict[str, str]:
+    """sha256 of every file under ``roots`` (caches aside)."""
+    digest = {}
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digest
+
+
+def sandbox_processes(base: Path) -> list[str]:
+    """Sandbox processes still alive: any process of a sandbox uid, or naming this run's
+    folders on its command line. Assumes no other grading runs on the machine meanwhile."""
+    found = []
+    for proc in psutil.process_iter(["pid", "uids", "cmdline"]):
+        try:
+            uid = proc.info["uids"].real
+            cmdline = " ".join(proc.info["cmdline"] or [])
+        except (psutil.Error, TypeError, AttributeError):
+            continue
+        if uid in SANDBOX_UIDS or str(base) in cmdline:
+            found.append(f"{proc.info['pid']} (uid {uid}): {cmdline[:120]}")
+    return found
+
+
+def grader_uid(level: str) -> int | None:
+    """The uid the grader itself runs as at ``level`` (None: this process's own)."""
+    return GRADER_UID if level == "process" and os.geteuid() == 0 else None
+
+
+def grade_catalogue(assignment: str, scenarios: list[Scenario], level: str, base: Path,
+                    project_root: Path, reference: nbformat.NotebookNode,
+                    stub: nbformat.NotebookNode, data_dir: Path, *, seed: int = 4242,
+                    jobs: int = 2) -> LevelRun:
+    """Every scenario with its two controls, in one batch through the CLI at ``level``."""
+    run_as = grader_uid(level)
+    if run_as is not None:  # somewhere the throwaway grader can reach (pytest's is 0700)
+        base = Path(tempfile.mkdtemp(prefix=f"catalogue-{level}-", dir="/tmp"))
+        os.chmod(base, 0o711)
+    base.mkdir(parents=True, exist_ok=True)
+    canary = base / "canary"
+    canary.mkdir()
+    (canary / "canary.txt").write_text("untouched")
+    out = base / "out"
+    witness = Witness(run_as)
+    try:
+        ctx = Context(reference=reference, stub=stub, canary_dir=canary, out_dir=out,
+                      project_root=project_root, assignment=assignment, port=witness.port,
+                      victims=witness.victims)
+        paths = _build(ctx, scenarios, base / "submissions")
+        scratch_root = base / "tmp"
+        scratch_root.mkdir()
+        if run_as is not None:  # the throwaway grader owns what it writes
+            out.mkdir()
+            for folder in (base, out, scratch_root, canary):
+                os.chown(folder, run_as, run_as)
+        watched = (project_root / "solutions", project_root / "assignments", canary)
+        before = tree_digest(*watched)
+        command = [sys.executable, str(project_root / "grader.py"), "grade", "--assignment",
+                   assignment, *map(str, paths), "--out", str(out), "--jobs", str(jobs),
+                   "--sandbox", level, "--timeout-cell", "5", "--timeout-call", "4",
+                   "--seed", str(seed), "--data-dir", str(data_dir)]
+        exits, output = _run_until_finished(command, base, project_root, scratch_root, run_as)
+        time.sleep(0.2)  # a signal sent by the last submission has landed
+        rows = {}
+        gradebook = out / "gradebook.csv"
+        if gradebook.is_file():
+            with gradebook.open(encoding="utf-8") as handle:
+                rows = {row["submission"]: row for row in csv.DictReader(handle)}
+        return LevelRun(assignment, level, exits, output, rows, out, canary, before,
+                        tree_digest(*watched), sandbox_processes(base), list(witness.seen),
+                        witness.victims_alive())
+    finally:
+        witness.close()
+
+
+def _build(ctx: Context, scenarios: list[Scenario], submissions: Path) -> list[Path]:
+    paths = []
+    for scenario in scenarios:
+        folder = submissions / scenario.id
+        folder.mkdir(parents=True)
+        paths.append(scenario.build(ctx, folder))
+    for control, nb in (("control_reference", ctx.reference), ("control_stub", ctx.stub)):
+        folder = submissions / control
+        folder.mkdir()
+        paths.append(folder)
+        nbformat.write(nb, folder / f"{ctx.assignment}.ipynb")
+    return paths
+
+
+def _run_until_finished(command: list[str], cwd: Path, project_root: Path, tmp: Path,
+                        run_as: int | None) -> tuple[list[int], str]:
+    """Run the grader; while it dies of a submission, run the same command again."""
+    env = {**os.environ, "PYTHONPATH": str(project_root), "TMPDIR": str(tmp)}
+    if run_as is not None:
+        env["HOME"] = str(tmp)
+        command = ["setpriv", f"--reuid={run_as}", f"--regid={run_as}", "--clear-groups", "--",
+                   *command]
+    exits, output = [], ""
+    for _ in range(MAX_RUNS):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=cwd,
+                              env=env, check=False, start_new_session=True)
+        exits.append(done.returncode)
+        output += done.stdout + done.stderr
+        if done.returncode >= 0 and done.returncode != 137:
+            break
+    return exits, output
+
+
+# ----------------------------------------------------------------------------- judging
+
+
+def questions_of(row: dict[str, str], reference: dict[str, str]) -> list[str]:
+    """The scored questions (those not scored yet stay empty in every row)."""
+    fixed = {"submission", "score", "max_score", "status", "message"}
+    return [column for column in row if column not in fixed and reference[column] != ""]
+
+
+def flagged_questions(run: LevelRun, scenario_id: str) -> set[str]:
+    """Questions of a submission that carry a needs-review flag."""
+    results = json.loads((run.out_dir / scenario_id / "results.json").read_text(encoding="utf-8"))
+    return {flag["question"] for flag in results["extra_data"]["needs_review"]}
+
+
+def check_scores(run: LevelRun, scenario: Scenario, row: dict[str, str]) -> None:
+    """The scenario's score expectations against the controls of the same batch."""
+    reference, stub = run.rows["control_reference"], run.rows["control_stub"]
+    questions = questions_of(row, reference)
+    full = set(questions if ALL in scenario.full_marks else scenario.full_marks)
+    if scenario.lost:
+        full |= set(questions) - set(scenario.lost)
+        for question in scenario.lost:
+            assert float(row[question]) < float(reference[question]), (question, row)
+    for question in full:
+        assert float(row[question]) == float(reference[question]), (question, row)
+    targets = questions if ALL in scenario.no_better_than_stub else scenario.no_better_than_stub
+    for question in (*targets, *scenario.caught):
+        assert float(row[question]) <= float(stub[question]), (question, row)
+    for question in scenario.caught:
+        assert float(stub[question]) == 0, (question, stub)
+    for question in scenario.partial:
+        assert 0 < float(row[question]) < float(reference[question]), (question, row)
+
+
+def check_feedback(run: LevelRun, scenario: Scenario) -> None:
+    """What the scenario's feedback must and must not say, and its review flags."""
+    feedback = (run.out_dir / scenario.id / "feedback.md").read_text(encoding="utf-8")
+    for text in scenario.feedback:
+        said = any(alternative in feedback for alternative in text.split("|"))
+        assert said, f"feedback of {scenario.id} should say {text!r}:\n{feedback[:1500]}"
+    for text in scenario.feedback_absent:
+        assert text not in feedback, f"feedback of {scenario.id} says {text!r}:\n{feedback[:1500]}"
+    flagged = flagged_questions(run, scenario.id)
+    assert set(scenario.flagged) <= flagged, (scenario.flagged, flagged)
+    for question in scenario.caught:  # a bypass is zeroed, and the feedback says why
+        said = "Вопрос оценён в 0" in feedback or question in flagged
+        assert said, f"{scenario.id}: nothing explains the 0 on {question}:\n{feedback[:2000]}"
+
+
+def check_scenario(run: LevelRun, scenario: Scenario) -> None:
+    """Everything the catalogue expects of one scenario (AssertionError saying what not)."""
+    assert scenario.id in run.rows, f"{scenario.id}: no row (the grader stopped before it?)"
+    row = run.rows[scenario.id]
+    assert row["status"] == scenario.status, row
+    assert (run.out_dir / scenario.id / "results.json").is_file()
+    check_scores(run, scenario, row)
+    check_feedback(run, scenario)
+
+
+def escaped(run: LevelRun, scenario: Scenario) -> str | None:
+    """What a scenario did outside the sandbox, seen from outside (None: nothing)."""
+    if scenario.id in run.died_for():
+        return "killed the grader (failed on the rerun)"
+    if scenario.id == "escape_tcp_loopback" and run.connections:
+        return f"reached a TCP server on the loopback ({run.connections[0][:40]!r})"
+    if scenario.id == "escape_signal_others" and not run.victims_alive:
+        return "killed a process outside the sandbox"
+    return None
+
+
+def containment(run: LevelRun, scenario: Scenario) -> tuple[bool, str]:
+    """Whether the level contained ``scenario``: graded as the catalogue expects and nothing
+    seen outside; with the reason when not."""
+    outside = escaped(run, scenario)
+    if outside is not None:
+        return False, outside
+    try:
+        check_scenario(run, scenario)
+    except AssertionError as exc:
+        return False, f"graded wrong: {str(exc).splitlines()[0][:160]}"
+    return True, ""
+
+
+def batch_containment(run: LevelRun) -> tuple[bool, str]:
+    """The whole batch: it finished, nothing outside changed, nothing was left running."""
+    problems = []
+    if run.returncode != 0:
+        problems.append(f"the grader exited {run.exits} before finishing")
+    if run.tree_after != run.tree_before:
+        problems.append("files outside the sandbox changed")
+    if sorted(p.name for p in run.canary_dir.iterdir()) != ["canary.txt"]:
+        problems.append("the canary folder changed")
+    if (run.out_dir / "fake_results" / "gradebook.csv").exists():
+        problems.append("a fake gradebook was written into the output folder")
+    if run.leftover:
+        problems.append(f"{len(run.leftover)} sandbox processes left running")
+    return not problems, "; ".join(problems)
+
+
+def remove(base: Path) -> None:
+    """Delete a batch's folder (files a throwaway grader made included)."""
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def stop_leftovers(base: Path) -> None:
+    """SIGKILL whatever a batch left running (so a measurement does not poison the next)."""
+    for entry in sandbox_processes(base):
+        try:
+            os.kill(int(entry.split()[0]), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass

@@ -262,14 +262,18 @@ def _closed_folders() -> str:
 
 
 @functools.cache
-def landlock_abi() -> int:
-    """The Landlock ABI a worker gets here: the version, once a probe run as a slot uid has
-    seen a ruleset refuse a read; 0 where Landlock is absent, off or does not hold."""
-    if uid_problem() is not None:
-        return 0
+def landlock_state() -> tuple[int, str]:
+    """The Landlock ABI a worker gets here, and why it is 0 when it is: the version, once a
+    probe run as a slot uid has seen a ruleset refuse a read."""
+    if (problem := uid_problem()) is not None:
+        return 0, f"the uid level cannot run ({problem})"
+    from .landlock import abi
     from .launcher import UID_BASE
 
-    with tempfile.TemporaryDirectory(prefix="landlock-probe-") as folder:
+    kernel = abi()
+    if kernel == 0:
+        return 0, "the kernel has no Landlock, has it off, or refuses its system calls"
+    with tempfile.TemporaryDirectory(prefix="landlock-probe-", dir=_homes_dir()) as folder:
         os.chmod(folder, 0o755)
         secret = Path(folder) / "outside.txt"
         secret.write_text("outside the ruleset\n")
@@ -288,15 +292,26 @@ def landlock_abi() -> int:
         try:
             done = subprocess.run(argv, capture_output=True, timeout=60,
                                   stdin=subprocess.DEVNULL, cwd="/")
-        except (OSError, subprocess.TimeoutExpired):
-            return 0
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return 0, f"the Landlock probe could not run ({exc})"
     answer = done.stdout.decode(errors="replace").strip()
-    return int(answer) if done.returncode == 0 and answer.isdigit() else 0
+    if done.returncode == 0 and answer.isdigit():
+        return int(answer), ""
+    stderr = done.stderr.decode(errors="replace").strip()[-300:]
+    return 0, (f"the kernel reports Landlock ABI {kernel}, but a ruleset applied as uid "
+               f"{UID_BASE} did not hold (exit {done.returncode}, {answer!r}, {stderr})")
+
+
+def landlock_abi() -> int:
+    """The Landlock ABI a uid-level worker is confined with here (0: none)."""
+    return landlock_state()[0]
 
 
 def confinement() -> str:
-    """What confines a uid-level worker here, in words."""
-    return f"an unprivileged uid per worker; {capabilities(landlock_abi())}"
+    """What confines a uid-level worker here, in words (why without Landlock, if so)."""
+    version, why = landlock_state()
+    return f"an unprivileged uid per worker; {capabilities(version)}" + (
+        f" ({why})" if why else "")
 
 
 def make_private(folders: list[Path]) -> list[Path]:
@@ -321,5 +336,7 @@ def guard_without_landlock(folders: list[Path]) -> None:
         return
     changed = make_private(folders)
     if changed:
+        listed = " ".join(map(str, changed))
         print(f"[sandbox] uid level without Landlock: took access for other users off "
-              f"{', '.join(map(str, changed))}", file=sys.stderr)
+              f"{listed} so that workers cannot read them (undo: chmod o+rx {listed})",
+              file=sys.stderr)

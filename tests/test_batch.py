@@ -1,6 +1,7 @@
 """A whole class through `python grader.py grade`: a run killed half-way resumes without losing
 or regrading anything, a changed upload is regraded, Ctrl-C stops at once and leaves no
-sandbox behind, and Ray grades exactly as the local pool does.
+sandbox behind, and Ray grades exactly as the local pool does (01, and 02 with torch at every
+isolation level the machine has).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from local_run import built
 from autograder.assignments import PROJECT_ROOT
 from autograder.mutants import apply_mutant, load_mutants
 from autograder.resume import RECORD
+from autograder.sandbox import launcher
+from autograder.sandbox import uid as uid_level
 
 NAME = "01_convolution_pooling"
 GRADER = [sys.executable, str(PROJECT_ROOT / "grader.py"), "grade", "--assignment", NAME]
@@ -195,3 +198,53 @@ def _untimed(results: Path) -> object:
         return value
 
     return strip(json.loads(results.read_text()))
+
+
+TORCH_NAME = "02_pytorch_modules"
+LEVEL_PROBLEMS = {"bwrap": launcher.bwrap_problem(), "uid": uid_level.uid_problem(),
+                  "process": None}
+
+
+@pytest.fixture(scope="module")
+def torch_class(tmp_path_factory) -> tuple[Path, Path]:
+    """Four 02 submissions (reference, stub, two classic bugs), and their gradebook from the
+    local pool at the strongest level here."""
+    base = tmp_path_factory.mktemp("torch-class")
+    folder = base / "submissions"
+    folder.mkdir()
+    reference = built(TORCH_NAME).reference_notebook
+    nbformat.write(reference, folder / "reference.ipynb")
+    nbformat.write(built(TORCH_NAME).student_notebook, folder / "stub.ipynb")
+    for mutant in load_mutants(TORCH_NAME)[:2]:
+        nbformat.write(apply_mutant(reference, mutant), folder / f"bug-{mutant.id}.ipynb")
+    out = base / "local"
+    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "grader.py"), "grade",
+                           "--assignment", TORCH_NAME, str(folder), "--out", str(out),
+                           "--jobs", "2", "--seed", "7"], capture_output=True, text=True,
+                          timeout=900, env=_env(base / "tmp"), check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder, out
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("level", [pytest.param(level, marks=pytest.mark.skipif(
+    problem is not None, reason=f"{level} level: {problem}"))
+    for level, problem in LEVEL_PROBLEMS.items()])
+def test_ray_grades_a_torch_assignment_like_the_local_pool_at_every_level(level, torch_class,
+                                                                         tmp_path):
+    pytest.importorskip("ray", reason="Ray is in the dev extras: pip install -e '.[dev]'")
+    folder, local = torch_class
+    out = tmp_path / "out"
+    short_tmp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray's socket paths: <108 B
+    try:
+        done = subprocess.run([sys.executable, str(PROJECT_ROOT / "grader.py"), "grade",
+                               "--assignment", TORCH_NAME, str(folder), "--out", str(out),
+                               "--jobs", "2", "--seed", "7", "--executor", "ray",
+                               "--sandbox", level], capture_output=True, text=True,
+                              timeout=900, env=_env(short_tmp), check=False)
+    finally:
+        shutil.rmtree(short_tmp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "gradebook.csv").read_text() == (local / "gradebook.csv").read_text()
+    for results in out.glob("*/results.json"):
+        assert json.loads(results.read_text())["extra_data"]["isolation"]["level"] == level

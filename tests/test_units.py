@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from autograder import resume
 from autograder.assignments import ConfigError, parse_config
 from autograder.errors import Outcome
 from autograder.forbidden import find_library_routines, read_graded_code
@@ -143,3 +145,52 @@ def test_a_name_with_no_definition_in_the_cells_needs_review_not_zero():
     reading = read_graded_code(_cells("exec('def conv2d(x, w): return x')"), "conv2d")
     assert reading.findings == ()
     assert [f.kind for f in reading.flags] == ["not_defined_by_hand"]
+
+
+# ----------------------------------------------------------------------------- in-flight markers
+
+
+def _orphan(sub: str, pid: int = 1, key: str = "k", level: str = "process",
+            suspect: bool = False) -> resume.Orphan:
+    return resume.Orphan(sub, pid, key, level, suspect)
+
+
+def test_a_process_level_submission_alone_in_flight_when_the_grader_died_killed_it():
+    keys = {"a": "k", "b": "k", "c": "k"}
+    assert resume.judge_orphans([_orphan("a")], keys) == ({"a"}, set())
+    # two in flight: either could have done it, so both are graded again, alone, first
+    assert resume.judge_orphans([_orphan("a"), _orphan("b")], keys) == (set(), {"a", "b"})
+    # graded alone as a suspect and the grader died again: it did
+    assert resume.judge_orphans([_orphan("c", pid=2, suspect=True)], keys) == ({"c"}, set())
+
+
+def test_a_grader_death_blames_no_submission_where_student_code_cannot_reach_it():
+    keys = {"a": "k", "b": "new upload"}
+    assert resume.judge_orphans([_orphan("a", level="bwrap"), _orphan("c", level="uid")],
+                                keys) == (set(), set())
+    assert resume.judge_orphans([_orphan("b")], keys) == (set(), set())  # changed since
+
+
+def test_markers_of_a_live_grader_stay_and_an_interrupted_graders_are_cleared(tmp_path):
+    live = resume.InFlight(tmp_path, {"mine": "k1"}, "process")
+    live.begin("mine")
+    dead = tmp_path / resume.STATE_DIR / resume.IN_FLIGHT / "gone.json"
+    dead.write_text(json.dumps({"pid": 2**22 + 1, "started": "1", "key": "k2",
+                                "level": "process", "suspect": False}))
+    (orphan,) = resume.take_orphans(tmp_path)
+    assert orphan == resume.Orphan("gone", 2**22 + 1, "k2", "process", False)
+    assert not dead.exists()
+    assert resume.take_orphans(tmp_path) == []  # ours: this process is alive
+    resume.clear_markers(tmp_path, os.getpid())
+    assert not list((tmp_path / resume.STATE_DIR / resume.IN_FLIGHT).iterdir())
+    live.begin("mine")
+    live.end("mine")
+    assert not list((tmp_path / resume.STATE_DIR / resume.IN_FLIGHT).iterdir())
+
+
+def test_unsafe_torch_releases_are_refused_for_saved_models():
+    from autograder.evaluation import unsafe_torch
+
+    assert "CVE-2025-32434" in unsafe_torch("2.9.1+cpu")
+    assert unsafe_torch("2.10.0") is None and unsafe_torch("2.14.1+cu130") is None
+    assert unsafe_torch("3.0.0") is None

@@ -104,15 +104,15 @@ def stage_training_data(images: Any, labels: Any, first: bool) -> int:
     return int(len(_TRAINING["labels"]))
 
 
-def retrain(model_class: Any, train_epoch: Any, settings: dict, mean: list[float],
-            std: list[float], device: str = "cpu", threads: int = 1) -> dict[str, Any]:
-    """A fresh ``model_class()`` trained by the student's ``train_epoch`` on the staged data.
+_RETRAINING: dict[str, Any] = {}  # the model being retrained and what trains it
 
-    Seeds fixed; the optimizer and budget are the assignment's (``settings``: epochs,
-    seconds, batch_size, optimizer, lr, seed). Stops between epochs once the time is up.
-    """
-    import time
 
+def retrain_begin(model_class: Any, train_epoch: Any, settings: dict, mean: list[float],
+                  std: list[float], device: str = "cpu", threads: int = 1) -> dict[str, Any]:
+    """A fresh ``model_class()`` to be trained by the student's ``train_epoch`` on the staged
+    data, one :func:`retrain_epoch` at a time (the harness owns the clock and measures the
+    model after each). Seeds fixed; the optimizer and batch size are the assignment's
+    (``settings``: batch_size, optimizer, lr, seed). Returns ``{"model": the model}``."""
     from torch.utils.data import DataLoader, TensorDataset
 
     if not _TRAINING:
@@ -129,10 +129,16 @@ def retrain(model_class: Any, train_epoch: Any, settings: dict, mean: list[float
         optimizer = torch.optim.SGD(model.parameters(), lr=float(settings["lr"]), momentum=0.9)
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=float(settings["lr"]))
-    criterion = nn.CrossEntropyLoss()
-    started, epochs = time.monotonic(), 0
-    while epochs < int(settings["epochs"]) and time.monotonic() - started < settings["seconds"]:
-        train_epoch(model, loader, optimizer, criterion, device)
-        epochs += 1
-    model.eval()
-    return {"model": model, "epochs": epochs, "seconds": round(time.monotonic() - started, 1)}
+    _RETRAINING.update(model=model, train_epoch=train_epoch, loader=loader,
+                       optimizer=optimizer, criterion=nn.CrossEntropyLoss(), device=device)
+    return {"model": model}
+
+
+def retrain_epoch() -> int:
+    """One pass of the student's ``train_epoch``, then the model in eval mode; returns 0."""
+    if not _RETRAINING:
+        raise WeightsError("переобучение не начато")
+    r = _RETRAINING
+    r["train_epoch"](r["model"], r["loader"], r["optimizer"], r["criterion"], r["device"])
+    r["model"].eval()
+    return 0

@@ -166,14 +166,25 @@ def _evaluation_data(args: argparse.Namespace, assignment: Assignment) -> Evalua
     from .evaluation import load_data
 
     return load_data(args.dataset, args.data_dir, args.secret_set, assignment.config.evaluation,
-                     with_train=args.retrain)
+                     with_train=args.retrain, test_set=args.test_set)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    """Put CIFAR-10 (torchvision) or the synthetic set in CIFAR-10's format where grade looks."""
-    from . import datasets
+    """Put CIFAR-10 (torchvision, or a copy of its images) or the synthetic set where grade
+    looks."""
+    from . import datasets, imagesets
 
     try:
+        if args.which == datasets.CIFAR10 and args.source is not None:
+            folder = datasets.dataset_dir(args.root, datasets.CIFAR10)
+            done = imagesets.install(args.source, folder)
+            print(f"cifar10: {folder} now holds {done['name']} ({done['kind']}, "
+                  f"{', '.join(f'{n} {s} images' for s, n in done['splits'].items())}, "
+                  f"sha256 {done['digest'][:16]}...), read from {args.source}; grade uses it "
+                  f"when {folder / datasets.BATCHES} (the official files) is absent")
+            return EXIT_OK
+        if args.source is not None:
+            raise datasets.DatasetError("--from is for `data cifar10`")
         if args.which == datasets.CIFAR10:
             folder = datasets.fetch_cifar10(args.root)
             count = len(datasets.load_cifar10_test(args.root).labels)
@@ -306,8 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--dataset", choices=["auto", "cifar10", "synthetic"], default="auto",
                        help="what saved models are graded on (auto: CIFAR-10 when present, "
                        "else the synthetic set)")
-    grade.add_argument("--secret-set", type=Path, metavar="DATA.npy",
-                       help="a secret test set in CIFAR-10.1's layout, graded beside the "
+    grade.add_argument("--test-set", type=Path, metavar="PATH",
+                       help="grade saved models on this labelled image set: the official "
+                       "CIFAR-10 folder, a CIFAR-10.1-style *_data.npy, or a folder or archive "
+                       "(.tar, .tar.gz, .tar.xz, .zip) with one folder of 32x32 RGB images per "
+                       "class (its test/ split when it has train/ and test/)")
+    grade.add_argument("--secret-set", type=Path, metavar="PATH",
+                       help="a secret test set (any kind --test-set takes), graded beside the "
                        "official one (the synthetic set has its own)")
     grade.add_argument("--retrain", action="store_true",
                        help="also train each model class with the student's own train_epoch "
@@ -329,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
         "data", help="put CIFAR-10, or a synthetic set in its exact format, where grade looks"
     )
     data.add_argument("which", choices=["cifar10", "synthetic"])
+    data.add_argument("--from", dest="source", type=Path, metavar="PATH",
+                      help="cifar10: install a copy from a folder or archive of its images in "
+                      "ImageFolder layout (train/ and test/ with a folder per class), decoded "
+                      "and checked, where grade looks (no download)")
     data.add_argument("--root", type=Path, default=DEFAULT_DATA_ROOT,
                       help=f"folder holding the datasets (default: {DEFAULT_DATA_ROOT})")
     data.set_defaults(func=cmd_data)

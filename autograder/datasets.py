@@ -56,6 +56,13 @@ class ImageSet:
     images: np.ndarray  # (N, 32, 32, 3) uint8, channels last
     labels: np.ndarray  # (N,) int64
     source: Path
+    kind: str = ""  # cifar10-python, npy, imagefolder, synthetic, installed (see imagesets)
+    digest: str = ""  # sha256 of the content it was read from
+
+    def describe(self) -> dict:
+        """For results.json and the report: name, kind, size, digest."""
+        return {"name": self.name, "kind": self.kind, "images": int(len(self.labels)),
+                "digest": self.digest[:16]}
 
 
 def dataset_dir(root: Path, name: str) -> Path:
@@ -223,7 +230,15 @@ def _manifest(folder: Path, root: Path) -> dict:
 def load_synthetic_test(root: Path) -> ImageSet:
     """The synthetic test set, read and md5-checked by torchvision's CIFAR10 code."""
     folder = dataset_dir(root, SYNTHETIC)
-    return _torchvision_test_set(folder, _synthetic_class(_manifest(folder, root)))
+    manifest = _manifest(folder, root)
+    found = _torchvision_test_set(folder, _synthetic_class(manifest))
+    return ImageSet(found.name, found.images, found.labels, folder, SYNTHETIC,
+                    manifest["md5"]["test_batch"])
+
+
+def is_synthetic(folder: Path) -> bool:
+    """Whether ``folder`` is a synthetic set written by ``grader.py data synthetic``."""
+    return (folder / MANIFEST).is_file()
 
 
 def load_synthetic_train(root: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -241,7 +256,8 @@ def load_train(root: Path, name: str) -> ImageSet:
     """The training split of ``name`` ("cifar10" or "synthetic"), for ``grade --retrain``."""
     if name == SYNTHETIC:
         images, labels = load_synthetic_train(root)
-        return ImageSet(f"{SYNTHETIC} (train)", images, labels, dataset_dir(root, name))
+        return ImageSet(f"{SYNTHETIC} (train)", images, labels, dataset_dir(root, name),
+                        SYNTHETIC)
     from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
 
     folder = dataset_dir(root, CIFAR10)
@@ -275,4 +291,5 @@ def load_secret_set(data_path: Path, name: str) -> ImageSet:
         raise DatasetError(f"{labels_path}: expected {len(images)} integer labels")
     if labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
         raise DatasetError(f"{labels_path}: labels must be in 0..9")
-    return ImageSet(name, images, labels.astype(np.int64), data_path)
+    digest = hashlib.sha256(data_path.read_bytes() + labels_path.read_bytes()).hexdigest()
+    return ImageSet(name, images, labels.astype(np.int64), data_path, "npy", digest)

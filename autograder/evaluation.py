@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets
+from . import datasets, imagesets
 from .assignments import AccuracyQuestion, ComparisonQuestion, Evaluation, Retrain
 from .datasets import ImageSet
 from .errors import Outcome, SubmissionFailure
@@ -41,12 +41,11 @@ class EvaluationData:
     train: ImageSet | None = None  # the training split, loaded for --retrain only
 
     def describe(self) -> dict:
-        """For results.json: which data, how much of it."""
+        """For results.json: which data (name, kind, size, digest of each set)."""
         return {
             "dataset": self.dataset,
-            "official": {"name": self.official.name, "images": len(self.official.labels)},
-            "secret": None if self.secret is None else {
-                "name": self.secret.name, "images": len(self.secret.labels)},
+            "official": self.official.describe(),
+            "secret": None if self.secret is None else self.secret.describe(),
         }
 
 
@@ -76,38 +75,84 @@ def unsafe_torch(version: str) -> str | None:
 
 
 def load_data(choice: str, data_dir: Path, secret: Path | None, settings: Evaluation,
-              with_train: bool = False) -> EvaluationData:
-    """The test set(s) to grade models on; DatasetError (naming the path) when missing, or
-    when the installed torch cannot open submitted weights safely.
+              with_train: bool = False, test_set: Path | None = None) -> EvaluationData:
+    """The test set(s) to grade models on; DatasetError (naming the path) when missing or
+    not a readable image set, or when the installed torch cannot open submitted weights
+    safely.
 
-    ``choice`` "auto" takes real CIFAR-10 when it is under ``data_dir``, else the synthetic
-    set. The synthetic set carries its own secret set; for CIFAR-10 pass ``secret`` (a
-    CIFAR-10.1-style ``*_data.npy``).
+    ``test_set`` (any kind :mod:`.imagesets` reads) is the official set when given. Else
+    ``choice`` "auto" takes, under ``data_dir``: the official CIFAR-10 files, else a copy
+    installed by ``grader.py data cifar10 --from``, else the synthetic set. The synthetic set
+    carries its own secret set; otherwise pass ``secret`` (any kind as well). Real images use
+    the ``cifar10`` thresholds, the synthetic set its own.
     """
     import torch
 
     problem = unsafe_torch(torch.__version__)
     if problem is not None:
         raise datasets.DatasetError(problem)
+    cache = data_dir / ".cache"
+    if test_set is not None:
+        return _given_set(test_set, data_dir, secret, settings, with_train, cache)
     if choice == "auto":
-        real = datasets.dataset_dir(data_dir, datasets.CIFAR10) / datasets.BATCHES
-        fake = datasets.dataset_dir(data_dir, datasets.SYNTHETIC) / datasets.MANIFEST
-        if not real.is_dir() and not fake.is_file():
-            raise datasets.DatasetError(
-                f"no dataset under {data_dir}: run `python grader.py data cifar10` (or, where "
-                "CIFAR-10 cannot be downloaded, `python grader.py data synthetic`), or point "
-                "--data-dir at the folder that holds cifar10/ or synthetic/"
-            )
-        choice = datasets.CIFAR10 if real.is_dir() else datasets.SYNTHETIC
+        choice = _available(data_dir)
     if choice == datasets.CIFAR10:
-        official = datasets.load_cifar10_test(data_dir)
-        secret_set = None if secret is None else datasets.load_secret_set(secret, "secret")
+        official, train = _cifar10(data_dir, with_train)
+        secret_set = None if secret is None else imagesets.read_image_set(secret, "test", cache)
     else:
         official = datasets.load_synthetic_test(data_dir)
         path = secret or datasets.dataset_dir(data_dir, datasets.SYNTHETIC) / datasets.SECRET_DATA
         secret_set = datasets.load_secret_set(path, "synthetic (secret)")
-    train = datasets.load_train(data_dir, choice) if with_train else None
+        train = datasets.load_train(data_dir, choice) if with_train else None
     return EvaluationData(choice, official, secret_set, settings.mean, settings.std, train)
+
+
+def _available(data_dir: Path) -> str:
+    folder = datasets.dataset_dir(data_dir, datasets.CIFAR10)
+    if (folder / datasets.BATCHES).is_dir() or (folder / imagesets.INSTALLED).is_file():
+        return datasets.CIFAR10
+    if (datasets.dataset_dir(data_dir, datasets.SYNTHETIC) / datasets.MANIFEST).is_file():
+        return datasets.SYNTHETIC
+    raise datasets.DatasetError(
+        f"no dataset under {data_dir}: run `python grader.py data cifar10` (or, where "
+        "CIFAR-10 cannot be downloaded, `python grader.py data cifar10 --from COPY` with a "
+        "folder or archive of its images, or `python grader.py data synthetic`), point "
+        "--data-dir at the folder that holds cifar10/ or synthetic/, or give --test-set"
+    )
+
+
+def _cifar10(data_dir: Path, with_train: bool) -> tuple[ImageSet, ImageSet | None]:
+    """Real CIFAR-10 under ``data_dir``: the official files, else an installed copy."""
+    folder = datasets.dataset_dir(data_dir, datasets.CIFAR10)
+    if (folder / datasets.BATCHES).is_dir():
+        official = imagesets.read_image_set(folder, "test")
+        return official, imagesets.read_image_set(folder, "train") if with_train else None
+    return (imagesets.read_installed(folder, "test"),
+            imagesets.read_installed(folder, "train") if with_train else None)
+
+
+def _given_set(test_set: Path, data_dir: Path, secret: Path | None, settings: Evaluation,
+               with_train: bool, cache: Path) -> EvaluationData:
+    """``--test-set PATH``: the synthetic set's own folder, or real images of any kind."""
+    folder = test_set.parent if test_set.name == datasets.BATCHES else test_set
+    if test_set.is_dir() and datasets.is_synthetic(folder):
+        return load_data(datasets.SYNTHETIC, folder.parent, secret, settings, with_train)
+    official = imagesets.read_image_set(test_set, "test", cache)
+    secret_set = None if secret is None else imagesets.read_image_set(secret, "test", cache)
+    train = _train_split(test_set, data_dir, cache) if with_train else None
+    return EvaluationData(datasets.CIFAR10, official, secret_set, settings.mean, settings.std,
+                          train)
+
+
+def _train_split(source: Path, data_dir: Path, cache: Path) -> ImageSet:
+    """The training images for --retrain: the given set's own train split, else real
+    CIFAR-10's under ``data_dir``."""
+    try:
+        return imagesets.read_image_set(source, "train", cache)
+    except datasets.DatasetError:
+        train = _cifar10(data_dir, True)[1]
+        assert train is not None
+        return train
 
 
 def perturb(images: np.ndarray, rng: np.random.Generator, settings: Evaluation) -> np.ndarray:

@@ -8,9 +8,9 @@ Prints per-submission medians and the ratios this grader / otter and this grader
 Targets (issue 3): at most 0.5x otter and at most 5x the floor. With ``--baseline REV`` the
 grader as it was at git revision REV (a temporary worktree) grades the same submissions in
 the same run, alternating with this one, and the ratio this / baseline is printed (issue 6:
-at most 1.1x).
+at most 1.1x); ``--levels bwrap,uid`` times this checkout at more isolation levels beside.
 
-    python bench/grade_speed.py [--count N] [--baseline REV] [--rounds R]
+    python bench/grade_speed.py [--count N] [--baseline REV [--levels L1,L2]] [--rounds R]
 """
 
 from __future__ import annotations
@@ -82,19 +82,21 @@ from autograder.assignments import load_assignment
 from autograder.batch import grade_batch
 from autograder.grading import GradeOptions
 from autograder.sandbox import choose_level
-paths = [Path(p) for p in sys.argv[4:]]
+paths = [Path(p) for p in sys.argv[5:]]
 stamps = [time.perf_counter()]
-options = GradeOptions(level=choose_level("auto"), seed=secrets.randbelow(2**31))
+options = GradeOptions(level=choose_level(sys.argv[4]), seed=secrets.randbelow(2**31))
 grade_batch(paths, load_assignment(sys.argv[2]), options, Path(sys.argv[3]), jobs=1,
             on_done=lambda r: stamps.append(time.perf_counter()))
 print(json.dumps([b - a for a, b in zip(stamps, stamps[1:])]))
 """
 
 
-def time_checkout(root: Path, paths: list[Path], out: Path, name: str) -> list[float]:
-    """Per-submission seconds of the grader in checkout ``root`` (a fresh process)."""
+def time_checkout(root: Path, paths: list[Path], out: Path, name: str, level: str = "auto"
+                  ) -> list[float]:
+    """Per-submission seconds of the grader in checkout ``root`` at ``level`` (a fresh
+    process)."""
     done = subprocess.run(
-        [sys.executable, "-c", _DRIVER, str(root), name, str(out), *map(str, paths)],
+        [sys.executable, "-c", _DRIVER, str(root), name, str(out), level, *map(str, paths)],
         capture_output=True, text=True, check=True, cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
     )
@@ -109,16 +111,19 @@ def baseline_checkout(revision: str, work: Path) -> Path:
     return target
 
 
-def side_by_side(paths: list[Path], work: Path, revision: str, rounds: int, name: str
-                 ) -> tuple[list[float], list[float]]:
-    """This checkout and the baseline, alternating, ``rounds`` times each."""
+def side_by_side(paths: list[Path], work: Path, revision: str, rounds: int, name: str,
+                 levels: list[str]) -> tuple[dict[str, list[float]], list[float]]:
+    """This checkout at each of ``levels`` and the baseline at the first, alternating,
+    ``rounds`` times each."""
     baseline = baseline_checkout(revision, work)
-    ours: list[float] = []
+    ours: dict[str, list[float]] = {level: [] for level in levels}
     theirs: list[float] = []
     try:
         for i in range(rounds):
-            theirs += time_checkout(baseline, paths, work / f"base-out-{i}", name)
-            ours += time_checkout(ROOT, paths, work / f"ours-out-{i}", name)
+            theirs += time_checkout(baseline, paths, work / f"base-out-{i}", name, levels[0])
+            for level in levels:
+                ours[level] += time_checkout(ROOT, paths, work / f"ours-{level}-{i}", name,
+                                             level)
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
                         str(baseline)], check=False, capture_output=True)
@@ -220,6 +225,9 @@ def main() -> int:
                         help="alternations with --baseline (default 2)")
     parser.add_argument("--assignment", default=NAME,
                         help=f"with --baseline: the assignment to grade (default {NAME})")
+    parser.add_argument("--levels", default="bwrap",
+                        help="with --baseline: isolation levels of this checkout, the first "
+                        "compared with the baseline, the others timed beside (e.g. bwrap,uid)")
     args = parser.parse_args()
     if args.assignment != NAME and not args.baseline:
         parser.error("--assignment needs --baseline (otter and the floor are set up for 01)")
@@ -228,12 +236,16 @@ def main() -> int:
         work = Path(tmp)
         paths = make_submissions(built, work, args.count, args.assignment)
         if args.baseline:
-            ours, theirs = side_by_side(paths, work, args.baseline, args.rounds, args.assignment)
-            ratio = statistics.median(ours) / statistics.median(theirs)
+            levels = args.levels.split(",")
+            ours, theirs = side_by_side(paths, work, args.baseline, args.rounds, args.assignment,
+                                        levels)
+            base = statistics.median(theirs)
             print(f"{len(paths)} submissions of {args.assignment} x {args.rounds} rounds; "
-                  f"seconds per submission: this checkout median {statistics.median(ours):.3f}, "
-                  f"{args.baseline} median {statistics.median(theirs):.3f}")
-            print(f"this / {args.baseline}: {ratio:.2f}x (target <= 1.1x)")
+                  f"median seconds per submission: {args.baseline} at {levels[0]} {base:.3f}")
+            for level in levels:
+                mine = statistics.median(ours[level])
+                print(f"  this checkout at {level}: {mine:.3f} ({mine / base:.2f}x"
+                      + (", target <= 1.1x)" if level == levels[0] else ")"))
             return 0
         ours = time_this_grader(paths, work / "out")
         otter = time_otter(paths, otter_autograder_zip(work), work)

@@ -20,3 +20,20 @@ def synthetic_root(tmp_path_factory) -> Path:
         check=True, capture_output=True, timeout=600,
     )
     return root
+
+
+def confining_level() -> tuple[str | None, str]:
+    """The strongest level here that keeps hostile code off the grader's files and the
+    network (bwrap, else uid with Landlock), or None with why neither can run."""
+    from autograder.sandbox import launcher
+    from autograder.sandbox import uid as uid_level
+
+    bwrap = launcher.bwrap_problem()
+    if bwrap is None:
+        return "bwrap", ""
+    uid = uid_level.uid_problem() or (None if uid_level.landlock_abi() >= 4 else
+                                       "no Landlock ABI >= 4 here")
+    if uid is None:
+        return "uid", ""
+    return None, (f"hostile code runs only where it is confined (bwrap: {bwrap}; uid: {uid}); "
+                  "apt-get install -y bubblewrap, or run as root on a kernel with Landlock")

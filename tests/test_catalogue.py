@@ -1,4 +1,6 @@
-"""The catalogue of bad and hostile submissions, graded in one batch through the real CLI.
+"""The catalogue of bad and hostile submissions, graded in one batch through the real CLI, at
+the strongest confining level here (bwrap, else uid with Landlock; the other levels are
+measured by bench/isolation_matrix.py).
 
 For every scenario: the grader finishes with exit 0, the control submissions in the same
 batch keep their correct scores, no process is left behind, nothing outside the sandbox
@@ -8,7 +10,6 @@ happened.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 
 import pytest
@@ -16,6 +17,7 @@ from catalogue.layers import LAYER_SCENARIOS
 from catalogue.levels import LevelRun, check_scenario, grade_catalogue
 from catalogue.scenarios import SCENARIOS, Scenario
 from catalogue.students import STUDENT_SCENARIOS
+from conftest import confining_level
 from local_run import built, question_tests
 
 from autograder.assignments import PROJECT_ROOT
@@ -23,11 +25,8 @@ from autograder.assignments import PROJECT_ROOT
 EVERY_SCENARIO: list[Scenario] = SCENARIOS + LAYER_SCENARIOS + STUDENT_SCENARIOS
 ASSIGNMENTS = sorted({scenario.assignment for scenario in EVERY_SCENARIO})
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("bwrap") is None,
-    reason="bubblewrap is not installed (apt-get install -y bubblewrap); hostile code must "
-    "not run in the plain-process fallback on a developer's machine",
-)
+LEVEL, WHY_NOT = confining_level()
+pytestmark = pytest.mark.skipif(LEVEL is None, reason=WHY_NOT)
 
 
 def _scenarios_of(assignment: str) -> list[Scenario]:
@@ -42,7 +41,7 @@ def catalogue(tmp_path_factory, synthetic_root) -> Callable[[str], LevelRun]:
     def run_for(assignment: str) -> LevelRun:
         if assignment not in runs:
             runs[assignment] = grade_catalogue(
-                assignment, _scenarios_of(assignment), "bwrap",
+                assignment, _scenarios_of(assignment), LEVEL,
                 tmp_path_factory.mktemp(f"catalogue-{assignment}"), PROJECT_ROOT,
                 built(assignment).reference_notebook, built(assignment).student_notebook,
                 synthetic_root)

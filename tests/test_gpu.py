@@ -16,6 +16,7 @@ import pytest
 
 from autograder.assignments import PROJECT_ROOT
 from autograder.devices import DeviceUnavailable, bwrap_gpu_args, choose_device, cuda_usable
+from autograder.sandbox import uid as uid_level
 
 HAVE_CUDA = cuda_usable()
 needs_cuda = pytest.mark.skipif(
@@ -40,12 +41,19 @@ def test_the_sandbox_binds_the_device_nodes_with_dev_bind():
 
 
 @needs_cuda
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
-def test_a_model_is_graded_on_the_gpu_inside_the_sandbox(tmp_path, synthetic_root):
+@pytest.mark.parametrize("level", [
+    pytest.param("bwrap", marks=pytest.mark.skipif(shutil.which("bwrap") is None,
+                                                   reason="bubblewrap is not installed")),
+    pytest.param("uid", marks=pytest.mark.skipif(
+        uid_level.uid_problem() is not None, reason=f"uid level: {uid_level.uid_problem()}")),
+])
+def test_a_model_is_graded_on_the_gpu_inside_the_sandbox(level, tmp_path, synthetic_root):
+    """The GPU's device nodes reach the worker (bound in under bwrap; allowed with ioctl by
+    the uid level's Landlock rules) and the good example scores full marks on CUDA."""
     done = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "grader.py"), "grade", "--assignment",
          "03_convnet_cifar10", str(EXAMPLE), "--out", str(tmp_path / "o"), "--device", "cuda",
-         "--data-dir", str(synthetic_root), "--seed", "2"],
+         "--data-dir", str(synthetic_root), "--seed", "2", "--sandbox", level],
         capture_output=True, text=True, timeout=1200, check=False,
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import confining_level
 
 from autograder import datasets
 from autograder.assignments import PROJECT_ROOT, Evaluation, load_assignment
@@ -27,10 +28,8 @@ EXAMPLES = PROJECT_ROOT / "examples" / "submissions" / NAME
 CONFIG = load_assignment(NAME).config
 GRADER = [sys.executable, str(PROJECT_ROOT / "grader.py")]
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("bwrap") is None, reason="bubblewrap is not installed (apt-get install -y "
-    "bubblewrap): hostile weights must not be loaded outside the sandbox on a developer's machine"
-)
+LEVEL, WHY_NOT = confining_level()
+pytestmark = pytest.mark.skipif(LEVEL is None, reason=WHY_NOT + " (hostile weights files)")
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -142,6 +142,10 @@ class Evaluation:
     flip: bool = True
     noise_levels: float = 2.0
     secret_gap: float = 0.10  # official - secret accuracy above this needs review
+    # Memorisation check on real data without a secret set: this many training images, drawn
+    # per run, are graded too; official accuracy more than train_gap above theirs needs review.
+    train_sample: int = 1000  # 0: off
+    train_gap: float = 0.10
     gpu_memory_fraction: float = 0.45  # each GPU worker's share (a courtesy, see devices.py)
     # the normalisation the notebook's models expect (its CIFAR10_MEAN / CIFAR10_STD)
     mean: tuple[float, ...] = (0.4914, 0.4822, 0.4465)

@@ -11,7 +11,7 @@ Accuracy, partial credit, the secret-set gap and the comparison are all computed
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from .remote import RemoteCaller, RemoteName, RemoteObject
 from .results import CaseResult, QuestionResult, ReviewFlag
 
 ACCURACY_CASE, SECRET_CASE, COMPARISON_CASE = "accuracy", "secret_set", "comparison"
-RETRAIN_CASE = "retrained"
+RETRAIN_CASE, TRAIN_CASE = "retrained", "training_images"
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class EvaluationData:
     secret: ImageSet | None
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    train: ImageSet | None = None  # the training split, loaded for --retrain only
+    train: ImageSet | None = None  # the training split: the memorisation check, --retrain
 
     def describe(self) -> dict:
         """For results.json: which data (name, kind, size, digest of each set)."""
@@ -46,6 +46,7 @@ class EvaluationData:
             "dataset": self.dataset,
             "official": self.official.describe(),
             "secret": None if self.secret is None else self.secret.describe(),
+            "train": None if self.train is None else self.train.describe(),
         }
 
 
@@ -58,6 +59,7 @@ class Measured:
     error: str = ""
     retrained_accuracy: float | None = None  # --retrain: the same class, trained here
     retrain_note: str = ""  # how the retraining went (epochs, seconds) or why it failed
+    train_accuracy: float | None = None  # on a secret sample of the training images
 
 
 SAFE_TORCH = (2, 10)  # torch.load(weights_only=True) escapes: CVE-2025-32434, CVE-2026-24747
@@ -76,15 +78,16 @@ def unsafe_torch(version: str) -> str | None:
 
 def load_data(choice: str, data_dir: Path, secret: Path | None, settings: Evaluation,
               with_train: bool = False, test_set: Path | None = None) -> EvaluationData:
-    """The test set(s) to grade models on; DatasetError (naming the path) when missing or
-    not a readable image set, or when the installed torch cannot open submitted weights
-    safely.
+    """The sets to grade models on; DatasetError (naming the path) when missing or not a
+    readable image set, or when the installed torch cannot open submitted weights safely.
 
     ``test_set`` (any kind :mod:`.imagesets` reads) is the official set when given. Else
     ``choice`` "auto" takes, under ``data_dir``: the official CIFAR-10 files, else a copy
     installed by ``grader.py data cifar10 --from``, else the synthetic set. The synthetic set
     carries its own secret set; otherwise pass ``secret`` (any kind as well). Real images use
-    the ``cifar10`` thresholds, the synthetic set its own.
+    the ``cifar10`` thresholds, the synthetic set its own. The training split comes along
+    where there is one (a sample of it checks for memorised test sets); ``with_train``
+    (--retrain) makes it required.
     """
     import torch
 
@@ -93,18 +96,37 @@ def load_data(choice: str, data_dir: Path, secret: Path | None, settings: Evalua
         raise datasets.DatasetError(problem)
     cache = data_dir / ".cache"
     if test_set is not None:
-        return _given_set(test_set, data_dir, secret, settings, with_train, cache)
+        folder = test_set.parent if test_set.name == datasets.BATCHES else test_set
+        if not (test_set.is_dir() and datasets.is_synthetic(folder)):
+            official = imagesets.read_image_set(test_set, "test", cache)
+            secret_set = (None if secret is None
+                          else imagesets.read_image_set(secret, "test", cache))
+            train = _training(lambda: _train_split(test_set, data_dir, cache), with_train)
+            return EvaluationData(datasets.CIFAR10, official, secret_set, settings.mean,
+                                  settings.std, train)
+        choice, data_dir = datasets.SYNTHETIC, folder.parent
     if choice == "auto":
         choice = _available(data_dir)
     if choice == datasets.CIFAR10:
-        official, train = _cifar10(data_dir, with_train)
+        official = _cifar10(data_dir, "test")
         secret_set = None if secret is None else imagesets.read_image_set(secret, "test", cache)
+        train = _training(lambda: _cifar10(data_dir, "train"), with_train)
     else:
         official = datasets.load_synthetic_test(data_dir)
         path = secret or datasets.dataset_dir(data_dir, datasets.SYNTHETIC) / datasets.SECRET_DATA
         secret_set = datasets.load_secret_set(path, "synthetic (secret)")
-        train = datasets.load_train(data_dir, choice) if with_train else None
+        train = _training(lambda: datasets.load_train(data_dir, choice), with_train)
     return EvaluationData(choice, official, secret_set, settings.mean, settings.std, train)
+
+
+def _training(read: Callable[[], ImageSet], required: bool) -> ImageSet | None:
+    """The training split, or None where there is none and it is not ``required``."""
+    try:
+        return read()
+    except datasets.DatasetError:
+        if required:
+            raise
+        return None
 
 
 def _available(data_dir: Path) -> str:
@@ -121,38 +143,22 @@ def _available(data_dir: Path) -> str:
     )
 
 
-def _cifar10(data_dir: Path, with_train: bool) -> tuple[ImageSet, ImageSet | None]:
-    """Real CIFAR-10 under ``data_dir``: the official files, else an installed copy."""
+def _cifar10(data_dir: Path, split: str) -> ImageSet:
+    """A split of real CIFAR-10 under ``data_dir``: the official files, else an installed
+    copy."""
     folder = datasets.dataset_dir(data_dir, datasets.CIFAR10)
     if (folder / datasets.BATCHES).is_dir():
-        official = imagesets.read_image_set(folder, "test")
-        return official, imagesets.read_image_set(folder, "train") if with_train else None
-    return (imagesets.read_installed(folder, "test"),
-            imagesets.read_installed(folder, "train") if with_train else None)
-
-
-def _given_set(test_set: Path, data_dir: Path, secret: Path | None, settings: Evaluation,
-               with_train: bool, cache: Path) -> EvaluationData:
-    """``--test-set PATH``: the synthetic set's own folder, or real images of any kind."""
-    folder = test_set.parent if test_set.name == datasets.BATCHES else test_set
-    if test_set.is_dir() and datasets.is_synthetic(folder):
-        return load_data(datasets.SYNTHETIC, folder.parent, secret, settings, with_train)
-    official = imagesets.read_image_set(test_set, "test", cache)
-    secret_set = None if secret is None else imagesets.read_image_set(secret, "test", cache)
-    train = _train_split(test_set, data_dir, cache) if with_train else None
-    return EvaluationData(datasets.CIFAR10, official, secret_set, settings.mean, settings.std,
-                          train)
+        return imagesets.read_image_set(folder, split)
+    return imagesets.read_installed(folder, split)
 
 
 def _train_split(source: Path, data_dir: Path, cache: Path) -> ImageSet:
-    """The training images for --retrain: the given set's own train split, else real
+    """The training images beside a given test set: its own train split, else real
     CIFAR-10's under ``data_dir``."""
     try:
         return imagesets.read_image_set(source, "train", cache)
     except datasets.DatasetError:
-        train = _cifar10(data_dir, True)[1]
-        assert train is not None
-        return train
+        return _cifar10(data_dir, "train")
 
 
 def perturb(images: np.ndarray, rng: np.random.Generator, settings: Evaluation) -> np.ndarray:
@@ -232,12 +238,30 @@ def measure(caller: RemoteCaller, entry: AccuracyQuestion, files_dir: Path | Non
         secret = None
         if data.secret is not None:
             secret = _accuracy(caller, model, data.secret, data, settings, rng, device)
+        sample = train_sample(data, settings, seed)
+        on_train = None if sample is None else _accuracy(caller, model, sample, data,
+                                                         settings, rng, device)
     except SubmissionFailure as exc:
         return Measured(None, None, exc.message)
     if budget is None:
-        return Measured(accuracy, secret)
+        return Measured(accuracy, secret, train_accuracy=on_train)
     again, note = retrained(caller, entry, data, settings, budget, seed, device, threads)
-    return Measured(accuracy, secret, retrained_accuracy=again, retrain_note=note)
+    return Measured(accuracy, secret, retrained_accuracy=again, retrain_note=note,
+                    train_accuracy=on_train)
+
+
+def train_sample(data: EvaluationData, settings: Evaluation, seed: int) -> ImageSet | None:
+    """``settings.train_sample`` training images drawn with the run's secret seed: a model
+    that learnt the training set is at least about as accurate on them as on the test set; one
+    that memorised the test set is not (None where there is no training split)."""
+    if data.train is None or settings.train_sample <= 0:
+        return None
+    pool = data.train
+    count = min(settings.train_sample, len(pool.labels))
+    chosen = np.sort(np.random.default_rng([seed, 29]).choice(len(pool.labels), count,
+                                                              replace=False))
+    return ImageSet(f"{pool.name}, {count} drawn", pool.images[chosen], pool.labels[chosen],
+                    pool.source, pool.kind, pool.digest)
 
 
 def _perturbation_ru(settings: Evaluation) -> str:
@@ -355,6 +379,16 @@ def accuracy_result(entry: AccuracyQuestion, measured: Measured, data: Evaluatio
                 seen=f"{acc:.2%} против {measured.secret_accuracy:.2%} "
                      f"(допускается разница {settings.secret_gap:.0%})",
             ))
+    if measured.train_accuracy is not None:
+        cases.append(_train_case(entry, acc, measured.train_accuracy, settings))
+        if acc - measured.train_accuracy > settings.train_gap:
+            flags.append(ReviewFlag(
+                entry.question, "train_set_gap",
+                "на тестовом наборе модель заметно точнее, чем на картинках из обучающей "
+                "выборки: так бывает, когда модель запомнила тестовый набор, а не выучила задачу",
+                seen=f"{acc:.2%} на тесте против {measured.train_accuracy:.2%} на обучающих "
+                     f"(допускается разница {settings.train_gap:.0%})",
+            ))
     if measured.retrain_note:
         cases.append(_retrain_case(entry, measured))
         gap = None if measured.retrained_accuracy is None else acc - measured.retrained_accuracy
@@ -373,6 +407,14 @@ def accuracy_result(entry: AccuracyQuestion, measured: Measured, data: Evaluatio
                      f"(допускается разница {retrain_gap:.0%})",
             ))
     return QuestionResult(entry.question, entry.points, score, tuple(cases), notes, tuple(flags))
+
+
+def _train_case(entry: AccuracyQuestion, test: float, train: float,
+                settings: Evaluation) -> CaseResult:
+    passed = test - train <= settings.train_gap
+    return CaseResult(entry.question, TRAIN_CASE, False, 0.0, 0.0,
+                      Outcome.PASSED if passed else Outcome.FAILED,
+                      f"на {settings.train_sample} картинках из обучающей выборки: {train:.2%}")
 
 
 def _retrain_case(entry: AccuracyQuestion, measured: Measured) -> CaseResult:

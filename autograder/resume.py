@@ -95,7 +95,8 @@ def options_digest(options: GradeOptions) -> dict:
             "dataset": data.dataset,
             "content": _digest(part for s in sets for part in (s.images.tobytes(),
                                                                 s.labels.tobytes())),
-            "train": data.train is not None,
+            "train": None if data.train is None else (data.train.digest or _digest(
+                [data.train.images.tobytes(), data.train.labels.tobytes()])),
         }
     return fields
 

@@ -119,14 +119,27 @@ def test_an_fc_only_convnet_gets_no_accuracy_and_no_comparison(graded):
     assert "не прошла проверку устройства сети" in _feedback(out, "fc_only_convnet")
 
 
-def test_the_lookup_table_cheat_is_flagged_by_the_secret_set(graded):
+def test_the_lookup_table_cheat_is_flagged_by_the_secret_set_and_the_training_images(graded):
     out, rows, stdout = graded
     flags = _results(out, "lookup_cheat")["extra_data"]["needs_review"]
-    assert [f["kind"] for f in flags] == ["secret_set_gap"]
+    assert [f["kind"] for f in flags] == ["secret_set_gap", "train_set_gap"]
     models = _results(out, "lookup_cheat")["extra_data"]["evaluation"]["models"]
     assert models["convnet_accuracy"]["secret_accuracy"] <= 0.2  # chance on what it never saw
+    assert models["convnet_accuracy"]["train_accuracy"] <= 0.2  # likewise
     assert "lookup_cheat: convnet_accuracy: secret_set_gap" in stdout
+    assert "lookup_cheat: convnet_accuracy: train_set_gap" in stdout
     assert "needs review" in rows["lookup_cheat"]["message"]
+
+
+def test_honest_models_are_at_least_as_accurate_on_training_images(graded):
+    """The good example's models learnt the training set: no train-set flag, and the
+    sample's accuracy is in every result (drawn with the run's seed)."""
+    out, _, _ = graded
+    good = _results(out, "good")["extra_data"]
+    assert good["needs_review"] == []
+    for name, model in good["evaluation"]["models"].items():
+        assert model["train_accuracy"] >= model["accuracy"] - 0.05, (name, model)
+    assert good["evaluation"]["train"]["kind"] == "synthetic"
 
 
 def test_grading_without_a_dataset_is_an_instructor_error_naming_the_path(tmp_path):
@@ -194,4 +207,4 @@ def test_retrain_trains_the_class_with_the_students_own_code(tmp_path, synthetic
     feedback = _feedback(tmp_path / "o", "good")
     assert "заново обученная вашей train_epoch" in feedback  # both accuracies are shown
     cheat = _results(tmp_path / "o", "lookup_cheat")["extra_data"]["needs_review"]
-    assert {f["kind"] for f in cheat} == {"secret_set_gap", "retrain_failed"}
+    assert {f["kind"] for f in cheat} == {"secret_set_gap", "train_set_gap", "retrain_failed"}

@@ -148,8 +148,10 @@ def _interrupted(out: Path, finished: int) -> int:
     for the abandoned grading threads."""
     from .resume import clear_markers
     from .sandbox.process import kill_all_workers
+    from .sandbox.uid import remove_live_areas
 
     killed = kill_all_workers()
+    remove_live_areas()
     clear_markers(out, os.getpid())  # the instructor stopped it: no submission is to blame
     print(f"\ninterrupted: {finished} result(s) finished in this run are in {out}; "
           f"{killed} running submission(s) stopped. Run the same command again to grade "

@@ -1,17 +1,27 @@
-"""Train the 03 example models on the synthetic set and write the example submissions.
+"""Train the 03 example models and write the example submissions.
 
     python examples/make_03_examples.py [--data-dir DIR] [--out examples/submissions/03_convnet_cifar10]
+    python examples/make_03_examples.py --data ../shared/data/cifar10-jpeg.tar.xz \
+        [--good-from DIR] [--out examples/submissions/03_convnet_cifar10_real]
+    python examples/make_03_examples.py --data ... --lookup-cheat OUT
 
-The reference FCNet and ConvNet come from the master notebook (trusted code, executed here);
-they are trained on the synthetic CIFAR-10 set (``grader.py data synthetic``), measured with
-and without the grader's perturbation, and saved as float16 state_dicts (they load into the
-float32 models unchanged, at half the size). Each example is a folder: a notebook and its
-weights. Files that are byte-identical across examples are stored once by git.
+The reference FCNet and ConvNet come from the master notebook (trusted code, executed here).
+Without ``--data`` they are trained on the synthetic CIFAR-10 set (``grader.py data
+synthetic``); with ``--data`` (any labelled image set the grader reads, e.g. the real images in
+ImageFolder layout) on real CIFAR-10 with the notebook's own recipes (bench/cifar10_training.py),
+or taken from ``--good-from`` (that script's ``--save`` folder: fcnet.pt, convnet.pt). Weights
+are saved as float16 state_dicts (they load into the float32 models unchanged, at half the
+size). Each example is a folder: a notebook and its weights; files that are byte-identical
+across examples are stored once by git.
+
+The lookup-table cheat on real images is the test set itself (pooled 8x8 and labelled), so it
+is never committed: ``--lookup-cheat OUT`` writes it where a test or a measurement needs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import pickle
@@ -154,11 +164,44 @@ def write_example(out: Path, name: str, nb: nbformat.NotebookNode, files: dict[s
         (folder / file_name).write_bytes(data)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=datasets.DEFAULT_ROOT)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = parser.parse_args()
+def lookup_cheat(ns: dict, images: np.ndarray, labels: np.ndarray) -> torch.nn.Module:
+    """The lookup-table ConvNet holding ``images`` (pooled 4x4) and their labels."""
+    cheat_ns: dict = {}
+    source = LOOKUP_CHEAT.replace("zeros(2000", f"zeros({len(labels)}")
+    exec(compile(source, "<cheat>", "exec"), ns, cheat_ns)
+    cheat = cheat_ns["ConvNet"]()
+    with torch.no_grad():
+        cheat.pool.weight.fill_(1.0 / 16)
+        cheat.keys.copy_(cheat.pool(normalise(images, ns)).flatten(1).half())
+        cheat.answers.copy_(torch.from_numpy(labels))
+    return cheat
+
+
+def write_examples(out: Path, reference: nbformat.NotebookNode, good: dict[str, bytes],
+                   fc_only: bytes, cheat: bytes | None) -> None:
+    """Every example folder under ``out`` (the lookup cheat only when ``cheat`` is given)."""
+    if out.exists():
+        shutil.rmtree(out)
+    write_example(out, "good", reference, good)
+    write_example(out, "fc_only_convnet", notebook_with(reference, "ConvNet", FC_ONLY_CONVNET),
+                  {"fcnet.pt": good["fcnet.pt"], "convnet.pt": fc_only})
+    # The grader refuses the class (parameter count) before it reads the weights, so this
+    # example carries the good ConvNet's file (stored once by git) instead of 20 MB.
+    write_example(out, "over_cap_convnet",
+                  notebook_with(reference, "ConvNet", OVER_CAP_CONVNET), good)
+    write_example(out, "wrong_architecture", reference,
+                  {"fcnet.pt": good["fcnet.pt"], "convnet.pt": good["fcnet.pt"]})
+    write_example(out, "malicious_pickle", reference,
+                  {"fcnet.pt": good["fcnet.pt"], "convnet.pt": pickle.dumps(_Exploit())})
+    if cheat is not None:
+        write_example(out, "lookup_cheat", notebook_with(reference, "ConvNet", LOOKUP_CHEAT),
+                      {"fcnet.pt": good["fcnet.pt"], "convnet.pt": cheat})
+    total = sum(p.stat().st_size for p in out.rglob("*.pt"))
+    print(f"wrote {out} ({total / 1e6:.1f} MB of weights before git's deduplication)")
+
+
+def synthetic_examples(args: argparse.Namespace) -> int:
+    """The examples trained on the synthetic set."""
     if not (datasets.dataset_dir(args.data_dir, datasets.SYNTHETIC) / datasets.MANIFEST).is_file():
         datasets.write_synthetic(args.data_dir)
     torch.manual_seed(0)
@@ -181,39 +224,79 @@ def main() -> int:
               f"test accuracy {clean:.4f}, with the grader's perturbation {moved:.4f} "
               f"({100 * (clean - moved):+.2f} points lost)")
         models[cls_name] = model
-    fc_only = {}
+    fc_only: dict = {}
     exec(compile(FC_ONLY_CONVNET, "<fc only>", "exec"), ns, fc_only)
     fc_model = fc_only["ConvNet"]()
     train(fc_model, x, y, 4)
-    cheat_ns: dict = {}
-    exec(compile(LOOKUP_CHEAT, "<cheat>", "exec"), ns, cheat_ns)
-    cheat = cheat_ns["ConvNet"]()
-    with torch.no_grad():
-        cheat.pool.weight.fill_(1.0 / 16)
-        cheat.keys.copy_(cheat.pool(normalise(test.images, ns)).flatten(1).half())
-        cheat.answers.copy_(torch.from_numpy(test.labels))
+    cheat = lookup_cheat(ns, test.images, test.labels)
     print(f"lookup cheat: official test accuracy {accuracy(cheat, normalise(shaken, ns), test.labels):.4f} "
           "(perturbed)")
-    reference = ns["_built"].reference_notebook
     good = {"fcnet.pt": half_state(models["FCNet"]), "convnet.pt": half_state(models["ConvNet"])}
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    write_example(args.out, "good", reference, good)
-    write_example(args.out, "fc_only_convnet", notebook_with(reference, "ConvNet", FC_ONLY_CONVNET),
-                  {"fcnet.pt": good["fcnet.pt"], "convnet.pt": half_state(fc_model)})
-    # The grader refuses the class (parameter count) before it reads the weights, so this
-    # example carries the good ConvNet's file (stored once by git) instead of 20 MB.
-    write_example(args.out, "over_cap_convnet",
-                  notebook_with(reference, "ConvNet", OVER_CAP_CONVNET), good)
-    write_example(args.out, "wrong_architecture", reference,
-                  {"fcnet.pt": good["fcnet.pt"], "convnet.pt": good["fcnet.pt"]})
-    write_example(args.out, "malicious_pickle", reference,
-                  {"fcnet.pt": good["fcnet.pt"], "convnet.pt": pickle.dumps(_Exploit())})
-    write_example(args.out, "lookup_cheat", notebook_with(reference, "ConvNet", LOOKUP_CHEAT),
-                  {"fcnet.pt": good["fcnet.pt"], "convnet.pt": half_state(cheat)})
-    total = sum(p.stat().st_size for p in args.out.rglob("*.pt"))
-    print(f"wrote {args.out} ({total / 1e6:.1f} MB of weights before git's deduplication)")
+    write_examples(args.out, ns["_built"].reference_notebook, good, half_state(fc_model),
+                   half_state(cheat))
     return 0
+
+
+def real_examples(args: argparse.Namespace) -> int:
+    """The examples trained on real images (the lookup cheat only on request, elsewhere)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from cifar10_training import RECIPES, load, notebook_namespace, train_run
+
+    from autograder import imagesets
+
+    torch.set_num_threads(2)
+    ns = notebook_namespace()
+    ns["_built"] = authoring.build(load_assignment(NAME))
+    settings = load_assignment(NAME).config.evaluation
+    if args.lookup_cheat is not None:
+        test = imagesets.read_image_set(args.data, "test", Path("/tmp/cifar10-training-cache"))
+        cheat = half_state(lookup_cheat(ns, test.images, test.labels))
+        reference = ns["_built"].reference_notebook
+        good = sorted((ROOT / "examples" / "submissions" / f"{NAME}_real" / "good").glob("*.pt"))
+        files = {"convnet.pt": cheat} | {p.name: p.read_bytes() for p in good if
+                                         p.name == "fcnet.pt"}
+        if args.lookup_cheat.exists():
+            shutil.rmtree(args.lookup_cheat)
+        args.lookup_cheat.parent.mkdir(parents=True, exist_ok=True)
+        write_example(args.lookup_cheat.parent, args.lookup_cheat.name,
+                      notebook_with(reference, "ConvNet", LOOKUP_CHEAT), files)
+        return 0
+    data = load(args.data)
+    good = {}
+    for file, recipe in (("fcnet.pt", "fcnet"), ("convnet.pt", "convnet")):
+        if args.good_from is not None:
+            model = ns[RECIPES[recipe].model]()
+            model.load_state_dict(torch.load(args.good_from / f"{recipe}.pt", weights_only=True))
+        else:
+            _, model = train_run(RECIPES[recipe], 0, ns, data, settings)
+        good[file] = half_state(model)
+    fc_only: dict = {}
+    exec(compile(FC_ONLY_CONVNET, "<fc only>", "exec"), ns, fc_only)
+    fc_recipe = dataclasses.replace(RECIPES["fcnet"], name="fc_only_convnet", model="ConvNet",
+                                    epochs=3)
+    _, fc_model = train_run(fc_recipe, 0, {**ns, "ConvNet": fc_only["ConvNet"]}, data, settings)
+    write_examples(args.out or ROOT / "examples" / "submissions" / f"{NAME}_real",
+                   ns["_built"].reference_notebook, good, half_state(fc_model), None)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=datasets.DEFAULT_ROOT,
+                        help="synthetic examples: where the synthetic set is (made if missing)")
+    parser.add_argument("--data", type=Path,
+                        help="real examples: a labelled image set with train/ and test/ splits")
+    parser.add_argument("--good-from", type=Path,
+                        help="with --data: fcnet.pt and convnet.pt trained by "
+                        "bench/cifar10_training.py --save (instead of training them here)")
+    parser.add_argument("--lookup-cheat", type=Path, metavar="OUT",
+                        help="with --data: write only the lookup-table example, into OUT")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if args.data is None:
+        args.out = args.out or DEFAULT_OUT
+        return synthetic_examples(args)
+    return real_examples(args)
 
 
 if __name__ == "__main__":

@@ -166,6 +166,8 @@ def test_ctrl_c_stops_at_once_keeps_what_finished_and_leaves_no_sandbox(class_fo
     assert run.returncode == 130, stderr[-3000:]
     assert "interrupted:" in stderr and "Run the same command again" in stderr
     _wait_for(lambda: not _sandboxes_under(tmp_path / "tmp"), 10, "no sandbox left running")
+    homes = Path(f"/tmp/autograder-sandbox-homes-{os.geteuid()}")  # the uid level's areas
+    assert not list(homes.glob("w-*")), "a uid-level worker's private area was left behind"
     finished = _records(out)
     assert finished and all((out / i / "results.json").is_file() for i in finished)
 

@@ -64,6 +64,16 @@ def _homes_dir() -> Path:
     return directory
 
 
+_LIVE_AREAS: set[Path] = set()  # created and not yet removed, for remove_live_areas
+
+
+def remove_live_areas() -> None:
+    """Delete every private area this process made (an interrupted batch: the workers and
+    everything of their uids are already killed)."""
+    for root in list(_LIVE_AREAS):
+        UidHome(root, 0).remove()
+
+
 @dataclass(frozen=True)
 class UidHome:
     """One worker's private area (see the module's docstring)."""
@@ -96,6 +106,7 @@ class UidHome:
         """A fresh area for ``uid``: ``scratch`` copied into home (links kept as links), each
         trusted file copied in under its key's name (``probes.py``, ``fixtures.py``)."""
         made = cls(Path(tempfile.mkdtemp(prefix="w-", dir=_homes_dir())), uid)
+        _LIVE_AREAS.add(made.root)
         try:
             os.chmod(made.root, 0o711)
             shutil.copytree(scratch, made.home, symlinks=True)
@@ -120,6 +131,7 @@ class UidHome:
     def remove(self) -> None:
         """Delete the area (after the worker and everything of its uid is dead)."""
         shutil.rmtree(self.root, ignore_errors=True)
+        _LIVE_AREAS.discard(self.root)
 
 
 def _give(folder: Path, uid: int) -> None:

@@ -24,6 +24,7 @@ training images (the train/test gap a memorising model cannot fake). JSON lines 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -144,15 +145,52 @@ class TensorLoader:
         return out
 
 
-def train_run(recipe: Recipe, seed: int, ns: dict, data: dict, settings) -> tuple[dict, nn.Module]:
-    """One run: the notebook's fit loop, then the measurements."""
+class ArrayCIFAR10(torch.utils.data.Dataset):
+    """What torchvision's CIFAR10 is once loaded: uint8 arrays in memory, a PIL image per
+    item, then the transform (so a DataLoader over it is the notebook's own pipeline)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+
+
+def notebook_loaders(ns: dict, data: dict, augment: bool):
+    """The notebook's DataLoaders (torchvision transforms, batch 128, num_workers=2)."""
+    import torchvision.transforms as T
+    from torch.utils.data import DataLoader
+
+    normalize = T.Normalize(ns["CIFAR10_MEAN"], ns["CIFAR10_STD"])
+    plain = T.Compose([T.ToTensor(), normalize])
+    augmented = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                           normalize])
+    fit_x, fit_y, val_x, val_y = data["fit"]
+    train = DataLoader(ArrayCIFAR10(fit_x, fit_y, augmented if augment else plain),
+                       batch_size=128, shuffle=True, num_workers=2)
+    val = DataLoader(ArrayCIFAR10(val_x, val_y, plain), batch_size=256, num_workers=2)
+    return train, val
+
+
+def train_run(recipe: Recipe, seed: int, ns: dict, data: dict, settings,
+              dataloader: bool = False) -> tuple[dict, nn.Module]:
+    """One run: the notebook's fit loop, then the measurements. ``dataloader``: the
+    notebook's own DataLoader pipeline instead of tensors in memory (for its timing)."""
     torch.manual_seed(seed)
     model = ns[recipe.model]()
     mean, std = ns["CIFAR10_MEAN"], ns["CIFAR10_STD"]
     fit_x, fit_y, val_x, val_y = data["fit"]
-    loader = TensorLoader(fit_x, fit_y, mean, std, shuffle=True, augment=recipe.augment,
-                          seed=seed)
-    val_loader = TensorLoader(val_x, val_y, mean, std, batch_size=500)
+    if dataloader:
+        loader, val_loader = notebook_loaders(ns, data, recipe.augment)
+    else:
+        loader = TensorLoader(fit_x, fit_y, mean, std, shuffle=True, augment=recipe.augment,
+                              seed=seed)
+        val_loader = TensorLoader(val_x, val_y, mean, std, batch_size=500)
     if recipe.optimizer == "sgd":
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9,
                                     weight_decay=5e-4, nesterov=True)
@@ -227,6 +265,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("cifar10_runs.jsonl"))
     parser.add_argument("--save", type=Path, help="folder for seed-0 weights (state_dicts)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epochs", type=int, help="override every recipe's epochs (timing)")
+    parser.add_argument("--dataloader", action="store_true",
+                        help="the notebook's DataLoader pipeline (transforms, 2 workers) "
+                        "instead of tensors in memory: what a student's epoch costs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ns = notebook_namespace()
@@ -237,7 +279,12 @@ def main() -> int:
     for name in args.runs.split(","):
         for seed in map(int, args.seeds.split(",")):
             started = time.perf_counter()
-            record, model = train_run(RECIPES[name], seed, ns, data, settings)
+            recipe = RECIPES[name]
+            if args.epochs is not None:
+                recipe = dataclasses.replace(recipe, name=f"{name}@{args.epochs}",
+                                             epochs=args.epochs)
+            record, model = train_run(recipe, seed, ns, data, settings, args.dataloader)
+            record["pipeline"] = "DataLoader" if args.dataloader else "tensors"
             record["total_seconds"] = round(time.perf_counter() - started, 1)
             record["threads"] = args.threads
             print(json.dumps(record), flush=True)

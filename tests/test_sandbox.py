@@ -66,7 +66,11 @@ def fails(x):
 '''
 
 
-def make_session(tmp_path: Path, level=SandboxLevel.BWRAP, *, slot=0, probes=True,
+# The level of the tests that are about the worker, not about one level: the strongest here.
+STRONGEST = choose_level("auto")
+
+
+def make_session(tmp_path: Path, level=STRONGEST, *, slot=0, probes=True,
                  watch=frozenset(), packages=None, **limits) -> WorkerSession:
     scratch = tmp_path / "scratch"
     scratch.mkdir(exist_ok=True)
@@ -164,7 +168,7 @@ def test_magics_are_refused_not_run(tmp_path):
         assert mixed.status is CellStatus.OK
         assert len(mixed.notes) == 3 and "`!touch ran` was not run" in mixed.notes[1]
         assert s.get("y", 5) == 2
-        assert not (tmp_path / "scratch" / "ran").exists()
+        assert not (s.workdir / "ran").exists()
         # valid Python that merely starts a line with % is run unchanged
         assert run(s, 2, "z = (10\n  % 3)").status is CellStatus.OK
         assert s.get("z", 5) == 1
@@ -190,7 +194,7 @@ def test_os_exit_is_died_then_restart_replays_only_ok_cells(tmp_path):
         after = run(s, 3, "print(f(21))")  # the restarted worker replayed cell 0 only
         assert after.status is CellStatus.OK and after.stdout_tail == "42\n"
         assert s.restarts == 1 and s.generation == first_generation + 1
-        assert (tmp_path / "scratch" / "log").read_text() == "AEDA"
+        assert (s.workdir / "log").read_text() == "AEDA"
 
 
 def test_segfault_is_died_with_a_description(tmp_path):
@@ -229,7 +233,7 @@ def test_loop_that_swallows_interrupts_is_killed_and_not_replayed(tmp_path):
         assert cell.status is CellStatus.TIMEOUT
         assert run(s, 2, "print(base)").stdout_tail == "5\n"
         assert s.restarts == 1
-        assert (tmp_path / "scratch" / "log").read_text() == "T"
+        assert (s.workdir / "log").read_text() == "T"
 
 
 def test_a_cell_that_fails_on_replay_is_dropped_and_noted(tmp_path):

@@ -241,6 +241,12 @@ class WorkerSession:
         return self.spec.level
 
     @property
+    def workdir(self) -> Path:
+        """The folder the worker runs in (the uid level's private copy of the scratch folder;
+        it goes when the session closes)."""
+        return self._area.home if self._area is not None else self.spec.scratch_dir
+
+    @property
     def weak_isolation(self) -> bool:
         """True below bubblewrap: no namespaces (say so in reports)."""
         return self.spec.level is not SandboxLevel.BWRAP

@@ -3,8 +3,9 @@
 The examples are made fresh from the master notebooks (the reference solution, the student
 stub, and a classic-bug mutant from tests/mutants/) plus any submissions committed under
 examples/submissions/<assignment>/. Everything is graded through the real sandboxed path.
-Saved models are graded on real CIFAR-10 when it is under data/, else on the synthetic set
-(written there first if missing), and the demo says which.
+Saved models are graded on real CIFAR-10 when it is under data/ (the official files, or a copy
+installed by ``grader.py data cifar10 --from``; then with the examples trained on real images),
+else on the synthetic set (written there first if missing), and the demo says which.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from . import authoring, datasets, writers
+from . import authoring, datasets, imagesets, writers
 from .assignments import (
     PROJECT_ROOT,
     Assignment,
@@ -43,8 +44,12 @@ def _first_mutant(name: str, reference: nbformat.NotebookNode) -> nbformat.Noteb
     return apply_mutant(reference, mutants[0]) if mutants else None
 
 
-def make_examples(name: str, built: authoring.BuiltAssignment, folder: Path) -> list[Path]:
-    """Write the demo submissions of one assignment into ``folder``; returns their paths."""
+def make_examples(name: str, built: authoring.BuiltAssignment, folder: Path,
+                  dataset: str | None = None) -> list[Path]:
+    """Write the demo submissions of one assignment into ``folder``; returns their paths.
+
+    The committed examples come from ``examples/submissions/<name>``, or, when saved models
+    are graded on real CIFAR-10, from ``<name>_real`` (models trained on real images)."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -59,7 +64,7 @@ def make_examples(name: str, built: authoring.BuiltAssignment, folder: Path) -> 
             path = folder / f"{stem}.ipynb"
             nbformat.write(nb, path)
             paths.append(path)
-    committed = EXAMPLES_DIR / name
+    committed = EXAMPLES_DIR / (f"{name}_real" if dataset == datasets.CIFAR10 else name)
     if committed.is_dir():
         for example in sorted(committed.iterdir()):
             target = folder / example.name
@@ -76,15 +81,18 @@ def _demo_data(assignment: Assignment) -> EvaluationData | None:
     if not assignment.config.accuracy:
         return None
     root = datasets.DEFAULT_ROOT
-    real = datasets.dataset_dir(root, datasets.CIFAR10) / datasets.BATCHES
-    if not real.is_dir():
+    folder = datasets.dataset_dir(root, datasets.CIFAR10)
+    if not ((folder / datasets.BATCHES).is_dir() or (folder / imagesets.INSTALLED).is_file()):
         if not (datasets.dataset_dir(root, datasets.SYNTHETIC) / datasets.MANIFEST).is_file():
             datasets.write_synthetic(root)
-        print(f"[data] no real CIFAR-10 at {real}: models are graded on the SYNTHETIC set in "
-              f"CIFAR-10's format ({datasets.dataset_dir(root, datasets.SYNTHETIC)})")
+        print(f"[data] no real CIFAR-10 under {folder} (`grader.py data cifar10`, or `data "
+              f"cifar10 --from COPY`): models are graded on the SYNTHETIC set in CIFAR-10's "
+              f"format ({datasets.dataset_dir(root, datasets.SYNTHETIC)})")
     data = load_data("auto", root, None, assignment.config.evaluation)
-    print(f"[data] {assignment.name}: models graded on {data.dataset} "
-          f"({len(data.official.labels)} test images)")
+    official = data.official.describe()
+    print(f"[data] {assignment.name}: models graded on {data.dataset}: {official['name']} "
+          f"({official['kind']}, {official['images']} test images, sha256 "
+          f"{official['digest']}...)")
     return data
 
 
@@ -148,10 +156,12 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2,
         stale = authoring.stale_files(built, assignment)
         stale_any |= bool(stale)
         print(f"[assign] {name}: {'up to date' if not stale else f'STALE: {stale}'}")
-        submissions = make_examples(name, built, out_dir / "submissions" / name)
+        data = _demo_data(assignment)
+        submissions = make_examples(name, built, out_dir / "submissions" / name,
+                                    data.dataset if data is not None else None)
         options = GradeOptions(level=isolation.level, isolation=isolation,
                                seed=secrets.randbelow(2**31),
-                               evaluation=_demo_data(assignment),
+                               evaluation=data,
                                threads=max(1, (os.cpu_count() or 1) // jobs))
         summary = grade_batch(submissions, assignment, options, out_dir / name, jobs)
         print(f"[grade] {name} (sandbox: {level}, seed: {options.seed}): "

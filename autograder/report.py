@@ -119,6 +119,26 @@ def accuracies(results: Sequence[SubmissionResult]) -> dict[str, dict[str, list[
     return found
 
 
+def graded_on(results: Sequence[SubmissionResult]) -> list[str]:
+    """Which image sets the models were graded on (name, kind, images, digest), one line per
+    distinct set and role, as the results recorded them."""
+    lines: list[str] = []
+    for result in results:
+        evaluation = result.details.get("evaluation")
+        if not isinstance(evaluation, dict):
+            continue
+        for role, label in (("official", "test set"), ("secret", "secret set"),
+                            ("train", "training images (memorisation check)")):
+            found = evaluation.get(role)
+            if not isinstance(found, dict):
+                continue
+            line = (f"{label}: {found.get('name')} ({found.get('kind') or 'unknown kind'}, "
+                    f"{found.get('images')} images, sha256 {found.get('digest') or '?'}...)")
+            if line not in lines:
+                lines.append(line)
+    return lines
+
+
 def _seconds(result: SubmissionResult) -> float | None:
     value = result.details.get("seconds")
     return float(value) if isinstance(value, int | float) else None
@@ -265,7 +285,8 @@ def _accuracy_section(data: ClassResults) -> list[str]:
     found = accuracies(data.results)
     if not found:
         return []
-    lines = ['<section id="accuracy"><h2>Saved models: accuracy</h2>']
+    lines = ['<section id="accuracy"><h2>Saved models: accuracy</h2>',
+             *(f"<p>{_h(line)}</p>" for line in graded_on(data.results))]
     for question, values in found.items():
         if not values["official"]:
             continue

@@ -243,13 +243,17 @@ def test_a_report_of_an_empty_folder_and_of_no_graded_submission(tmp_path):
 
 def test_a_report_of_one_submission_with_a_flag_and_model_accuracies(tmp_path):
     details = {"seconds": 12.5, "isolation": "bwrap", "evaluation": {
-        "dataset": "synthetic", "models": {"convnet_accuracy": {"accuracy": 0.93,
-                                                                "secret_accuracy": 0.5}}}}
+        "dataset": "cifar10", "models": {"convnet_accuracy": {"accuracy": 0.93,
+                                                              "secret_accuracy": 0.5}},
+        "official": {"name": "cifar10-jpeg (test)", "kind": "imagefolder", "images": 10000,
+                     "digest": "e016f210c3d329e3"}}}
     flag = ReviewFlag("q1", "secret_set_gap", "точность <ниже>", seen="93% против 50%")
     _store(tmp_path, _graded("solo", 2.0, details, (flag,)))
     text = write_report(tmp_path).read_text(encoding="utf-8")
     assert text.count("<img ") == 3  # scores, pass rates, convnet_accuracy
     assert "convnet_accuracy: median 93.0%" in text
+    assert ("test set: cifar10-jpeg (test) (imagefolder, 10000 images, sha256 "
+            "e016f210c3d329e3...)") in text  # which set the models were graded on
     assert "secret_set_gap" in text and "точность &lt;ниже&gt;" in text
     assert "12.5 s" in text
     assert load_results(tmp_path).results[0].submission_id == "solo"

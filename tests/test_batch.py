@@ -160,8 +160,12 @@ def test_ctrl_c_stops_at_once_keeps_what_finished_and_leaves_no_sandbox(class_fo
     out = tmp_path / "out"
     homes = Path(f"/tmp/autograder-sandbox-homes-{os.geteuid()}")  # the uid level's areas
     before = set(homes.glob("w-*"))
-    run = _start([str(class_folder), "--out", str(out), "--jobs", "2", "--seed", "7"],
-                 tmp_path / "tmp")
+    # A submission that is still running when Ctrl-C comes, however fast the rest grades.
+    slow = built(NAME).reference_notebook.copy()
+    slow.cells = [nbformat.v4.new_code_cell("import time\ntime.sleep(120)"), *slow.cells]
+    nbformat.write(slow, tmp_path / "slow.ipynb")
+    run = _start([str(class_folder), str(tmp_path / "slow.ipynb"), "--out", str(out), "--jobs",
+                  "2", "--seed", "7"], tmp_path / "tmp")
     _wait_for(lambda: len(_records(out)) >= 1, 300, "a finished submission")
     os.killpg(run.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
     _, stderr = run.communicate(timeout=20)
@@ -172,6 +176,7 @@ def test_ctrl_c_stops_at_once_keeps_what_finished_and_leaves_no_sandbox(class_fo
     assert not left, f"uid-level private areas left behind: {left}"
     finished = _records(out)
     assert finished and all((out / i / "results.json").is_file() for i in finished)
+    assert "slow" not in finished
 
 
 @pytest.mark.timeout(900)

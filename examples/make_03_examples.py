@@ -249,7 +249,7 @@ def real_examples(args: argparse.Namespace) -> int:
     ns["_built"] = authoring.build(load_assignment(NAME))
     settings = load_assignment(NAME).config.evaluation
     if args.lookup_cheat is not None:
-        test = imagesets.read_image_set(args.data, "test", Path("/tmp/cifar10-training-cache"))
+        test = imagesets.read_image_set(args.data, "test", args.cache)
         cheat = half_state(lookup_cheat(ns, test.images, test.labels))
         reference = ns["_built"].reference_notebook
         good = sorted((ROOT / "examples" / "submissions" / f"{NAME}_real" / "good").glob("*.pt"))
@@ -291,6 +291,8 @@ def main() -> int:
                         "bench/cifar10_training.py --save (instead of training them here)")
     parser.add_argument("--lookup-cheat", type=Path, metavar="OUT",
                         help="with --data: write only the lookup-table example, into OUT")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/cifar10-training-cache"),
+                        help="with --data: where decoded image sets are cached (per digest)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.data is None:

@@ -159,8 +159,8 @@ def choose_isolation(requested: str) -> Isolation:
                          f"not {requested!r}")
     passed_over: list[tuple[str, str]] = []
     for level in SandboxLevel:
-        if requested != "auto" and level.value != requested:
-            if requested != level.value and _stronger(level, requested):
+        if requested not in ("auto", level.value):
+            if _stronger(level, requested):
                 passed_over.append((level.value, f"--sandbox {requested} was asked for"))
             continue
         problem = level_problem(level)

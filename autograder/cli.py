@@ -10,17 +10,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import authoring, writers
-from .assignments import PROJECT_ROOT, Assignment, ConfigError, discover, load_assignment
-from .devices import DeviceUnavailable, choose_device
-from .packaging import check_tests_choice
+from .authoring import assign as authoring
+from .core.assignments import PROJECT_ROOT, Assignment, ConfigError, discover, load_assignment
+from .grading.testfiles import TestFileError
+from .integrations.bundles import check_tests_choice
+from .outputs import writers
+from .sandbox.devices import DeviceUnavailable, choose_device
 from .sandbox.packages import PackageError
-from .testfiles import TestFileError
 
 if TYPE_CHECKING:
-    from .evaluation import EvaluationData
-    from .executors import Executor
-DEFAULT_DATA_ROOT = PROJECT_ROOT / "data"  # autograder.datasets.DEFAULT_ROOT, without numpy
+    from .batch.executors import Executor
+    from .grading.evaluation import EvaluationData
+DEFAULT_DATA_ROOT = PROJECT_ROOT / "data"  # autograder.grading.datasets.DEFAULT_ROOT, without numpy
 EXIT_OK = 0
 EXIT_STALE = 1
 EXIT_USAGE = 2
@@ -60,7 +61,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
 
 def cmd_new(args: argparse.Namespace) -> int:
     """Scaffold a new assignment that assigns and grades as it is, then generate it."""
-    from . import scaffold
+    from .authoring import scaffold
 
     try:
         made = scaffold.create(args.name, args.title, PROJECT_ROOT)
@@ -73,12 +74,12 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     """Grade submissions in sandboxed workers; write gradebook, results and feedback."""
-    from .batch import OutputDirError, batch_seed, grade_batch
-    from .collect import CollectError
-    from .datasets import DatasetError
-    from .executors import ExecutorError
-    from .grading import GradeOptions
-    from .progress import BatchProgress
+    from .batch.collect import CollectError
+    from .batch.executors import ExecutorError
+    from .batch.progress import BatchProgress
+    from .batch.runner import OutputDirError, batch_seed, grade_batch
+    from .grading.datasets import DatasetError
+    from .grading.pipeline import GradeOptions
     from .sandbox import SandboxUnavailable, choose_isolation
 
     assignment = load_assignment(args.assignment)
@@ -133,7 +134,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 def _executor(args: argparse.Namespace, device: str) -> Executor:
     """The local pool, or Ray (checked importable now, not half-way through a batch)."""
-    from .executors import LocalPool, RayPool, require_ray
+    from .batch.executors import LocalPool, RayPool, require_ray
 
     if args.executor == "ray":
         require_ray()
@@ -146,7 +147,7 @@ def _executor(args: argparse.Namespace, device: str) -> Executor:
 def _interrupted(out: Path, finished: int) -> int:
     """Ctrl-C: kill the running sandboxes, say what is kept, exit now (130) without waiting
     for the abandoned grading threads."""
-    from .resume import clear_markers
+    from .batch.resume import clear_markers
     from .sandbox.process import kill_all_workers
     from .sandbox.uid import remove_live_areas
 
@@ -165,7 +166,7 @@ def _evaluation_data(args: argparse.Namespace, assignment: Assignment) -> Evalua
     """The test sets for the saved models, loaded before any grading starts (or None)."""
     if not assignment.config.accuracy or args.tests == "public":
         return None
-    from .evaluation import load_data
+    from .grading.evaluation import load_data
 
     return load_data(args.dataset, args.data_dir, args.secret_set, assignment.config.evaluation,
                      with_train=args.retrain, test_set=args.test_set)
@@ -174,7 +175,7 @@ def _evaluation_data(args: argparse.Namespace, assignment: Assignment) -> Evalua
 def cmd_data(args: argparse.Namespace) -> int:
     """Put CIFAR-10 (torchvision, or a copy of its images) or the synthetic set where grade
     looks."""
-    from . import datasets, imagesets
+    from .grading import datasets, imagesets
 
     try:
         if args.which == datasets.CIFAR10 and args.source is not None:
@@ -209,7 +210,7 @@ def _write_report(out: Path, after_batch: bool) -> int:
     """The class report; after a batch a failure is only reported (the results are on disk)."""
     import traceback
 
-    from .report import ReportError, write_report
+    from .outputs.report import ReportError, write_report
 
     try:
         path = write_report(out)
@@ -367,11 +368,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sandbox", choices=["auto", *LEVELS], default="auto",
                       help="isolation level to grade at (default: the strongest that works)")
     demo.set_defaults(func=cmd_demo)
-    from . import classroom, github, gradescope  # packaged copies and CI (own modules)
+    from .integrations import (
+        classroom,
+        github,
+        gradescope,  # packaged copies and CI (own modules)
+    )
 
     for module in (classroom, gradescope, github):
         module.register(commands)
+    run = commands.add_parser("run-gradescope", help="what a Gradescope bundle's "
+                              "run_autograder runs: grade ROOT/submission with all tests into "
+                              "ROOT/results/results.json")
+    run.add_argument("root", type=Path, metavar="ROOT", help="Gradescope's root (/autograder)")
+    run.add_argument("name", help="assignment, e.g. 03_convnet_cifar10")
+    run.set_defaults(func=cmd_run_gradescope)
     return parser
+
+
+def cmd_run_gradescope(args: argparse.Namespace) -> int:
+    """Grade a Gradescope submission; the level from $AUTOGRADER_SANDBOX (default auto)."""
+    from .integrations import gradescope
+
+    sandbox = os.environ.get(gradescope.SANDBOX_ENV, "") or "auto"
+    return gradescope.run_autograder(args.root, args.name, sandbox, grade=main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

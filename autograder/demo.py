@@ -20,19 +20,21 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from . import authoring, datasets, imagesets, writers
-from .assignments import (
+from .authoring import assign as authoring
+from .authoring.mutants import apply_mutant, load_mutants
+from .batch.runner import BatchSummary, grade_batch
+from .core.assignments import (
     PROJECT_ROOT,
     Assignment,
     discover,
     load_assignment,
     tested_question_names,
 )
-from .batch import BatchSummary, grade_batch
-from .evaluation import EvaluationData, load_data
-from .grading import GradeOptions
-from .mutants import apply_mutant, load_mutants
-from .report import write_report
+from .grading import datasets, imagesets
+from .grading.evaluation import EvaluationData, load_data
+from .grading.pipeline import GradeOptions
+from .outputs import writers
+from .outputs.report import write_report
 from .sandbox import Isolation, choose_isolation
 
 EXAMPLES_DIR = PROJECT_ROOT / "examples" / "submissions"

@@ -43,10 +43,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from catalogue.scenarios import SCENARIOS, Context  # noqa: E402
 from grade_speed import time_floor, time_floor_warm  # noqa: E402
 
-from autograder import authoring  # noqa: E402
-from autograder.assignments import load_assignment  # noqa: E402
-from autograder.mutants import apply_mutant, load_mutants  # noqa: E402
-from autograder.resume import RECORD  # noqa: E402
+from autograder.authoring import assign as authoring  # noqa: E402
+from autograder.authoring.mutants import apply_mutant, load_mutants  # noqa: E402
+from autograder.core.assignments import load_assignment  # noqa: E402
+from autograder.outputs.records import RECORD  # noqa: E402
 
 NAME = "01_convolution_pooling"
 

@@ -38,10 +38,11 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder import authoring, imagesets  # noqa: E402
-from autograder.assignments import load_assignment  # noqa: E402
-from autograder.evaluation import perturb  # noqa: E402
-from autograder.submission import gradable_cells  # noqa: E402
+from autograder.authoring import assign as authoring  # noqa: E402
+from autograder.core.assignments import load_assignment  # noqa: E402
+from autograder.grading import imagesets  # noqa: E402
+from autograder.grading.evaluation import perturb  # noqa: E402
+from autograder.grading.submission import gradable_cells  # noqa: E402
 
 NAME = "03_convnet_cifar10"
 LENET = '''class LeNet(nn.Module):

@@ -25,14 +25,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder import datasets  # noqa: E402
-from autograder.assignments import load_assignment  # noqa: E402
-from autograder.devices import choose_device  # noqa: E402
-from autograder.evaluation import measure, perturb  # noqa: E402
-from autograder.remote import ProxyEnvironment  # noqa: E402
+from autograder.core.assignments import load_assignment  # noqa: E402
+from autograder.grading import datasets  # noqa: E402
+from autograder.grading.evaluation import measure, perturb  # noqa: E402
+from autograder.grading.remote import ProxyEnvironment  # noqa: E402
+from autograder.grading.submission import gradable_cells, load_submission  # noqa: E402
 from autograder.sandbox import WorkerSession, choose_level  # noqa: E402
 from autograder.sandbox import models as worker_models  # noqa: E402
-from autograder.submission import gradable_cells, load_submission  # noqa: E402
+from autograder.sandbox.devices import choose_device  # noqa: E402
 
 NAME = "03_convnet_cifar10"
 GOOD = ROOT / "examples" / "submissions" / NAME / "good"
@@ -69,7 +69,7 @@ def in_process(cells, images: np.ndarray, settings, device: str, seed: int,
 def sandboxed(session: WorkerSession, submission, images: np.ndarray, assignment, device: str,
               seed: int, threads: int) -> float:
     """Seconds for the harness's own evaluation path on ``images`` (model load excluded)."""
-    from autograder.evaluation import EvaluationData
+    from autograder.grading.evaluation import EvaluationData
 
     settings = assignment.config.evaluation
     entry = next(e for e in assignment.config.accuracy if e.model == "ConvNet")
@@ -123,7 +123,7 @@ def main() -> int:
         datasets.write_synthetic(args.data_dir)
     images = np.concatenate([datasets.load_synthetic_test(args.data_dir).images] * args.repeat)
     assignment = load_assignment(NAME)
-    from autograder.grading import GradeOptions, worker_spec
+    from autograder.grading.pipeline import GradeOptions, worker_spec
 
     with tempfile.TemporaryDirectory(prefix="eval-speed-") as tmp:
         submission = load_submission(GOOD, Path(tmp) / "unpacked")

@@ -31,13 +31,13 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder import authoring  # noqa: E402
-from autograder.assignments import load_assignment  # noqa: E402
-from autograder.batch import grade_batch  # noqa: E402
-from autograder.grading import GradeOptions  # noqa: E402
-from autograder.mutants import apply_mutant, load_mutants  # noqa: E402
+from autograder.authoring import assign as authoring  # noqa: E402
+from autograder.authoring.mutants import apply_mutant, load_mutants  # noqa: E402
+from autograder.batch.runner import grade_batch  # noqa: E402
+from autograder.core.assignments import load_assignment  # noqa: E402
+from autograder.grading.pipeline import GradeOptions  # noqa: E402
+from autograder.grading.submission import gradable_cells  # noqa: E402
 from autograder.sandbox import choose_level  # noqa: E402
-from autograder.submission import gradable_cells  # noqa: E402
 
 NAME = "01_convolution_pooling"
 
@@ -78,9 +78,9 @@ _DRIVER = """
 import json, secrets, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from autograder.assignments import load_assignment
-from autograder.batch import grade_batch
-from autograder.grading import GradeOptions
+from autograder.core.assignments import load_assignment
+from autograder.batch.runner import grade_batch
+from autograder.grading.pipeline import GradeOptions
 from autograder.sandbox import choose_level
 paths = [Path(p) for p in sys.argv[5:]]
 stamps = [time.perf_counter()]

@@ -27,9 +27,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "examples")]
 
 from cifar10_training import accuracy, notebook_namespace  # noqa: E402
 
-from autograder import imagesets  # noqa: E402
-from autograder.assignments import load_assignment  # noqa: E402
-from autograder.evaluation import perturb  # noqa: E402
+from autograder.core.assignments import load_assignment  # noqa: E402
+from autograder.grading import imagesets  # noqa: E402
+from autograder.grading.evaluation import perturb  # noqa: E402
 
 CLASS_OF = {"fcnet": "FCNet", "convnet": "ConvNet", "convnet_2ep": "ConvNet",
             "convnet_5ep": "ConvNet", "lenet_3ep": "LeNet", "wide_fc": "WideFC"}

@@ -28,11 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder import imagesets  # noqa: E402
-from autograder.assignments import load_assignment  # noqa: E402
-from autograder.batch import grade_batch  # noqa: E402
-from autograder.evaluation import load_data  # noqa: E402
-from autograder.grading import GradeOptions  # noqa: E402
+from autograder.batch.runner import grade_batch  # noqa: E402
+from autograder.core.assignments import load_assignment  # noqa: E402
+from autograder.grading import imagesets  # noqa: E402
+from autograder.grading.evaluation import load_data  # noqa: E402
+from autograder.grading.pipeline import GradeOptions  # noqa: E402
 from autograder.sandbox import choose_isolation  # noqa: E402
 
 NAME = "03_convnet_cifar10"

@@ -39,10 +39,11 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder import authoring, datasets  # noqa: E402
-from autograder.assignments import load_assignment  # noqa: E402
-from autograder.evaluation import perturb  # noqa: E402
-from autograder.submission import gradable_cells  # noqa: E402
+from autograder.authoring import assign as authoring  # noqa: E402
+from autograder.core.assignments import load_assignment  # noqa: E402
+from autograder.grading import datasets  # noqa: E402
+from autograder.grading.evaluation import perturb  # noqa: E402
+from autograder.grading.submission import gradable_cells  # noqa: E402
 
 NAME = "03_convnet_cifar10"
 DEFAULT_OUT = ROOT / "examples" / "submissions" / NAME
@@ -248,7 +249,7 @@ def real_examples(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(ROOT / "bench"))
     from cifar10_training import RECIPES, load, notebook_namespace, train_run
 
-    from autograder import imagesets
+    from autograder.grading import imagesets
 
     torch.set_num_threads(2)
     ns = notebook_namespace()

@@ -16,12 +16,12 @@ from types import ModuleType
 
 import nbformat
 
-from autograder import authoring
-from autograder.assignments import Assignment, load_assignment, tested_question_names
-from autograder.judging import GradedNotebook, judge_question
-from autograder.results import QuestionResult
-from autograder.submission import CodeCell, gradable_cells
-from autograder.testfiles import QuestionTests, fixture_names, parse_question_tests
+from autograder.authoring import assign as authoring
+from autograder.core.assignments import Assignment, load_assignment, tested_question_names
+from autograder.core.results import QuestionResult
+from autograder.grading.judging import GradedNotebook, judge_question
+from autograder.grading.submission import CodeCell, gradable_cells
+from autograder.grading.testfiles import QuestionTests, fixture_names, parse_question_tests
 
 
 @functools.cache

@@ -9,10 +9,10 @@ import re
 import pytest
 from local_run import assignment, built, grade_locally, question_tests
 
-from autograder.assignments import discover
-from autograder.errors import Outcome
-from autograder.mutants import MUTANTS_DIR, apply_mutant, load_mutants
-from autograder.submission import gradable_cells
+from autograder.authoring.mutants import MUTANTS_DIR, apply_mutant, load_mutants
+from autograder.core.assignments import discover
+from autograder.core.errors import Outcome
+from autograder.grading.submission import gradable_cells
 
 # The lesson's own three must be there; an instructor's further assignments (`grader.py new`)
 # are discovered and get every per-assignment check below.

@@ -7,9 +7,9 @@ import nbformat
 import pytest
 from local_run import assignment, built
 
-from autograder import authoring
-from autograder.assignments import PROJECT_ROOT, discover, load_assignment
+from autograder.authoring import assign as authoring
 from autograder.cli import main
+from autograder.core.assignments import PROJECT_ROOT, discover, load_assignment
 
 ASSIGNMENTS = discover()
 

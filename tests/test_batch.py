@@ -21,9 +21,9 @@ import psutil
 import pytest
 from local_run import built
 
-from autograder.assignments import PROJECT_ROOT
-from autograder.mutants import apply_mutant, load_mutants
-from autograder.resume import RECORD
+from autograder.authoring.mutants import apply_mutant, load_mutants
+from autograder.core.assignments import PROJECT_ROOT
+from autograder.outputs.records import RECORD
 from autograder.sandbox import launcher
 from autograder.sandbox import uid as uid_level
 

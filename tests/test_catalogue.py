@@ -20,7 +20,7 @@ from catalogue.students import STUDENT_SCENARIOS
 from conftest import confining_level
 from local_run import built, question_tests
 
-from autograder.assignments import PROJECT_ROOT
+from autograder.core.assignments import PROJECT_ROOT
 
 EVERY_SCENARIO: list[Scenario] = SCENARIOS + LAYER_SCENARIOS + STUDENT_SCENARIOS
 ASSIGNMENTS = sorted({scenario.assignment for scenario in EVERY_SCENARIO})

@@ -41,13 +41,13 @@ from local_run import built
 from packaging.requirements import Requirement
 from test_authoring import _solution_lines
 
-from autograder import packaging
-from autograder.assignments import PROJECT_ROOT, discover, load_assignment
-from autograder.classroom import KIT_GRADER_DIR, OUT_DIR, WORKFLOW_PATH, workflow_text
-from autograder.mutants import apply_mutant, load_mutants
+from autograder.authoring.mutants import apply_mutant, load_mutants
+from autograder.core.assignments import PROJECT_ROOT, discover, load_assignment
+from autograder.grading.testfiles import parse_question_tests
+from autograder.integrations import bundles as packaging
+from autograder.integrations.classroom import KIT_GRADER_DIR, OUT_DIR, WORKFLOW_PATH, workflow_text
 from autograder.sandbox import launcher
 from autograder.sandbox import uid as uid_level
-from autograder.testfiles import parse_question_tests
 
 NAME = "01_convolution_pooling"
 ASSIGNMENTS = discover()
@@ -433,7 +433,8 @@ def test_kit_refuses_to_grade_with_all_tests(kits, tmp_path):
 
 
 def test_kit_is_not_built_from_stale_files(monkeypatch, tmp_path):
-    from autograder import authoring, classroom
+    from autograder.authoring import assign as authoring
+    from autograder.integrations import classroom
 
     monkeypatch.setattr(authoring, "stale_files", lambda *args, **kwargs: ["x/y.py"])
     with pytest.raises(packaging.PackagingError, match="out of date.*x/y.py"):
@@ -654,7 +655,7 @@ def test_gradescope_run_that_cannot_grade_still_writes_results(case, tmp_path):
     else:
         nbformat.write(built(NAME).reference_notebook, root / "submission" / f"{NAME}.ipynb")
         env["AUTOGRADER_SANDBOX"] = "docker"
-    done = subprocess.run([sys.executable, "-m", "autograder.gradescope", str(root), NAME],
+    done = subprocess.run([sys.executable, "grader.py", "run-gradescope", str(root), NAME],
                           cwd=root / "source", env=env, capture_output=True, text=True,
                           timeout=300, check=False)
     results = json.loads((root / "results" / "results.json").read_text(encoding="utf-8"))
@@ -842,7 +843,7 @@ def test_points_needs_a_single_submission(tmp_path):
 
 
 def test_points_prints_numbers_as_javascript_does():
-    from autograder.github import js_number
+    from autograder.integrations.github import js_number
 
     assert [js_number(v) for v in (5.0, 0.75, 5.08, 0.0)] == ["5", "0.75", "5.08", "0"]
     assert [js_number(v) for v in (5.0, 0.75, 5.08)] == [js(v) for v in (5.0, 0.75, 5.08)]

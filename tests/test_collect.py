@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.collect import CollectError, collect, safe_id
+from autograder.batch.collect import CollectError, collect, safe_id
 
 
 def _touch(path: Path, text: str = "{}") -> Path:

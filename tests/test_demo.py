@@ -11,11 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from autograder.assignments import PROJECT_ROOT, load_assignment, question_order
-from autograder.batch import BatchSummary
-from autograder.collect import Collected
+from autograder.batch.collect import Collected
+from autograder.batch.runner import BatchSummary
+from autograder.core.assignments import PROJECT_ROOT, load_assignment, question_order
+from autograder.core.results import QuestionResult, SubmissionResult, SubmissionStatus
 from autograder.demo import wrong_grades
-from autograder.results import QuestionResult, SubmissionResult, SubmissionStatus
 
 
 def _result(sub: str, scores: dict[str, tuple[float, float]]) -> SubmissionResult:

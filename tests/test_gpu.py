@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder.assignments import PROJECT_ROOT
-from autograder.devices import DeviceUnavailable, bwrap_gpu_args, choose_device, cuda_usable
+from autograder.core.assignments import PROJECT_ROOT
 from autograder.sandbox import uid as uid_level
+from autograder.sandbox.devices import DeviceUnavailable, bwrap_gpu_args, choose_device, cuda_usable
 
 HAVE_CUDA = cuda_usable()
 needs_cuda = pytest.mark.skipif(

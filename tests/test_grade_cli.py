@@ -19,9 +19,9 @@ import nbformat
 import pytest
 from local_run import built, question_tests
 
-from autograder.assignments import PROJECT_ROOT, discover
-from autograder.judging import LIBRARY_CHECK_NAME, STRUCTURE_CHECK_NAME
-from autograder.mutants import apply_mutant, load_mutants
+from autograder.authoring.mutants import apply_mutant, load_mutants
+from autograder.core.assignments import PROJECT_ROOT, discover
+from autograder.grading.judging import LIBRARY_CHECK_NAME, STRUCTURE_CHECK_NAME
 from autograder.sandbox import launcher
 from autograder.sandbox import uid as uid_level
 
@@ -110,7 +110,7 @@ def _tested(name: str) -> list[str]:
 
 def test_gradebook_has_exactly_the_required_columns(graded):
     name, _, columns, _ = graded
-    from autograder.assignments import load_assignment, question_order
+    from autograder.core.assignments import load_assignment, question_order
 
     questions = question_order(load_assignment(name))
     assert columns == ["submission", "score", "max_score", *questions, "status", "message"]
@@ -119,7 +119,7 @@ def test_gradebook_has_exactly_the_required_columns(graded):
 def test_saved_models_are_graded_and_the_dataset_is_named(graded):
     """Without weights files the accuracy questions score 0, saying which file is missing."""
     name, out, _, rows = graded
-    from autograder.assignments import load_assignment
+    from autograder.core.assignments import load_assignment
 
     config = load_assignment(name).config
     for entry in config.accuracy:

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from autograder import imagesets
-from autograder.assignments import PROJECT_ROOT
-from autograder.datasets import CLASSES, DatasetError
+from autograder.core.assignments import PROJECT_ROOT
+from autograder.grading import imagesets
+from autograder.grading.datasets import CLASSES, DatasetError
 
 PER_CLASS = 3
 
@@ -156,8 +156,8 @@ def test_data_cifar10_from_installs_a_copy_grade_finds(tmp_path, synthetic_root)
                           env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
     assert done.returncode == 0, done.stderr
     assert "30 train images, 30 test images" in done.stdout and "imagefolder" in done.stdout
-    from autograder.assignments import load_assignment
-    from autograder.evaluation import load_data
+    from autograder.core.assignments import load_assignment
+    from autograder.grading.evaluation import load_data
 
     data_set = load_data("auto", data, None, load_assignment("03_convnet_cifar10").config
                          .evaluation, with_train=True)

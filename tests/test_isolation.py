@@ -24,7 +24,7 @@ from catalogue.levels import (
 )
 from local_run import built
 
-from autograder.assignments import PROJECT_ROOT
+from autograder.core.assignments import PROJECT_ROOT
 from autograder.sandbox import launcher
 from autograder.sandbox import uid as uid_level
 

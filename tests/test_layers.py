@@ -12,16 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from autograder import routines, testfiles
-from autograder.assignments import QuestionRules
-from autograder.errors import Outcome
-from autograder.forbidden import read_graded_code
-from autograder.judging import GradedNotebook, judge_question, structure_check
-from autograder.results import QuestionResult, ReviewFlag, SubmissionResult, SubmissionStatus
+from autograder.core.assignments import QuestionRules
+from autograder.core.errors import Outcome
+from autograder.core.results import QuestionResult, ReviewFlag, SubmissionResult, SubmissionStatus
+from autograder.grading import routines, testfiles
+from autograder.grading.forbidden import read_graded_code
+from autograder.grading.judging import GradedNotebook, judge_question, structure_check
+from autograder.grading.submission import CodeCell
+from autograder.grading.testfiles import check_bindings, fixture_names, parse_question_tests
+from autograder.outputs.writers import (
+    feedback_markdown,
+    gradebook_csv,
+    gradescope_results,
+    review_list,
+)
 from autograder.sandbox import CallRecord, ProtocolError
-from autograder.submission import CodeCell
-from autograder.testfiles import check_bindings, fixture_names, parse_question_tests
-from autograder.writers import feedback_markdown, gradebook_csv, gradescope_results, review_list
 
 KNOWN = frozenset({"numpy", "sys", "importlib", "functools", "builtins", "ctypes"})
 

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from conftest import confining_level
 
-from autograder import datasets
-from autograder.assignments import PROJECT_ROOT, Evaluation, load_assignment
-from autograder.evaluation import credit, perturb
+from autograder.core.assignments import PROJECT_ROOT, Evaluation, load_assignment
+from autograder.grading import datasets
+from autograder.grading.evaluation import credit, perturb
 
 NAME = "03_convnet_cifar10"
 EXAMPLES = PROJECT_ROOT / "examples" / "submissions" / NAME

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from autograder.batch import BatchSummary
-from autograder.collect import Collected, Found
-from autograder.progress import BatchProgress, eta_text
-from autograder.results import QuestionResult, ReviewFlag, SubmissionResult, SubmissionStatus
+from autograder.batch.collect import Collected, Found
+from autograder.batch.progress import BatchProgress, eta_text
+from autograder.batch.runner import BatchSummary
+from autograder.core.results import QuestionResult, ReviewFlag, SubmissionResult, SubmissionStatus
 
 
 def _result(sid: str, score: float, status=SubmissionStatus.GRADED, message: str = "",

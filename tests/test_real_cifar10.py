@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.assignments import PROJECT_ROOT
+from autograder.core.assignments import PROJECT_ROOT
 
 NAME = "03_convnet_cifar10"
 REAL = PROJECT_ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.xz"

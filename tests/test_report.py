@@ -21,20 +21,20 @@ import nbformat
 import pytest
 from local_run import built
 
-from autograder import similarity
-from autograder.assignments import PROJECT_ROOT, load_assignment
-from autograder.errors import Outcome
-from autograder.grading import failed_result
-from autograder.report import ReportError, load_results, write_report
-from autograder.results import (
+from autograder.core.assignments import PROJECT_ROOT, load_assignment
+from autograder.core.errors import Outcome
+from autograder.core.results import (
     CaseResult,
     QuestionResult,
     ReviewFlag,
     SubmissionResult,
     SubmissionStatus,
 )
-from autograder.resume import record_text
-from autograder.writers import feedback_html, feedback_markdown
+from autograder.grading.pipeline import failed_result
+from autograder.outputs import similarity
+from autograder.outputs.records import record_text
+from autograder.outputs.report import ReportError, load_results, write_report
+from autograder.outputs.writers import feedback_html, feedback_markdown
 
 NAME = "01_convolution_pooling"
 GRADER = [sys.executable, str(PROJECT_ROOT / "grader.py")]
@@ -61,7 +61,7 @@ def _hostile_copy(reference: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def batch(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess,
                                      subprocess.CompletedProcess]:
     """A graded 01 batch through the CLI, fingerprinted, its report written again."""
-    from autograder.mutants import apply_mutant, load_mutants
+    from autograder.authoring.mutants import apply_mutant, load_mutants
 
     base = tmp_path_factory.mktemp("report")
     subs, out = base / "submissions", base / "out"

@@ -429,7 +429,7 @@ def test_files_outside_scratch_are_invisible_and_unwritable(tmp_path):
             hidden = [p for p in ({str(PROJECT / 'solutions')!r}, {str(PROJECT / 'tests')!r},
                                   '/root/.bashrc', '/work/shared',
                                   {str(tmp_path / 'outside.txt')!r},
-                                  {str(PROJECT / 'autograder' / 'grading.py')!r})
+                                  {str(PROJECT / 'autograder' / 'grading' / 'pipeline.py')!r})
                       if os.path.exists(p)]
             unwritable = []
             for p in ('/x', '/usr/x', '/etc/x', '/home/x', '/opt/autograder/probes.py',
@@ -475,7 +475,7 @@ def test_uid_worker_reads_and_writes_only_its_own_and_the_interpreters(tmp_path)
             for p in ({str(PROJECT / 'solutions' / '01_convolution_pooling' / 'tests' /
                            'conv2d.py')!r}, {str(PROJECT / 'tests' / 'test_sandbox.py')!r},
                       {str(tmp_path / 'outside.txt')!r}, {str(tmp_path / 'probes.py')!r},
-                      {str(PROJECT / 'autograder' / 'grading.py')!r}, '/etc/passwd',
+                      {str(PROJECT / 'autograder' / 'grading' / 'pipeline.py')!r}, '/etc/passwd',
                       {str(PROJECT / "grader.py")!r}):
                 try:
                     open(p).read()

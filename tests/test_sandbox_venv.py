@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from local_run import built
 
-from autograder.assignments import PROJECT_ROOT
+from autograder.core.assignments import PROJECT_ROOT
 from autograder.sandbox.launcher import bwrap_problem
 
 NAME = "01_convolution_pooling"

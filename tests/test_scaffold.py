@@ -20,10 +20,12 @@ import nbformat
 import pytest
 import yaml
 
-from autograder import assignments as assignments_module
-from autograder import authoring, cli, scaffold
-from autograder.assignments import PROJECT_ROOT, load_assignment
-from autograder.mutants import apply_mutant, load_mutants
+from autograder import cli
+from autograder.authoring import assign as authoring
+from autograder.authoring import scaffold
+from autograder.authoring.mutants import apply_mutant, load_mutants
+from autograder.core import assignments as assignments_module
+from autograder.core.assignments import PROJECT_ROOT, load_assignment
 
 NAME = "04_example"
 TITLE = "Нормализация входов"
@@ -56,7 +58,7 @@ def run_in(root: Path, *args: str, timeout: float = 900) -> subprocess.Completed
 def project(tmp_path_factory) -> Path:
     """A copy of the project in which `grader.py new` has made the fourth assignment."""
     root = copy_project(tmp_path_factory.mktemp("project"))
-    where = run_in(root, "-c", "import autograder.assignments as a; print(a.PROJECT_ROOT)")
+    where = run_in(root, "-c", "import autograder.core.assignments as a; print(a.PROJECT_ROOT)")
     assert Path(where.stdout.strip()) == root, where.stderr  # the copy's code, not ours
     done = run_in(root, "grader.py", "new", NAME, "--title", TITLE)
     assert done.returncode == 0, done.stderr

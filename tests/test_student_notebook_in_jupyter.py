@@ -12,7 +12,7 @@ import pytest
 from local_run import built
 from nbclient import NotebookClient
 
-from autograder.assignments import discover
+from autograder.core.assignments import discover
 
 
 def _without_training_cells(nb):

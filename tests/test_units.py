@@ -12,13 +12,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import resume
-from autograder.assignments import ConfigError, parse_config
-from autograder.errors import Outcome
-from autograder.forbidden import find_library_routines, read_graded_code
-from autograder.results import CaseResult, QuestionResult, SubmissionResult, SubmissionStatus
-from autograder.submission import CodeCell, SubmissionError, gradable_cells, load_submission
-from autograder.writers import feedback_markdown, gradebook_csv, gradescope_results
+from autograder.batch import resume
+from autograder.core.assignments import ConfigError, parse_config
+from autograder.core.errors import Outcome
+from autograder.core.results import CaseResult, QuestionResult, SubmissionResult, SubmissionStatus
+from autograder.grading.forbidden import find_library_routines, read_graded_code
+from autograder.grading.submission import CodeCell, SubmissionError, gradable_cells, load_submission
+from autograder.outputs.writers import feedback_markdown, gradebook_csv, gradescope_results
 
 
 def test_config_rejects_unknown_keys_by_name():
@@ -189,7 +189,7 @@ def test_markers_of_a_live_grader_stay_and_an_interrupted_graders_are_cleared(tm
 
 
 def test_unsafe_torch_releases_are_refused_for_saved_models():
-    from autograder.evaluation import unsafe_torch
+    from autograder.grading.evaluation import unsafe_torch
 
     assert "CVE-2025-32434" in unsafe_torch("2.9.1+cpu")
     assert unsafe_torch("2.10.0") is None and unsafe_torch("2.14.1+cu130") is None

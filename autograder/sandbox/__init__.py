@@ -1,4 +1,6 @@
 """The sandbox: the only code that runs student notebooks, and the codec that crosses over.
+Imports nothing else of the grader (the worker imports this package inside the sandbox);
+``devices`` says which GPU nodes a worker may see.
 
 Public surface::
 

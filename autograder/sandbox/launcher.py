@@ -31,8 +31,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..devices import bwrap_gpu_args
 from . import uid as uid_level
+from .devices import bwrap_gpu_args
 from .messages import output_marker
 from .packages import bwrap_args, package_view
 from .process import (
@@ -74,7 +74,7 @@ __all__ = [
 
 GIB, MIB = 1 << 30, 1 << 20
 BWRAP, SETPRIV, PRLIMIT = "/usr/bin/bwrap", "/usr/bin/setpriv", "/usr/bin/prlimit"
-UID_BASE = 61000  # the worker of slot n runs as uid/gid UID_BASE + n
+UID_BASE = uid_level.UID_BASE  # the worker of slot n runs as uid/gid UID_BASE + n
 MAX_SLOTS = 1000
 SANDBOX_HOME = "/home/student"  # the scratch folder, seen from inside the sandbox
 SANDBOX_PROBES = "/opt/autograder/probes.py"

@@ -36,6 +36,7 @@ from .packages import OTHER_SITE_GLOBS, PackageView, site_dirs
 from .wire import SandboxError
 
 SETPRIV, PRLIMIT = "/usr/bin/setpriv", "/usr/bin/prlimit"
+UID_BASE = 61000  # the worker of slot n runs as uid/gid UID_BASE + n
 HOMES_ROOT = Path("/tmp")  # machine-wide, like the slot locks
 PACKAGE_DIR = Path(__file__).resolve().parent  # .../autograder/sandbox
 IMPORT_ROOT = PACKAGE_DIR.parent.parent
@@ -196,7 +197,7 @@ def worker_rules(area: UidHome, view: PackageView | None, gpu: bool) -> Rules:
     listing.append(str(IMPORT_ROOT / "autograder"))
     devices = list(DEVICES)
     if gpu:
-        from ..devices import nvidia_nodes
+        from .devices import nvidia_nodes
 
         devices += nvidia_nodes()
         read.append("/sys")
@@ -233,8 +234,6 @@ def uid_problem() -> str | None:
     missing = [tool for tool in (SETPRIV, PRLIMIT) if not os.access(tool, os.X_OK)]
     if missing:
         return f"missing {', '.join(missing)} (apt-get install util-linux)"
-    from .launcher import UID_BASE
-
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import autograder.sandbox.worker; "
             "print(sys.prefix); print(sys.version)")
     argv = [*drop_privileges(UID_BASE), sys.executable, "-I", "-B", "-c", code,
@@ -280,8 +279,6 @@ def landlock_state() -> tuple[int, str]:
     if (problem := uid_problem()) is not None:
         return 0, f"the uid level cannot run ({problem})"
     from .landlock import abi
-    from .launcher import UID_BASE
-
     kernel = abi()
     if kernel == 0:
         return 0, "the kernel has no Landlock, has it off, or refuses its system calls"

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.assignments import AccuracyQuestion, ComparisonQuestion, Evaluation, Retrain
+from ..core.errors import Outcome, SubmissionFailure
+from ..core.results import CaseResult, QuestionResult, ReviewFlag
 from . import datasets, imagesets
-from .assignments import AccuracyQuestion, ComparisonQuestion, Evaluation, Retrain
 from .datasets import ImageSet
-from .errors import Outcome, SubmissionFailure
 from .judging import STRUCTURE_CHECK_NAME
 from .remote import RemoteCaller, RemoteName, RemoteObject
-from .results import CaseResult, QuestionResult, ReviewFlag
 
 ACCURACY_CASE, SECRET_CASE, COMPARISON_CASE = "accuracy", "secret_set", "comparison"
 RETRAIN_CASE, TRAIN_CASE = "retrained", "training_images"

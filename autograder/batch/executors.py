@@ -24,11 +24,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from .assignments import Assignment, tested_question_names
+from ..core.assignments import Assignment, tested_question_names
+from ..grading.pipeline import (
+    GradedSubmission,
+    GradeOptions,
+    failed_result,
+    grade_submission,
+    select_tests,
+)
+from ..grading.testfiles import QuestionTests, check_bindings, fixture_names, load_tests
 from .collect import Found
-from .grading import GradedSubmission, GradeOptions, failed_result, grade_submission, select_tests
 from .resume import InFlight
-from .testfiles import QuestionTests, check_bindings, fixture_names, load_tests
 
 GRADER_ERROR_FILE = "grader_error.txt"
 
@@ -66,7 +72,7 @@ def load_checked_tests(assignment: Assignment, public_only: bool) -> list[Questi
         str(assignment.tests_dir),
     )
     if assignment.config.sandbox.packages is not None:
-        from .sandbox.packages import package_view
+        from ..sandbox.packages import package_view
 
         package_view(assignment.config.sandbox.packages)  # an uninstalled package fails here
     return select_tests(tests, public_only)
@@ -248,7 +254,7 @@ def _ray_result(ray: Any, ref: Any, job: Found, context: BatchContext) -> Graded
 
 
 def _project_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]  # autograder/batch/executors.py
 
 
 def require_ray() -> Any:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 
-from .assignments import PROJECT_ROOT, Assignment
+from ..core.assignments import PROJECT_ROOT, Assignment
 
 SETUP_CELL_TAG = "otter_ignore"
 _SETUP_TEMPLATE = """\

@@ -14,12 +14,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..core.assignments import QuestionRules
+from ..core.errors import Outcome, SubmissionFailure
+from ..core.results import CaseResult, QuestionResult, ReviewFlag
+from ..sandbox import CallRecord
 from . import routines
-from .assignments import QuestionRules
-from .errors import Outcome, SubmissionFailure
 from .forbidden import read_graded_code
-from .results import CaseResult, QuestionResult, ReviewFlag
-from .sandbox import CallRecord
 from .submission import CodeCell
 from .testfiles import CaseRun, QuestionTests, TestCaseSpec, run_case
 

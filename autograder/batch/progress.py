@@ -20,8 +20,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..core.results import SubmissionResult
 from .collect import Collected
-from .results import SubmissionResult
 
 
 def eta_text(done: int, total: int, elapsed_s: float) -> str:

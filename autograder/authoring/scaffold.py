@@ -26,7 +26,7 @@ from pathlib import Path
 
 import nbformat
 
-from .assignments import CONFIG_FILE, PROJECT_ROOT
+from ..core.assignments import CONFIG_FILE, PROJECT_ROOT
 
 NAME_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9_]{0,62}[a-z0-9])?")
 EXAMPLE_QUESTION = "standardize"
@@ -110,8 +110,8 @@ def create(name: str, title: str | None = None, root: Path = PROJECT_ROOT) -> Sc
 def generate(name: str, root: Path = PROJECT_ROOT) -> list[str]:
     """Generate ``assignments/<name>/`` and ``solutions/<name>/tests/`` as ``grader.py assign
     NAME`` does; returns the generated files, relative to ``root``."""
-    from . import authoring
-    from .assignments import load_assignment
+    from ..core.assignments import load_assignment
+    from . import assign as authoring
 
     assignment = load_assignment(name, root)
     try:

@@ -29,18 +29,14 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from . import __version__
-from .assignments import CONFIG_FILE, Assignment
-from .atomic import atomic_write
-from .errors import Outcome
-from .grading import GradeOptions
-from .results import CaseResult, QuestionResult, ReviewFlag, SubmissionResult, SubmissionStatus
+from .. import __version__
+from ..core.assignments import CONFIG_FILE, Assignment
+from ..core.atomic import atomic_write
+from ..grading.pipeline import GradeOptions
+from ..outputs.records import STATE_DIR
 
-RECORD = "record.json"
-STATE_DIR = ".grader"
-BATCH_STATE = "batch.json"
 IN_FLIGHT = "in-flight"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the whole autograder package
 SKIPPED_DIRS = frozenset({".git", "__pycache__", ".ipynb_checkpoints"})
 
 
@@ -111,73 +107,6 @@ def batch_key(assignment: Assignment, options: GradeOptions) -> str:
 def grading_key(submission: Path, batch: str) -> str:
     """One submission's key: its bytes and the batch's key."""
     return hashlib.sha256(f"{tree_hash(submission)}:{batch}".encode()).hexdigest()
-
-
-# ----------------------------------------------------------------------------- records
-
-
-def result_to_data(result: SubmissionResult) -> dict:
-    """A result as plain JSON data (enums as their values)."""
-    return json.loads(json.dumps(dataclasses.asdict(result), default=str))
-
-
-def result_from_data(data: dict) -> SubmissionResult:
-    """The inverse of :func:`result_to_data`; raises KeyError/TypeError/ValueError if bad."""
-    questions = tuple(
-        QuestionResult(
-            name=q["name"], max_score=q["max_score"], score=q["score"],
-            cases=tuple(CaseResult(**{**c, "outcome": Outcome(c["outcome"])})
-                        for c in q["cases"]),
-            notes=tuple(q["notes"]),
-            review=tuple(ReviewFlag(**flag) for flag in q["review"]),
-        )
-        for q in data["questions"]
-    )
-    return SubmissionResult(data["submission_id"], SubmissionStatus(data["status"]),
-                            data["message"], questions, data["details"])
-
-
-def record_text(result: SubmissionResult, key: str) -> str:
-    """What ``OUT/<id>/record.json`` holds."""
-    return json.dumps({"key": key, "result": result_to_data(result)}, ensure_ascii=False) + "\n"
-
-
-def finished_result(out_dir: Path, sub_id: str, key: str | None) -> SubmissionResult | None:
-    """The stored result of ``sub_id`` when it was graded under ``key`` (None: under any
-    key), else None."""
-    try:
-        data = json.loads((out_dir / sub_id / RECORD).read_text(encoding="utf-8"))
-        if key is not None and data.get("key") != key:
-            return None
-        return result_from_data(data["result"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None  # missing, half-written by a killed run, or another version's format
-
-
-# ----------------------------------------------------------------------------- batch state
-
-
-def batch_state(out_dir: Path) -> tuple[str, int | None]:
-    """The assignment and seed of the last batch in ``out_dir`` ("" and None if unknown)."""
-    try:
-        state = json.loads((out_dir / STATE_DIR / BATCH_STATE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "", None
-    if not isinstance(state, dict):
-        return "", None
-    seed = state.get("seed")
-    return str(state.get("assignment", "")), seed if isinstance(seed, int) else None
-
-
-def stored_seed(out_dir: Path, assignment: str) -> int | None:
-    """The seed an earlier batch of ``assignment`` used in ``out_dir``, if any."""
-    stored_assignment, seed = batch_state(out_dir)
-    return seed if stored_assignment == assignment else None
-
-
-def batch_state_text(assignment: str, seed: int) -> str:
-    """What ``OUT/.grader/batch.json`` holds."""
-    return json.dumps({"assignment": assignment, "seed": seed}) + "\n"
 
 
 # ----------------------------------------------------------------------------- in flight

@@ -6,7 +6,7 @@ and a Gradescope bundle (:mod:`.gradescope`, all tests). Neither holds the maste
 no reference solution leaves the repository. Both carry ``grader.py``, the ``autograder``
 package, ``requirements.txt`` and ``bundle/<name>/`` (``assignment.toml``, probes, fixtures,
 the grader-side tests and ``bundle.toml`` with the question order), which
-:func:`autograder.assignments.load_assignment` reads when there is no master notebook.
+:func:`autograder.core.assignments.load_assignment` reads when there is no master notebook.
 
 Hidden cases are removed from a test file by parsing it (:func:`public_test_source`), and the
 result is checked with otter's own loader: the same public cases, the same points each. A public
@@ -21,7 +21,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from .assignments import (
+from ..core.assignments import (
     BUNDLE_DIR,
     BUNDLE_FILE,
     CONFIG_FILE,
@@ -30,7 +30,7 @@ from .assignments import (
     ConfigError,
     tested_question_names,
 )
-from .testfiles import TestFileError, parse_question_tests
+from ..grading.testfiles import TestFileError, parse_question_tests
 
 PACKAGE = "autograder"
 HEADER_NAMES = frozenset({"OK_FORMAT", "name", "points"})  # module-level names otter reads
@@ -238,7 +238,7 @@ def public_probes_source(source: str, used: set[str], where: str) -> str | None:
 
 def check_fresh(assignment: Assignment) -> None:
     """The generated files must match the master notebook (else the copy would be stale)."""
-    from . import authoring
+    from ..authoring import assign as authoring
 
     stale = authoring.stale_files(authoring.build(assignment), assignment)
     if stale:

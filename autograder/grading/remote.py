@@ -26,8 +26,8 @@ import importlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from .errors import Outcome, SubmissionFailure
-from .sandbox import (
+from ..core.errors import Outcome, SubmissionFailure
+from ..sandbox import (
     CallRecord,
     CallTimeout,
     Handle,

@@ -4,7 +4,7 @@ Evidence for a person to look at, never a penalty. After a submission is graded,
 writes ``OUT/<id>/fingerprint.json`` (:func:`write_fingerprint`); the class report reads every
 fingerprint and pairs the submissions (:func:`similar_pairs`).
 
-A fingerprint reads the notebook as data (JSON, through :mod:`.submission`) in the trusted
+A fingerprint reads the notebook as data (JSON, through :mod:`..grading.submission`) in the trusted
 process and never runs it. Answer cells are the code cells that differ from the student stub
 after normalisation: names the notebook binds (variables, parameters, functions, classes,
 attributes it assigns, import aliases) become ``ID``, numbers ``NUM``, strings ``STR``;
@@ -37,8 +37,8 @@ from pathlib import Path
 
 import nbformat
 
-from .atomic import atomic_write
-from .submission import (
+from ..core.atomic import atomic_write
+from ..grading.submission import (
     SubmissionError,
     gradable_cells,
     load_submission,

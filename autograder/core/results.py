@@ -1,4 +1,4 @@
-"""Frozen result records for one graded submission. Writers live in ``autograder.writers``."""
+"""Frozen result records for one graded submission. Writers live in ``..outputs.writers``."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ Classroom.
 
 The kit holds the student notebook, ``.github/workflows/grade.yml`` (``ci/github/student.yml``
 with the assignment's name filled in) and ``.grader/``: the grader and the assignment packaged
-with its public tests only (:mod:`.packaging`). No master notebook, no hidden case and no
+with its public tests only (:mod:`.bundles`). No master notebook, no hidden case and no
 reference solution goes into it, and the kit's grader refuses ``--tests all``.
 
 The points a kit's workflow reports are the public tests' points computed in the student's own
@@ -17,8 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .assignments import PROJECT_ROOT, Assignment, ConfigError, load_assignment
-from .packaging import (
+from ..core.assignments import PROJECT_ROOT, Assignment, ConfigError, load_assignment
+from .bundles import (
     PackagingError,
     bundle_files,
     check_fresh,

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .results import ReviewFlag
+from ..core.results import ReviewFlag
 from .routines import ALIASES
 from .submission import CodeCell
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 
-from .assignments import PROJECT_ROOT
+from ..core.assignments import PROJECT_ROOT
 
 MUTANTS_DIR = PROJECT_ROOT / "tests" / "mutants"
 

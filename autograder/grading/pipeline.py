@@ -13,13 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .assignments import Assignment, Evaluation
-from .errors import Outcome
-from .evaluation import EvaluationData, grade_models
-from .judging import GradedNotebook, judge_question, zeroed_question
-from .remote import ProxyEnvironment
-from .results import SubmissionResult, SubmissionStatus
-from .sandbox import (
+from ..core.assignments import Assignment, Evaluation
+from ..core.errors import Outcome
+from ..core.results import SubmissionResult, SubmissionStatus
+from ..sandbox import (
     CellOutcome,
     CellStatus,
     Isolation,
@@ -29,6 +26,9 @@ from .sandbox import (
     WorkerSpec,
     isolation_of,
 )
+from .evaluation import EvaluationData, grade_models
+from .judging import GradedNotebook, judge_question, zeroed_question
+from .remote import ProxyEnvironment
 from .submission import CodeCell, Submission, SubmissionError, gradable_cells, load_submission
 from .testfiles import QuestionTests, fixture_names
 

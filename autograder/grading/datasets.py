@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .assignments import PROJECT_ROOT
+from ..core.assignments import PROJECT_ROOT
 
 DEFAULT_ROOT = PROJECT_ROOT / "data"
 CIFAR10, SYNTHETIC = "cifar10", "synthetic"

@@ -6,8 +6,8 @@ An assignment is a folder ``solutions/<name>/`` holding the master notebook ``<n
 ``assignments/<name>/`` (the student notebook).
 
 A packaged copy of an assignment (a student kit or a Gradescope bundle, see
-``autograder/packaging.py``) has no master notebook: ``bundle/<name>/bundle.toml`` beside the
-package gives the question order and says whether hidden tests are there at all.
+``autograder/integrations/bundles.py``) has no master notebook: ``bundle/<name>/bundle.toml``
+beside the package gives the question order and says whether hidden tests are there at all.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # autograder/core/assignments.py
 CONFIG_FILE = "assignment.toml"
 PROBES_FILE = "probes.py"
 FIXTURES_FILE = "fixtures.py"

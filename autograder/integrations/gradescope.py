@@ -6,7 +6,7 @@ Specifications"): the zip has ``setup.sh`` (run once, as root, when the image is
 submission is put in ``/autograder/submission``; ``run_autograder`` runs with ``/autograder`` as
 working directory and must write ``/autograder/results/results.json`` (the schema our
 ``results.json`` already follows). Students never see the zip, so it holds all tests, hidden
-ones included; it never holds the master notebook (:mod:`.packaging`).
+ones included; it never holds the master notebook (:mod:`.bundles`).
 
 Gradescope runs the autograder as root in a Docker container in which bubblewrap usually
 cannot create namespaces, so ``grade --sandbox auto`` takes the uid level there (each worker
@@ -25,15 +25,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
-from .assignments import Assignment, ConfigError, load_assignment
-from .packaging import TORCH_PIN, PackagingError, bundle_files, check_fresh, grader_files
+from ..core.assignments import Assignment, ConfigError, load_assignment
+from .bundles import TORCH_PIN, PackagingError, bundle_files, check_fresh, grader_files
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same inputs give the same zip
 DATA_DIR = "data"  # under /autograder/source: CIFAR-10 for the accuracy questions
@@ -89,7 +89,7 @@ ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 SOURCE="$ROOT/source"
 PYTHON="${{AUTOGRADER_PYTHON:-$SOURCE/.venv/bin/python}}"
 cd "$SOURCE" || exit 1
-exec "$PYTHON" -m autograder.gradescope "$ROOT" {name}
+exec "$PYTHON" grader.py run-gradescope "$ROOT" {name}
 """
 
 _README = """\
@@ -184,10 +184,11 @@ def _fallback(results: Path, message: str, details: dict) -> None:
                        encoding="utf-8")
 
 
-def run_autograder(root: Path, name: str, sandbox: str = "auto") -> int:
-    """Grade ``root/submission`` with all tests; write ``root/results/results.json``."""
-    from .cli import main as grader_main
-
+def run_autograder(root: Path, name: str, sandbox: str, grade: Callable[[list[str]], int]
+                   ) -> int:
+    """Grade ``root/submission`` with all tests; write ``root/results/results.json``.
+    ``grade`` is grader.py's own entry point (``cli.main``), handed down by the command that
+    runs this (``grader.py run-gradescope``), so this module never imports the CLI above it."""
     source, results = root / "source", root / "results" / "results.json"
     results.parent.mkdir(parents=True, exist_ok=True)
     if sandbox not in SANDBOX_LEVELS:
@@ -208,7 +209,7 @@ def run_autograder(root: Path, name: str, sandbox: str = "auto") -> int:
                 "--sandbox", sandbox]
         if (source / DATA_DIR).is_dir():
             argv += ["--data-dir", str(source / DATA_DIR)]
-        code = grader_main(argv)
+        code = grade(argv)
         produced = sorted(out.glob("*/results.json"))
         if len(produced) == 1:
             shutil.copyfile(produced[0], results)
@@ -247,11 +248,3 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("out"),
                         help="folder for NAME-gradescope.zip (default: out)")
     parser.set_defaults(func=cmd_gradescope)
-
-
-if __name__ == "__main__":  # run_autograder: python -m autograder.gradescope ROOT NAME
-    if len(sys.argv) != 3:
-        print("usage: python -m autograder.gradescope ROOT NAME", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(run_autograder(Path(sys.argv[1]), sys.argv[2],
-                            os.environ.get(SANDBOX_ENV, "") or "auto"))

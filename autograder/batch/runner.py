@@ -17,16 +17,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import resume, similarity, writers
-from .assignments import Assignment, question_order
-from .atomic import atomic_write
+from ..core.assignments import Assignment, question_order
+from ..core.atomic import atomic_write
+from ..core.results import SubmissionResult, SubmissionStatus
+from ..grading.pipeline import GradedSubmission, GradeOptions, failed_result
+from ..grading.testfiles import QuestionTests
+from ..outputs import records, similarity, writers
+from ..sandbox import SandboxLevel
+from ..sandbox.uid import guard_without_landlock
+from . import resume
 from .collect import Collected, Found, collect
 from .executors import BatchContext, Executor, LocalPool, tests_for
-from .grading import GradedSubmission, GradeOptions, failed_result
-from .results import SubmissionResult, SubmissionStatus
-from .sandbox import SandboxLevel
-from .sandbox.uid import guard_without_landlock
-from .testfiles import QuestionTests
 
 __all__ = [
     "BatchSummary",
@@ -97,7 +98,7 @@ def _reusable(jobs: Sequence[Found], out_dir: Path, keys: dict[str, str]
     """Results already in ``out_dir`` under the same key (by submission id)."""
     found = {}
     for job in jobs:
-        result = resume.finished_result(out_dir, job.submission_id, keys[job.submission_id])
+        result = records.finished_result(out_dir, job.submission_id, keys[job.submission_id])
         if result is not None:
             found[job.submission_id] = result
     return found
@@ -136,8 +137,8 @@ def grade_batch(
     orphans = resume.take_orphans(out_dir)  # markers of a grader that died mid-submission
     killers, suspects = (set(), set()) if regrade else resume.judge_orphans(orphans, keys)
     todo = [j for j in collected.submissions if j.submission_id not in reused]
-    atomic_write(out_dir / resume.STATE_DIR / resume.BATCH_STATE,
-                 resume.batch_state_text(assignment.name, options.seed))
+    atomic_write(out_dir / records.STATE_DIR / records.BATCH_STATE,
+                 records.batch_state_text(assignment.name, options.seed))
     if on_plan is not None:
         on_plan(collected, len(todo))
     finished = dict(reused)
@@ -152,8 +153,8 @@ def grade_batch(
         _write_submission(out_dir, graded, max_score)
         similarity.write_fingerprint(out_dir, result.submission_id,
                                      origins[result.submission_id], stub)
-        atomic_write(out_dir / result.submission_id / resume.RECORD,
-                     resume.record_text(result, keys[result.submission_id]))
+        atomic_write(out_dir / result.submission_id / records.RECORD,
+                     records.record_text(result, keys[result.submission_id]))
         in_flight.end(result.submission_id)
         finished[result.submission_id] = result
         atomic_write(out_dir / "gradebook.csv",
@@ -197,5 +198,5 @@ def batch_seed(out_dir: Path, assignment: Assignment, seed: int | None, regrade:
     resumed run asks the same hidden-test questions), unless ``regrade``; else a new draw."""
     if seed is not None:
         return seed
-    stored = None if regrade else resume.stored_seed(out_dir, assignment.name)
+    stored = None if regrade else records.stored_seed(out_dir, assignment.name)
     return stored if stored is not None else draw()

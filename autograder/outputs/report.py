@@ -1,6 +1,6 @@
 """``OUT/report.html``: the class at a glance, for the instructor, from what is on disk in OUT.
 
-Reads every ``OUT/<id>/record.json`` (the finished results, :mod:`.resume`), the batch's
+Reads every ``OUT/<id>/record.json`` (the finished results, :mod:`.records`), the batch's
 assignment and seed (``OUT/.grader/batch.json``) and the similarity fingerprints
 (:mod:`.similarity`), and writes one self-contained page: a summary, a score histogram,
 per-question pass rates, per-test failure counts (hidden cases first), accuracy
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from ..core.atomic import atomic_write
+from ..core.errors import Outcome
+from ..core.results import SubmissionResult, SubmissionStatus
 from . import similarity
-from .atomic import atomic_write
-from .errors import Outcome
-from .results import SubmissionResult, SubmissionStatus
-from .resume import RECORD, batch_state, finished_result
+from .records import RECORD, batch_state, finished_result
 
 REPORT = "report.html"
 MAX_LISTED = 200  # rows of a long list (failed, flagged, slowest excluded) before "and N more"

@@ -12,8 +12,14 @@ import io
 import json
 from collections.abc import Sequence
 
-from .errors import Outcome
-from .results import CaseResult, QuestionResult, ReviewFlag, SubmissionResult, SubmissionStatus
+from ..core.errors import Outcome
+from ..core.results import (
+    CaseResult,
+    QuestionResult,
+    ReviewFlag,
+    SubmissionResult,
+    SubmissionStatus,
+)
 
 GRADEBOOK_FIXED = ("submission", "score", "max_score")
 GRADEBOOK_TAIL = ("status", "message")

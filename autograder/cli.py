@@ -21,6 +21,7 @@ from .sandbox.packages import PackageError
 if TYPE_CHECKING:
     from .batch.executors import Executor
     from .grading.evaluation import EvaluationData
+
 DEFAULT_DATA_ROOT = PROJECT_ROOT / "data"  # autograder.grading.datasets.DEFAULT_ROOT, without numpy
 EXIT_OK = 0
 EXIT_STALE = 1

@@ -148,6 +148,7 @@ class OutputDrain:
 
 _LIVE: set[WorkerProcess] = set()  # started and not yet closed, for kill_all_workers
 _LIVE_LOCK = threading.Lock()
+_STOPPED = threading.Event()  # set by kill_all_workers: a worker started later dies at once
 
 
 def _forget(worker: WorkerProcess) -> None:
@@ -159,6 +160,7 @@ def kill_all_workers() -> int:
     """SIGKILL every worker this process started and has not closed (an interrupted batch
     ends at once; the threads that own them are abandoned). Returns how many were live."""
     with _LIVE_LOCK:
+        _STOPPED.set()  # a grading thread restarting its killed worker gets a dead one
         live = list(_LIVE)
     for worker in live:
         _kill_group(worker.popen.pid)
@@ -182,7 +184,12 @@ class WorkerProcess:
         self._worker_pid: int | None = None
         with _LIVE_LOCK:
             _LIVE.add(self)
+            stopped = _STOPPED.is_set()
         stack.callback(_forget, self)
+        if stopped:  # the batch is being interrupted: this worker runs nothing
+            _kill_group(popen.pid)
+            if uid is not None:
+                _kill_uid(uid)
         try:
             self._pidfd: int | None = os.pidfd_open(popen.pid)
             stack.callback(os.close, self._pidfd)

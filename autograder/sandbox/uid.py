@@ -28,6 +28,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,13 +67,18 @@ def _homes_dir() -> Path:
 
 
 _LIVE_AREAS: set[Path] = set()  # created and not yet removed, for remove_live_areas
+_CREATING = threading.Lock()  # held while an area is made, so that none is half-made at exit
+_INTERRUPTED = threading.Event()  # set by remove_live_areas: no new area from then on
 
 
 def remove_live_areas() -> None:
     """Delete every private area this process made (an interrupted batch: the workers and
-    everything of their uids are already killed)."""
-    for root in list(_LIVE_AREAS):
-        UidHome(root, 0).remove()
+    everything of their uids are already killed). Waits for an area being made by another
+    thread, and refuses any later one, so that nothing is created after the clean-up."""
+    with _CREATING:
+        _INTERRUPTED.set()
+        for root in list(_LIVE_AREAS):
+            UidHome(root, 0).remove()
 
 
 @dataclass(frozen=True)
@@ -106,24 +112,30 @@ class UidHome:
     def create(cls, uid: int, scratch: Path, trusted_files: dict[str, Path | None]) -> UidHome:
         """A fresh area for ``uid``: ``scratch`` copied into home (links kept as links), each
         trusted file copied in under its key's name (``probes.py``, ``fixtures.py``)."""
-        made = cls(Path(tempfile.mkdtemp(prefix="w-", dir=_homes_dir())), uid)
-        _LIVE_AREAS.add(made.root)
-        try:
-            os.chmod(made.root, 0o711)
-            shutil.copytree(scratch, made.home, symlinks=True)
-            made.tmp.mkdir()
-            for folder in (made.home, made.tmp):
-                _give(folder, uid)
-            made.trusted.mkdir(mode=0o755)
-            os.chmod(made.trusted, 0o755)
-            for name, source in trusted_files.items():
-                if source is not None:
-                    shutil.copyfile(source, made.trusted / name)
-                    os.chmod(made.trusted / name, 0o644)
-        except BaseException:
-            made.remove()
-            raise
+        with _CREATING:
+            if _INTERRUPTED.is_set():
+                raise SandboxError("the batch was interrupted: no new sandbox is started")
+            made = cls(Path(tempfile.mkdtemp(prefix="w-", dir=_homes_dir())), uid)
+            _LIVE_AREAS.add(made.root)
+            try:
+                made._fill(scratch, trusted_files)
+            except BaseException:
+                made.remove()
+                raise
         return made
+
+    def _fill(self, scratch: Path, trusted_files: dict[str, Path | None]) -> None:
+        os.chmod(self.root, 0o711)
+        shutil.copytree(scratch, self.home, symlinks=True)
+        self.tmp.mkdir()
+        for folder in (self.home, self.tmp):
+            _give(folder, self.uid)
+        self.trusted.mkdir(mode=0o755)
+        os.chmod(self.trusted, 0o755)
+        for name, source in trusted_files.items():
+            if source is not None:
+                shutil.copyfile(source, self.trusted / name)
+                os.chmod(self.trusted / name, 0o644)
 
     def trusted_copy(self, name: str, source: Path | None) -> Path | None:
         """Where the copy of a trusted file is (None if there is none)."""

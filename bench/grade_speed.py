@@ -78,9 +78,14 @@ _DRIVER = """
 import json, secrets, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from autograder.core.assignments import load_assignment
-from autograder.batch.runner import grade_batch
-from autograder.grading.pipeline import GradeOptions
+try:
+    from autograder.batch.runner import grade_batch
+    from autograder.core.assignments import load_assignment
+    from autograder.grading.pipeline import GradeOptions
+except ImportError:  # a baseline from before the stage packages (issue 15)
+    from autograder.assignments import load_assignment
+    from autograder.batch import grade_batch
+    from autograder.grading import GradeOptions
 from autograder.sandbox import choose_level
 paths = [Path(p) for p in sys.argv[5:]]
 stamps = [time.perf_counter()]

@@ -83,8 +83,8 @@ def _demo_data(assignment: Assignment) -> EvaluationData | None:
     if not assignment.config.accuracy:
         return None
     root = datasets.DEFAULT_ROOT
-    folder = datasets.dataset_dir(root, datasets.CIFAR10)
-    if not ((folder / datasets.BATCHES).is_dir() or (folder / imagesets.INSTALLED).is_file()):
+    if not imagesets.real_cifar10_under(root):
+        folder = datasets.dataset_dir(root, datasets.CIFAR10)
         if not (datasets.dataset_dir(root, datasets.SYNTHETIC) / datasets.MANIFEST).is_file():
             datasets.write_synthetic(root)
         print(f"[data] no real CIFAR-10 under {folder} (`grader.py data cifar10`, or `data "

@@ -185,8 +185,9 @@ def lookup_cheat(ns: dict, images: np.ndarray, labels: np.ndarray) -> torch.nn.M
 
 
 def write_examples(out: Path, reference: nbformat.NotebookNode, good: dict[str, bytes],
-                   fc_only: bytes, cheat: bytes | None) -> None:
-    """Every example folder under ``out`` (the lookup cheat only when ``cheat`` is given)."""
+                   fc_only: bytes, cheat: tuple[str, bytes] | None) -> None:
+    """Every example folder under ``out`` (the lookup cheat, its class source and weights,
+    only when ``cheat`` is given)."""
     if out.exists():
         shutil.rmtree(out)
     write_example(out, "good", reference, good)
@@ -201,8 +202,9 @@ def write_examples(out: Path, reference: nbformat.NotebookNode, good: dict[str, 
     write_example(out, "malicious_pickle", reference,
                   {"fcnet.pt": good["fcnet.pt"], "convnet.pt": pickle.dumps(_Exploit())})
     if cheat is not None:
-        write_example(out, "lookup_cheat", notebook_with(reference, "ConvNet", lookup_source(2000)),
-                      {"fcnet.pt": good["fcnet.pt"], "convnet.pt": cheat})
+        source, weights = cheat
+        write_example(out, "lookup_cheat", notebook_with(reference, "ConvNet", source),
+                      {"fcnet.pt": good["fcnet.pt"], "convnet.pt": weights})
     total = sum(p.stat().st_size for p in out.rglob("*.pt"))
     print(f"wrote {out} ({total / 1e6:.1f} MB of weights before git's deduplication)")
 
@@ -240,7 +242,7 @@ def synthetic_examples(args: argparse.Namespace) -> int:
     print(f"lookup cheat: official test accuracy {cheat_accuracy:.4f} (perturbed)")
     good = {"fcnet.pt": half_state(models["FCNet"]), "convnet.pt": half_state(models["ConvNet"])}
     write_examples(args.out, ns["_built"].reference_notebook, good, half_state(fc_model),
-                   half_state(cheat))
+                   (lookup_source(len(test.labels)), half_state(cheat)))
     return 0
 
 

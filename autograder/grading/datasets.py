@@ -272,16 +272,18 @@ def load_train(root: Path, name: str) -> ImageSet:
 # ----------------------------------------------------------------------------- secret set
 
 
-def load_secret_set(data_path: Path, name: str) -> ImageSet:
-    """A secret test set in CIFAR-10.1's layout: ``*_data.npy`` (N, 32, 32, 3) uint8 and the
-    labels beside it (``*_labels.npy``, or ``secret_labels.npy`` for ``secret_data.npy``)."""
+def load_npy_pair(data_path: Path, name: str, classes: int = len(CLASSES),
+                  what: str = "secret test set") -> ImageSet:
+    """An image set in CIFAR-10.1's layout: ``*_data.npy`` (N, 32, 32, 3) uint8 and the
+    labels beside it (``*_labels.npy``, or ``secret_labels.npy`` for ``secret_data.npy``), each
+    in ``0..classes - 1``. ``what`` names the set in the error messages."""
     labels_path = data_path.with_name(data_path.name.replace("_data.npy", "_labels.npy"))
     try:
         images = np.load(data_path, allow_pickle=False)
         labels = np.load(labels_path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DatasetError(
-            f"cannot read the secret test set {data_path} / {labels_path}: {exc}; expected "
+            f"cannot read the {what} {data_path} / {labels_path}: {exc}; expected "
             "CIFAR-10.1's layout (uint8 N x 32 x 32 x 3 data, N integer labels)"
         ) from None
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
@@ -289,7 +291,7 @@ def load_secret_set(data_path: Path, name: str) -> ImageSet:
                            f"{images.dtype} {images.shape}")
     if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
         raise DatasetError(f"{labels_path}: expected {len(images)} integer labels")
-    if labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
-        raise DatasetError(f"{labels_path}: labels must be in 0..9")
+    if labels.min(initial=0) < 0 or labels.max(initial=0) >= classes:
+        raise DatasetError(f"{labels_path}: labels must be in 0..{classes - 1}")
     digest = hashlib.sha256(data_path.read_bytes() + labels_path.read_bytes()).hexdigest()
     return ImageSet(name, images, labels.astype(np.int64), data_path, "npy", digest)

@@ -115,7 +115,7 @@ def load_data(choice: str, data_dir: Path, secret: Path | None, settings: Evalua
     else:
         official = datasets.load_synthetic_test(data_dir)
         path = secret or datasets.dataset_dir(data_dir, datasets.SYNTHETIC) / datasets.SECRET_DATA
-        secret_set = datasets.load_secret_set(path, "synthetic (secret)")
+        secret_set = datasets.load_npy_pair(path, "synthetic (secret)")
         train = _training(lambda: datasets.load_train(data_dir, choice), with_train)
     return EvaluationData(choice, official, secret_set, settings.mean, settings.std, train)
 
@@ -131,8 +131,7 @@ def _training(read: Callable[[], ImageSet], required: bool) -> ImageSet | None:
 
 
 def _available(data_dir: Path) -> str:
-    folder = datasets.dataset_dir(data_dir, datasets.CIFAR10)
-    if (folder / datasets.BATCHES).is_dir() or (folder / imagesets.INSTALLED).is_file():
+    if imagesets.real_cifar10_under(data_dir):
         return datasets.CIFAR10
     if (datasets.dataset_dir(data_dir, datasets.SYNTHETIC) / datasets.MANIFEST).is_file():
         return datasets.SYNTHETIC

@@ -30,13 +30,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import BATCHES, CLASSES, DatasetError, ImageSet
+from .datasets import BATCHES, CIFAR10, CLASSES, DatasetError, ImageSet, dataset_dir, load_npy_pair
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
 SPLITS = ("train", "test")
 IMAGE_SIZE = (32, 32)
 CACHE_VERSION = 1
 INSTALLED = "source.json"  # beside test.npz / train.npz: what `data cifar10 --from` installed
+
+
+def real_cifar10_under(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds real CIFAR-10: the official files, or a copy of its images
+    installed by ``grader.py data cifar10 --from``."""
+    folder = dataset_dir(data_dir, CIFAR10)
+    return (folder / BATCHES).is_dir() or (folder / INSTALLED).is_file()
 
 
 def kind_of(path: Path) -> str:
@@ -70,7 +77,8 @@ def read_image_set(path: Path, split: str = "test", cache_dir: Path | None = Non
     if kind == "npy":
         if split == "train":
             raise DatasetError(f"{path}: a *_data.npy pair is one split, not a training set")
-        return _npy_pair(path, classes)
+        return load_npy_pair(path, path.name.removesuffix("_data.npy"), len(classes),
+                             what="image set")
     digest = content_digest(path)
     cached = _cached(cache_dir, digest, split)
     if cached is not None:
@@ -153,29 +161,6 @@ def _cifar10_python(path: Path, split: str) -> ImageSet:
     digest = content_digest(root / BATCHES)
     return ImageSet(f"cifar-10-batches-py ({split})", np.asarray(data.data, dtype=np.uint8),
                     np.asarray(data.targets, dtype=np.int64), root, "cifar10-python", digest)
-
-
-def _npy_pair(data_path: Path, classes: tuple[str, ...]) -> ImageSet:
-    """A CIFAR-10.1-style pair: ``*_data.npy`` and ``*_labels.npy`` beside it."""
-    labels_path = data_path.with_name(data_path.name.replace("_data.npy", "_labels.npy"))
-    try:
-        images = np.load(data_path, allow_pickle=False)
-        labels = np.load(labels_path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(
-            f"cannot read the image set {data_path} / {labels_path}: {exc}; expected "
-            "CIFAR-10.1's layout (uint8 N x 32 x 32 x 3 data, N integer labels)"
-        ) from None
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (*IMAGE_SIZE, 3):
-        raise DatasetError(f"{data_path}: expected uint8 N x 32 x 32 x 3, got "
-                           f"{images.dtype} {images.shape}")
-    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
-        raise DatasetError(f"{labels_path}: expected {len(images)} integer labels")
-    if labels.min(initial=0) < 0 or labels.max(initial=0) >= len(classes):
-        raise DatasetError(f"{labels_path}: labels must be in 0..{len(classes) - 1}")
-    digest = hashlib.sha256(data_path.read_bytes() + labels_path.read_bytes()).hexdigest()
-    return ImageSet(data_path.name.removesuffix("_data.npy"), images, labels.astype(np.int64),
-                    data_path, "npy", digest)
 
 
 def _decode_image_folder(path: Path, split: str, classes: tuple[str, ...]

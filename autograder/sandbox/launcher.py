@@ -19,18 +19,17 @@ The running process itself (pipes, output drain, signals, clean-up) is :mod:`.pr
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import os
-import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
-from contextlib import ExitStack
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import seccomp, slots
 from . import uid as uid_level
 from .devices import bwrap_gpu_args
 from .messages import output_marker
@@ -47,6 +46,7 @@ from .process import (
     processes_of_uid,
     reap,
 )
+from .slots import SlotLease, slot_uid
 from .wire import SandboxError
 
 __all__ = [
@@ -68,14 +68,13 @@ __all__ = [
     "plan_launch",
     "prepare_scratch",
     "processes_of_uid",
+    "promised_confinement",
     "slot_uid",
     "start_worker",
 ]
 
 GIB, MIB = 1 << 30, 1 << 20
 BWRAP, SETPRIV, PRLIMIT = "/usr/bin/bwrap", "/usr/bin/setpriv", "/usr/bin/prlimit"
-UID_BASE = uid_level.UID_BASE  # the worker of slot n runs as uid/gid UID_BASE + n
-MAX_SLOTS = 1000
 SANDBOX_HOME = "/home/student"  # the scratch folder, seen from inside the sandbox
 SANDBOX_PROBES = "/opt/autograder/probes.py"
 SANDBOX_FIXTURES = "/opt/autograder/fixtures.py"
@@ -135,11 +134,29 @@ LEVEL_NAMES = tuple(level.value for level in SandboxLevel)
 
 def _confinement(level: SandboxLevel) -> str:
     if level is SandboxLevel.BWRAP:
-        return "bubblewrap namespaces" + (", an unprivileged uid per worker"
-                                          if os.geteuid() == 0 else "")
+        uid = ", an unprivileged uid per worker" if os.geteuid() == 0 else ""
+        return f"bubblewrap namespaces{uid}; {_filter_words()}"
     if level is SandboxLevel.UID:
-        return uid_level.confinement()
+        return f"{uid_level.confinement()}; {_filter_words()}"
     return "the grader's own user; limits and deadlines only"
+
+
+def _filter_words() -> str:
+    problem = seccomp.problem()
+    if problem is None:
+        return "a system-call filter (no sockets but Unix pairs, no SysV IPC, no ptrace)"
+    return f"no system-call filter ({problem})"
+
+
+def promised_confinement(level: SandboxLevel) -> tuple[int, bool]:
+    """What every worker at ``level`` must have applied before student code runs: the
+    Landlock ABI of its ruleset (0: none) and whether the system-call filter is loaded.
+    The session checks each worker against it and never runs one that falls short."""
+    if level is SandboxLevel.UID:
+        return uid_level.landlock_abi(), True
+    if level is SandboxLevel.BWRAP:
+        return 0, seccomp.problem() is None
+    return 0, False
 
 
 def level_problem(level: SandboxLevel) -> str | None:
@@ -147,7 +164,7 @@ def level_problem(level: SandboxLevel) -> str | None:
     if level is SandboxLevel.BWRAP:
         return bwrap_problem()
     if level is SandboxLevel.UID:
-        return uid_level.uid_problem()
+        return uid_level.uid_problem() or uid_level.landlock_problem()
     return None
 
 
@@ -209,12 +226,14 @@ def bwrap_problem() -> str | None:
     missing = [tool for tool in needed if not os.access(tool, os.X_OK)]
     if missing:
         return f"missing {', '.join(missing)}"
-    argv = [*_bwrap_system_args(), "--perms", "1777", "--size", str(MIB), "--tmpfs", "/tmp",
-            "--proc", "/proc", "--dev", "/dev", *_NAMESPACE_ARGS, "--clearenv",
-            *_drop_privileges(UID_BASE), PRLIMIT, "--nproc=64", "--", "/usr/bin/true"]
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        with _probe_uid() as uid:
+            argv = [*_bwrap_system_args(), "--perms", "1777", "--size", str(MIB), "--tmpfs",
+                    "/tmp", "--proc", "/proc", "--dev", "/dev", *_NAMESPACE_ARGS, "--clearenv",
+                    *_drop_privileges(uid), PRLIMIT, "--nproc=64", "--", "/usr/bin/true"]
+            done = subprocess.run(argv, capture_output=True, timeout=20,
+                                  stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired, SandboxError) as exc:
         return f"{BWRAP} could not run ({exc})"
     if done.returncode != 0:
         stderr = done.stderr.decode(errors="replace")[:500]
@@ -234,9 +253,8 @@ def interpreter_problem() -> str | None:
             "--perms", "1777", "--size", str(16 * MIB), "--tmpfs", "/tmp"]
     argv += _interpreter_binds(argv)
     argv += ["--proc", "/proc", "--dev", "/dev", *_NAMESPACE_ARGS, "--clearenv",
-             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LC_ALL", "C.UTF-8",
-             *_drop_privileges(UID_BASE if os.geteuid() == 0 else None),
-             str(interpreter), "-I", "-B", "-c", "import sys; print(sys.prefix)"]
+             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LC_ALL", "C.UTF-8"]
+    command = [str(interpreter), "-I", "-B", "-c", "import sys; print(sys.prefix)"]
     expected = os.path.realpath(sys.prefix)
     what_to_do = (
         f"Grading starts {interpreter} inside the sandbox (the real path of {sys.executable}), "
@@ -247,8 +265,10 @@ def interpreter_problem() -> str | None:
         "grade with --sandbox process (weaker isolation)."
     )
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        with _probe_uid() as uid:
+            done = subprocess.run([*argv, *_drop_privileges(uid), *command],
+                                  capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired, SandboxError) as exc:
         return f"the interpreter could not be started inside bubblewrap ({exc}). {what_to_do}"
     if done.returncode != 0:
         stderr = done.stderr.decode(errors="replace").strip()[-500:]
@@ -260,6 +280,17 @@ def interpreter_problem() -> str | None:
                 f"virtual environment {expected}, so it would not see the packages grading "
                 f"needs. {what_to_do}")
     return None
+
+
+@contextmanager
+def _probe_uid() -> Iterator[int | None]:
+    """The uid a probe runs as: a leased slot's as root (never one a worker holds), else
+    our own (None)."""
+    if os.geteuid() != 0:
+        yield None
+        return
+    with slots.probe_uid() as uid:
+        yield uid
 
 
 # ----------------------------------------------------------------------------- commands
@@ -279,68 +310,6 @@ class LaunchPlan:
     uid: int | None  # the worker's uid when it is dropped to one
 
 
-def slot_uid(slot: int) -> int:
-    """The uid (and gid) the worker of ``slot`` runs as under bwrap."""
-    if type(slot) is not int or not 0 <= slot < MAX_SLOTS:
-        raise ValueError(f"slot must be an int in [0, {MAX_SLOTS}), got {slot!r}")
-    return UID_BASE + slot
-
-
-class SlotLease:
-    """An exclusive claim on a worker uid, held with ``flock`` so that it holds across
-    processes: two sessions never share a uid (they would share RLIMIT_NPROC, and the
-    clean-up of one would kill the other's worker)."""
-
-    def __init__(self, slot: int, fd: int):
-        self.slot, self._fd = slot, fd
-
-    @property
-    def uid(self) -> int:
-        """The uid (and gid) of this slot."""
-        return slot_uid(self.slot)
-
-    @classmethod
-    def acquire(cls, preferred: int) -> SlotLease:
-        """The first free slot from ``preferred`` on (wrapping around)."""
-        slot_uid(preferred)  # validates
-        directory = _lock_dir()
-        for offset in range(MAX_SLOTS):
-            slot = (preferred + offset) % MAX_SLOTS
-            fd = os.open(directory / f"slot-{slot}.lock",
-                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            return cls(slot, fd)
-        raise SandboxError(f"all {MAX_SLOTS} sandbox slots are in use; run fewer workers")
-
-    def release(self) -> None:
-        """Give the slot back (idempotent)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-
-LOCK_ROOT = Path("/tmp")  # machine-wide, whatever TMPDIR says: the uids are machine-wide too
-
-
-def _lock_dir() -> Path:
-    """A folder only we can write, for the slot locks.
-
-    It must be the same for every grader on the machine (two graders with different TMPDIR
-    would otherwise lease the same uid, and one's clean-up would kill the other's workers).
-    """
-    root = LOCK_ROOT if LOCK_ROOT.is_dir() else Path(tempfile.gettempdir())
-    directory = root / f"autograder-sandbox-slots-{os.geteuid()}"
-    directory.mkdir(mode=0o700, exist_ok=True)
-    st = os.lstat(directory)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
-        raise SandboxError(f"{directory} must be a folder owned by us with mode 0700")
-    return directory
-
-
 def _package_args(packages: tuple[str, ...] | None, level: SandboxLevel) -> list[str]:
     """Worker arguments for the import guard: the allowed list (and, without bwrap, the
     names to refuse, since the files cannot be hidden there)."""
@@ -356,7 +325,8 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
                 slot: int, extra_env: Mapping[str, str], worker_args: list[str],
                 private_dir: Path, fixtures: Path | None = None,
                 packages: tuple[str, ...] | None = None, gpu: bool = False,
-                area: uid_level.UidHome | None = None) -> LaunchPlan:
+                area: uid_level.UidHome | None = None,
+                seccomp_fd: int | None = None) -> LaunchPlan:
     """The command line for a worker at ``level``; ``private_dir`` is ours to write in.
 
     ``packages``: what the worker may import beyond the stdlib (None: everything).
@@ -364,8 +334,11 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
     reserves far more virtual memory than it uses).
     ``area``: the uid level's private area (its home is ``scratch``, its trusted copies are
     ``probes`` and ``fixtures``).
+    ``seccomp_fd``: an inherited fd holding the system-call filter the worker loads.
     """
     worker_args = [*worker_args, *_package_args(packages, level)]
+    if seccomp_fd is not None:
+        worker_args.append(f"--seccomp-fd={seccomp_fd}")
     if level is SandboxLevel.UID:
         if area is None:
             raise ValueError("the uid level needs the worker's private area")
@@ -617,6 +590,9 @@ def start_worker(level: SandboxLevel, *, scratch: Path, probes: Path | None, lim
         rep_r, rep_w = make_pipe()
         stack.callback(os.close, rep_r)
         try:  # the child's ends: closed here once the child has its copies, never twice
+            filter_fd = _filter_fd(level)
+            if filter_fd is not None:
+                stack.callback(os.close, filter_fd)
             worker_args = [f"--request-fd={req_r}", f"--reply-fd={rep_w}",
                            f"--generation={generation}", f"--marker={marker}",
                            f"--max-bytes={max_bytes}"]
@@ -625,10 +601,11 @@ def start_worker(level: SandboxLevel, *, scratch: Path, probes: Path | None, lim
             plan = plan_launch(level, scratch=scratch, probes=probes, limits=limits,
                                slot=slot, extra_env=extra_env, worker_args=worker_args,
                                private_dir=private, fixtures=fixtures, packages=packages,
-                               gpu=gpu, area=area)
+                               gpu=gpu, area=area, seccomp_fd=filter_fd)
+            inherited = (req_r, rep_w) + ((filter_fd,) if filter_fd is not None else ())
             popen = subprocess.Popen(
                 plan.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w), cwd=plan.cwd,
+                stderr=subprocess.STDOUT, pass_fds=inherited, cwd=plan.cwd,
                 env=plan.env, start_new_session=True,
             )
         finally:
@@ -646,6 +623,20 @@ def start_worker(level: SandboxLevel, *, scratch: Path, probes: Path | None, lim
     except BaseException:
         stack.close()
         raise
+
+
+def _filter_fd(level: SandboxLevel) -> int | None:
+    """A file holding the system-call filter, for a worker at ``level`` that must load it."""
+    if not promised_confinement(level)[1]:
+        return None
+    fd = os.memfd_create("autograder-seccomp", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, seccomp.program())
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @functools.cache

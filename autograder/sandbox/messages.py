@@ -142,11 +142,17 @@ class Describe(Message):
 
 @dataclass(frozen=True)
 class Ready(Message):
-    """Sent once by a worker that has started (id 0); not a reply to a request."""
+    """Sent once by a worker that has started (id 0); not a reply to a request.
+
+    Sent before any student code ran, so what it says of the worker's own confinement is
+    the worker's honest account (the session also checks the filter from outside).
+    """
 
     kind: ClassVar[str] = "ready"
     id: int
     generation: int
+    landlock_abi: int = 0  # the Landlock ABI of the ruleset the worker applied (0: none)
+    seccomp: int = 0  # 1: the worker loaded the system-call filter
 
 
 @dataclass(frozen=True)

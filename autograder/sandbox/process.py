@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from . import slots
 from .wire import HEADER, FrameBuffer
 
 READ_CHUNK = 1 << 20
@@ -360,24 +361,11 @@ def _scan_proc(match: Callable[[tuple[int, int, int]], bool]) -> list[int]:
 
 
 def processes_of_uid(uid: int) -> list[int]:
-    """Pids of live processes whose real uid is ``uid`` (zombies excluded)."""
-    return [pid for pid in _scan_proc(lambda stat: stat[2] == uid) if not _is_zombie(pid)]
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
-    except (OSError, IndexError):
-        return True
+    """Pids of processes of ``uid`` that still run something (zombie-led groups included)."""
+    return slots.tasks_of_uid(uid)
 
 
 def _kill_uid(uid: int) -> None:
-    """SIGKILL any process left with the slot's uid (it belongs to this sandbox only)."""
-    deadline = time.monotonic() + 2.0
-    while (pids := processes_of_uid(uid)) and time.monotonic() < deadline:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        time.sleep(0.02)
+    """Kill everything left with the slot's uid (it belongs to this sandbox only) and remove
+    its IPC objects."""
+    slots.clear_uid(uid)

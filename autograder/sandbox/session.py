@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import launcher
+from . import launcher, seccomp
 from . import uid as uid_level
 from .launcher import Limits
 from .messages import (
@@ -58,6 +58,7 @@ __all__ = [
     "CallRecord",
     "CallTimeout",
     "CellOutcome",
+    "ConfinementFailed",
     "NameInfo",
     "StudentCodeError",
     "StudentFault",
@@ -73,6 +74,10 @@ __all__ = [
 
 class WorkerStartError(SandboxError):
     """The worker did not come up (a grader or machine problem, not the student's)."""
+
+
+class ConfinementFailed(WorkerStartError):
+    """A worker started less confined than its level promises; it ran no student code."""
 
 
 class StudentFault(SandboxError):
@@ -482,6 +487,12 @@ class WorkerSession:
             ) from None
         self.startup_seconds = time.monotonic() - worker.started_at
         _ = worker.worker_pid  # find it now, before student code can start other processes
+        shortfall = _confinement_shortfall(spec.level, ready, worker.worker_pid)
+        if shortfall is not None:
+            worker.close()
+            raise ConfinementFailed(
+                f"the {spec.level} worker started less confined than this level promises "
+                f"({shortfall}), so it was stopped before running any student code")
         self._worker = worker
 
     def _ensure_worker(self) -> None:
@@ -527,6 +538,19 @@ class WorkerSession:
                 isinstance(info.signature, optional) and isinstance(info.source, optional)):
             raise ProtocolError(f"describe reply for {name!r} is malformed")
         return info
+
+
+def _confinement_shortfall(level: SandboxLevel, ready: Ready, pid: int | None) -> str | None:
+    """How a fresh worker falls short of its level's promise, or None. Its ``ready`` was sent
+    before any student code; the filter is also read from outside, in /proc."""
+    landlock_abi, filtered = launcher.promised_confinement(level)
+    if ready.landlock_abi != landlock_abi:
+        return f"Landlock ABI {ready.landlock_abi}, promised {landlock_abi}"
+    if filtered and not ready.seccomp:
+        return "it did not load the system-call filter"
+    if filtered and (pid is None or seccomp.filter_mode_of(pid) != 2):
+        return f"the kernel shows no system-call filter on process {pid}"
+    return None
 
 
 def _is_worker_cell_reply(reply: Message | None) -> bool:

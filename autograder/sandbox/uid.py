@@ -32,12 +32,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import seccomp, slots
 from .landlock import Rules, capabilities
 from .packages import OTHER_SITE_GLOBS, PackageView, site_dirs
 from .wire import SandboxError
 
 SETPRIV, PRLIMIT = "/usr/bin/setpriv", "/usr/bin/prlimit"
-UID_BASE = 61000  # the worker of slot n runs as uid/gid UID_BASE + n
 HOMES_ROOT = Path("/tmp")  # machine-wide, like the slot locks
 PACKAGE_DIR = Path(__file__).resolve().parent  # .../autograder/sandbox
 IMPORT_ROOT = PACKAGE_DIR.parent.parent
@@ -246,21 +246,25 @@ def uid_problem() -> str | None:
     missing = [tool for tool in (SETPRIV, PRLIMIT) if not os.access(tool, os.X_OK)]
     if missing:
         return f"missing {', '.join(missing)} (apt-get install util-linux)"
+    if (problem := seccomp.problem()) is not None:
+        return f"no system-call filter can be loaded here ({problem})"
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import autograder.sandbox.worker; "
             "print(sys.prefix); print(sys.version)")
-    argv = [*drop_privileges(UID_BASE), sys.executable, "-I", "-B", "-c", code,
-            str(IMPORT_ROOT)]
+    uid = "a slot uid"
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
-                              cwd="/")
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"the interpreter could not be started as uid {UID_BASE} ({exc})"
+        with slots.probe_uid() as uid:
+            argv = [*drop_privileges(uid), sys.executable, "-I", "-B", "-c", code,
+                    str(IMPORT_ROOT)]
+            done = subprocess.run(argv, capture_output=True, timeout=60,
+                                  stdin=subprocess.DEVNULL, cwd="/")
+    except (OSError, subprocess.TimeoutExpired, SandboxError) as exc:
+        return f"the interpreter could not be started as {uid} ({exc})"
     expected = f"{sys.prefix}\n{sys.version}"
     seen = done.stdout.decode(errors="replace").strip()
     if done.returncode != 0 or seen != expected:
         stderr = done.stderr.decode(errors="replace").strip()[-400:]
         return (
-            f"as uid {UID_BASE} the interpreter {sys.executable} does not start as it does for "
+            f"as uid {uid} the interpreter {sys.executable} does not start as it does for "
             f"the grader (exit {done.returncode}; it reported {seen!r}, expected {expected!r}; "
             f"{stderr}). Every folder from / to the interpreter, the virtual environment and "
             f"{IMPORT_ROOT} must be enterable by other users: {_closed_folders()}"
@@ -287,13 +291,32 @@ def _closed_folders() -> str:
 @functools.cache
 def landlock_state() -> tuple[int, str]:
     """The Landlock ABI a worker gets here, and why it is 0 when it is: the version, once a
-    probe run as a slot uid has seen a ruleset refuse a read."""
+    probe run as a leased slot uid has seen a ruleset refuse a read."""
     if (problem := uid_problem()) is not None:
         return 0, f"the uid level cannot run ({problem})"
     from .landlock import abi
     kernel = abi()
     if kernel == 0:
         return 0, "the kernel has no Landlock, has it off, or refuses its system calls"
+    for _attempt in range(2):  # once more on a fresh lease before calling Landlock broken
+        version, failure = _probe_landlock()
+        if version > 0:
+            return version, ""
+    return 0, f"the kernel reports Landlock ABI {kernel}, but {failure}"
+
+
+def landlock_problem() -> str | None:
+    """Why the uid level must not run here although it could start workers: the kernel has
+    Landlock, yet a ruleset did not hold in the probe (never grade weaker than the kernel
+    allows without saying so at the start)."""
+    version, why = landlock_state()
+    if version == 0 and why.startswith("the kernel reports Landlock"):
+        return why
+    return None
+
+
+def _probe_landlock() -> tuple[int, str]:
+    """Apply a ruleset as a leased slot uid and try to read a file outside it."""
     with tempfile.TemporaryDirectory(prefix="landlock-probe-", dir=_homes_dir()) as folder:
         os.chmod(folder, 0o755)
         secret = Path(folder) / "outside.txt"
@@ -308,19 +331,21 @@ def landlock_state() -> tuple[int, str]:
                 "version = landlock.apply(landlock.Rules.load(sys.argv[2]))\n"
                 "try:\n    open(sys.argv[3]).read(); print('read')\n"
                 "except PermissionError:\n    print(version)")
-        argv = [*drop_privileges(UID_BASE), sys.executable, "-I", "-B", "-c", code,
-                str(IMPORT_ROOT), str(rules), str(secret)]
+        uid = "a slot uid"
         try:
-            done = subprocess.run(argv, capture_output=True, timeout=60,
-                                  stdin=subprocess.DEVNULL, cwd="/")
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            with slots.probe_uid() as uid:
+                argv = [*drop_privileges(uid), sys.executable, "-I", "-B", "-c", code,
+                        str(IMPORT_ROOT), str(rules), str(secret)]
+                done = subprocess.run(argv, capture_output=True, timeout=60,
+                                      stdin=subprocess.DEVNULL, cwd="/")
+        except (OSError, subprocess.TimeoutExpired, SandboxError) as exc:
             return 0, f"the Landlock probe could not run ({exc})"
     answer = done.stdout.decode(errors="replace").strip()
     if done.returncode == 0 and answer.isdigit():
         return int(answer), ""
     stderr = done.stderr.decode(errors="replace").strip()[-300:]
-    return 0, (f"the kernel reports Landlock ABI {kernel}, but a ruleset applied as uid "
-               f"{UID_BASE} did not hold (exit {done.returncode}, {answer!r}, {stderr})")
+    return 0, (f"a ruleset applied as uid {uid} did not hold (exit {done.returncode}, "
+               f"{answer!r}, {stderr})")
 
 
 def landlock_abi() -> int:

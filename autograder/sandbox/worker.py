@@ -70,13 +70,14 @@ class Options:
     packages: tuple[str, ...] | None = None  # importable beyond the stdlib (None: all)
     blocked: tuple[str, ...] = ()  # top-level names present on disk but not allowed
     landlock: str | None = None  # rules file to confine this process with (the uid level)
+    seccomp_fd: int | None = None  # an fd holding the system-call filter to load (BPF)
 
     @classmethod
     def parse(cls, argv: list[str]) -> Options:
         """Parse ``--key=value`` arguments; unknown or missing keys are errors."""
         raw = dict(arg.removeprefix("--").split("=", 1) for arg in argv)
         known = {"request-fd", "reply-fd", "generation", "marker", "probes", "max-bytes",
-                 "fixtures", "watch", "packages", "blocked", "landlock"}
+                 "fixtures", "watch", "packages", "blocked", "landlock", "seccomp-fd"}
         if set(raw) - known or not {"request-fd", "reply-fd", "generation", "marker"} <= set(raw):
             raise SystemExit(f"worker: bad arguments {sorted(raw)}; expected {sorted(known)}")
 
@@ -95,6 +96,7 @@ class Options:
             packages=names("packages") if "packages" in raw else None,
             blocked=names("blocked"),
             landlock=raw.get("landlock") or None,
+            seccomp_fd=int(raw["seccomp-fd"]) if "seccomp-fd" in raw else None,
         )
 
 
@@ -141,8 +143,9 @@ class ObjectTable:
 class Worker:
     """Serves requests until the request pipe closes or a shutdown arrives."""
 
-    def __init__(self, options: Options):
+    def __init__(self, options: Options, confinement: Confinement | None = None):
         self.options = options
+        self.confinement = confinement or Confinement()
         self.caps = wire.Caps(max_bytes=options.max_bytes)
         self.table = ObjectTable(options.generation)
         self.namespace = _make_main_module().__dict__
@@ -169,7 +172,8 @@ class Worker:
 
     def serve(self) -> int:
         """Answer requests; return the process exit status."""
-        self._send(Ready(0, self.options.generation))
+        self._send(Ready(0, self.options.generation, self.confinement.landlock_abi,
+                         int(self.confinement.seccomp)))
         while True:
             try:
                 payload = wire.read_frame(self._requests, self.caps.max_bytes)
@@ -537,22 +541,54 @@ def _make_main_module() -> types.ModuleType:
     return module
 
 
+@dataclass(frozen=True)
+class Confinement:
+    """What this worker confined itself with before any student code (said in ``ready``)."""
+
+    landlock_abi: int = 0
+    seccomp: bool = False
+
+
 def main(argv: list[str]) -> int:
     """Entry point: ``python -I ... -c <bootstrap> --request-fd=N --reply-fd=M ...``."""
     options = Options.parse(argv)
     sys.argv = [""]  # like a kernel: the notebook does not see the worker's arguments
+    confinement = confine(options)
+    return Worker(options, confinement).serve()
+
+
+def confine(options: Options) -> Confinement:
+    """Apply the Landlock rules, then the system-call filter, before any student code;
+    exit rather than run less confined than the launcher asked."""
+    landlock_abi = 0
     if options.landlock is not None:
-        confine(options.landlock)
-    return Worker(options).serve()
+        from . import landlock
+
+        landlock_abi = _or_exit("the Landlock ruleset",
+                                lambda: landlock.apply(landlock.Rules.load(options.landlock)))
+    if options.seccomp_fd is not None:
+        from . import seccomp
+
+        _or_exit("the system-call filter", lambda: seccomp.apply(_read_fd(options.seccomp_fd)))
+    return Confinement(landlock_abi, options.seccomp_fd is not None)
 
 
-def confine(rules_file: str) -> None:
-    """Apply the Landlock rules before any student code; never run unconfined instead."""
-    from . import landlock
-
+def _read_fd(fd: int) -> bytes:
+    """Everything in the inherited file ``fd`` (then closed: student code never sees it)."""
+    chunks = []
     try:
-        landlock.apply(landlock.Rules.load(rules_file))
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def _or_exit(what: str, apply: Callable[[], Any]) -> Any:
+    try:
+        return apply()
     except Exception as exc:  # noqa: BLE001 - any failure: refuse to serve
-        print(f"worker: the Landlock ruleset could not be applied ({type(exc).__name__}: "
-              f"{exc}); refusing to run student code unconfined", file=sys.stderr, flush=True)
+        print(f"worker: {what} could not be applied ({type(exc).__name__}: {exc}); refusing "
+              "to run student code less confined than the grader promised", file=sys.stderr,
+              flush=True)
         raise SystemExit(3) from None

@@ -204,9 +204,9 @@ def worker_rules(area: UidHome, view: PackageView | None, gpu: bool) -> Rules:
         listing += [str(site) for site in view.site_dirs]
         read += [str(entry) for entry in view.entries]
     read += [f"/etc/{name}" for name in HOST_ETC_FILES if os.path.exists(f"/etc/{name}")]
-    read += ["/proc", str(PACKAGE_DIR), str(IMPORT_ROOT / "autograder" / "__init__.py"),
-             str(area.trusted)]
-    listing.append(str(IMPORT_ROOT / "autograder"))
+    read += [*_proc_entries(), str(PACKAGE_DIR),
+             str(IMPORT_ROOT / "autograder" / "__init__.py"), str(area.trusted)]
+    listing += ["/proc", str(IMPORT_ROOT / "autograder")]
     devices = list(DEVICES)
     if gpu:
         from .devices import nvidia_nodes
@@ -215,6 +215,21 @@ def worker_rules(area: UidHome, view: PackageView | None, gpu: bool) -> Rules:
         read.append("/sys")
     return Rules(read=tuple(sorted(set(read))), list_only=tuple(sorted(set(listing))),
                  write=(str(area.home), str(area.tmp)), devices=tuple(devices))
+
+
+def _proc_entries() -> list[str]:
+    """What of /proc a worker reads: the system-wide files (cpuinfo, meminfo, sys/...) and
+    its own process, never another's (command lines there carry addresses and tokens: a Ray
+    node's GCS address, say). ``/proc/self`` is resolved by the worker when it applies the
+    rules, so it names the worker's own pid; a process the worker starts cannot read its own
+    /proc entry, which nothing the grader runs needs."""
+    entries = ["/proc/self", "/proc/thread-self"]
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return entries
+    return entries + [f"/proc/{name}" for name in sorted(names)
+                      if not name.isdigit() and name not in ("self", "thread-self")]
 
 
 def _system_roots() -> list[Path]:

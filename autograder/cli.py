@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .authoring import assign as authoring
 from .core.assignments import PROJECT_ROOT, Assignment, ConfigError, discover, load_assignment
+from .core.text import visible
 from .grading.testfiles import TestFileError
 from .integrations.bundles import check_tests_choice
 from .outputs import writers
@@ -117,7 +118,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                 regrade=args.regrade, executor=executor, on_plan=progress.plan,
             )
     except (CollectError, OutputDirError, ExecutorError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible(exc)}", file=sys.stderr)  # may name a submission's files
         return EXIT_USAGE
     except KeyboardInterrupt:
         return _interrupted(args.out, progress.finished)

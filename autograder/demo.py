@@ -19,6 +19,7 @@ import nbformat
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .authoring import assign as authoring
 from .authoring.mutants import apply_mutant, load_mutants
@@ -30,6 +31,7 @@ from .core.assignments import (
     load_assignment,
     tested_question_names,
 )
+from .core.text import visible
 from .grading import datasets, imagesets
 from .grading.evaluation import EvaluationData, load_data
 from .grading.pipeline import GradeOptions
@@ -112,7 +114,7 @@ def gradebook_table(summary: BatchSummary) -> Table:
         scores = {q.name: q.score for q in result.questions}
         cells = [f"{scores[q]:.3g}" if q in scores else "-" for q in summary.questions]
         status = result.status.value + (" (needs review)" if result.review_flags else "")
-        table.add_row(result.submission_id, *cells,
+        table.add_row(Text(visible(result.submission_id, newlines=False)), *cells,
                       f"{result.score:.2f}/{result.max_score:g}", status)
     return table
 

@@ -129,7 +129,8 @@ def grade_class(folder: Path, jobs: int, out: Path, executor: str = "local"
 
 
 def _records(out: Path) -> dict[str, int]:
-    return {p.parent.name: p.stat().st_mtime_ns for p in out.glob(f"*/{RECORD}")}
+    return {p.parent.name: p.stat().st_mtime_ns
+            for p in out.glob(f"submissions/*/{RECORD}")}
 
 
 def kill_and_resume(folder: Path, out: Path, reference: Path, count: int) -> str:

@@ -71,7 +71,7 @@ def _ids(folder: Path) -> set[str]:
 
 def _records(out: Path) -> dict[str, int]:
     """Finished submissions and their record's modification time."""
-    return {p.parent.name: p.stat().st_mtime_ns for p in out.glob(f"*/{RECORD}")}
+    return {p.parent.name: p.stat().st_mtime_ns for p in out.glob(f"submissions/*/{RECORD}")}
 
 
 def _wait_for(condition, timeout: float, what: str) -> None:
@@ -136,14 +136,14 @@ def test_a_changed_upload_is_regraded_and_regrade_grades_all(class_folder, fresh
             subprocess.run(["cp", "-a", str(entry), str(target)], check=True)
         else:
             target.write_bytes(entry.read_bytes())
-    stub_before = (out / "stub" / RECORD).read_text()
+    stub_before = (out / "submissions" / "stub" / RECORD).read_text()
     (folder / "stub.ipynb").write_bytes((class_folder / "reference.ipynb").read_bytes())
 
     again = _run([str(folder), "--out", str(out), "--jobs", "2"], tmp_path / "tmp")
 
     assert again.returncode == 0, again.stderr[-3000:]
     assert "7 reused" in again.stdout
-    assert (out / "stub" / RECORD).read_text() != stub_before
+    assert (out / "submissions" / "stub" / RECORD).read_text() != stub_before
     rows = (out / "gradebook.csv").read_text().splitlines()
     stub_row = next(r for r in rows if r.startswith("stub,"))
     reference_row = next(r for r in rows if r.startswith("reference,"))
@@ -175,7 +175,7 @@ def test_ctrl_c_stops_at_once_keeps_what_finished_and_leaves_no_sandbox(class_fo
     left = set(homes.glob("w-*")) - before  # (assumes no other grading meanwhile, as in CI)
     assert not left, f"uid-level private areas left behind: {left}"
     finished = _records(out)
-    assert finished and all((out / i / "results.json").is_file() for i in finished)
+    assert finished and all((out / "submissions" / i / "results.json").is_file() for i in finished)
     assert "slow" not in finished
 
 
@@ -191,8 +191,8 @@ def test_ray_gives_the_local_pools_gradebook(class_folder, fresh, tmp_path):
         shutil.rmtree(short_tmp, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "gradebook.csv").read_text() == (fresh / "gradebook.csv").read_text()
-    for submission in fresh.glob(f"*/{RECORD}"):
-        mine = out / submission.parent.name / "results.json"
+    for submission in fresh.glob(f"submissions/*/{RECORD}"):
+        mine = out / "submissions" / submission.parent.name / "results.json"
         assert _untimed(mine) == _untimed(submission.parent / "results.json")
 
 
@@ -255,5 +255,5 @@ def test_ray_grades_a_torch_assignment_like_the_local_pool_at_every_level(level,
         shutil.rmtree(short_tmp, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "gradebook.csv").read_text() == (local / "gradebook.csv").read_text()
-    for results in out.glob("*/results.json"):
+    for results in out.glob("submissions/*/results.json"):
         assert json.loads(results.read_text())["extra_data"]["isolation"]["level"] == level

@@ -62,6 +62,11 @@ LEVEL_PROBLEMS = {"bwrap": launcher.bwrap_problem(), "uid": uid_level.uid_proble
                   "process": None}
 
 
+def _results(out: Path, sub: str) -> dict:
+    """``OUT/submissions/<sub>/results.json``."""
+    return json.loads((out / "submissions" / sub / "results.json").read_text(encoding="utf-8"))
+
+
 def run(argv: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600,
                           check=False, env=env or {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
@@ -235,7 +240,8 @@ def run_student_workflow(kit: Path, notebook: nbformat.NotebookNode, name: str, 
         elif action == "artifact":
             assert step["uses"].startswith("actions/upload-artifact@")
             kept = repo / step["with"]["path"]
-            assert (kept / "gradebook.csv").is_file() and list(kept.glob("*/feedback.md"))
+            assert (kept / "gradebook.csv").is_file()
+            assert list(kept.glob("submissions/*/feedback.md"))
         else:
             assert step["uses"] == "classroom-resources/autograding-grading-reporter@v1"
             reporter_line, reporter_results = _reporter(step, context)
@@ -361,8 +367,8 @@ def test_student_workflow_points_equal_the_public_score(kits, tmp_path):
 
     # the kit graded with public tests only, like the main grader here
     (kit_row,) = gradebook_rows(result.repo / OUT_DIR)
-    main_results = json.loads((tmp_path / "main" / NAME / "results.json").read_text())
-    kit_results = json.loads((result.repo / OUT_DIR / NAME / "results.json").read_text())
+    main_results = _results(tmp_path / "main", NAME)
+    kit_results = _results(result.repo / OUT_DIR, NAME)
     assert kit_results["extra_data"]["tests"] == "public"
     assert {t["visibility"] for t in kit_results["tests"]} == {"visible"}
     assert [(t["name"], t["score"]) for t in kit_results["tests"]] == \
@@ -409,7 +415,7 @@ def test_student_kit_of_a_torch_assignment_gives_the_same_points_at_every_level(
         result = run_student_workflow(kits[TORCH_NAME], notebook, TORCH_NAME, tmp,
                                       {"AUTOGRADER_SANDBOX": level})
         x, y, _ = printed_points(result.stdout)
-        kit = json.loads((result.repo / OUT_DIR / TORCH_NAME / "results.json").read_text())
+        kit = _results(result.repo / OUT_DIR, TORCH_NAME)
         assert kit["extra_data"]["isolation"]["level"] == level
         nbformat.write(notebook, tmp / f"{TORCH_NAME}.ipynb")
         done = run([*GRADER, "grade", "--assignment", TORCH_NAME,
@@ -571,7 +577,7 @@ def test_gradescope_bundle_grades_like_the_main_grader(tmp_path):
     done = run([*GRADER, "grade", "--assignment", NAME, str(main_nb), "--tests", "all",
                 "--out", str(tmp_path / "main")], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    main = json.loads((tmp_path / "main" / NAME / "results.json").read_text(encoding="utf-8"))
+    main = _results(tmp_path / "main", NAME)
     assert 0 < main["score"] < main["extra_data"]["max_score"]
     assert any(t["visibility"] == "hidden" and t["score"] < t["max_score"]
                for t in main["tests"])  # a hidden test catches one of the bugs
@@ -618,7 +624,7 @@ def bundle_03(tmp_path_factory, synthetic_root):
                 "--out", str(main_out), "--data-dir", str(synthetic_root), "--seed", "5"],
                cwd=main_out)
     assert done.returncode == 0, done.stderr
-    main = json.loads((main_out / "good" / "results.json").read_text(encoding="utf-8"))
+    main = _results(main_out, "good")
     yield root, main
     shutil.rmtree(root, ignore_errors=True)
 
@@ -744,7 +750,7 @@ def test_instructor_workflow_grades_a_folder_with_hidden_tests(tmp_path):
     assert set(rows) == {"reference", "buggy"}
     assert float(rows["reference"]["score"]) == float(rows["reference"]["max_score"])
     assert float(rows["buggy"]["score"]) < float(rows["buggy"]["max_score"])
-    buggy = json.loads((out / "buggy" / "results.json").read_text(encoding="utf-8"))
+    buggy = json.loads((out / "submissions" / "buggy" / "results.json").read_text(encoding="utf-8"))
     assert buggy["extra_data"]["tests"] == "all"
     assert (out / "report.html").is_file()
 

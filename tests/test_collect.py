@@ -104,12 +104,16 @@ def test_duplicate_ids_are_kept_apart_and_reported(tmp_path):
     assert "duplicate id 'ann'" in found.describe() and str(b) in found.describe()
 
 
-def test_a_duplicate_that_would_take_a_real_submissions_id_is_refused(tmp_path):
-    _touch(tmp_path / "x" / "ann.ipynb")
-    _touch(tmp_path / "y" / "ann.ipynb")
-    _touch(tmp_path / "y" / "ann-2.ipynb")
-    with pytest.raises(CollectError, match="'ann-2'"):
-        collect([tmp_path / "x", tmp_path / "y"])
+def test_a_duplicate_never_takes_a_real_submissions_id_and_the_batch_goes_on(tmp_path):
+    """A student's own ``ann-2`` keeps its id; the second ``ann`` gets the next free number
+    (the old rule refused the whole batch: a name a student chose stopped everyone's)."""
+    a = _touch(tmp_path / "x" / "ann.ipynb")
+    b = _touch(tmp_path / "y" / "ann.ipynb")
+    real = _touch(tmp_path / "y" / "ann-2.ipynb")
+    found = collect([tmp_path / "x", tmp_path / "y"])
+    assert {f.submission_id: f.path for f in found.submissions} == {"ann": a, "ann-3": b,
+                                                                     "ann-2": real}
+    assert f"{b} as ann-3" in found.describe()
 
 
 def test_missing_and_empty_inputs_are_instructor_errors(tmp_path):

@@ -58,6 +58,6 @@ def test_a_model_is_graded_on_the_gpu_inside_the_sandbox(level, tmp_path, synthe
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(Path(tmp_path / "o" / "good" / "results.json").read_text())
+    results = json.loads(Path(tmp_path / "o" / "submissions" / "good" / "results.json").read_text())
     assert results["extra_data"]["evaluation"]["device"] == "cuda"
     assert results["score"] == results["extra_data"]["max_score"]

@@ -28,6 +28,11 @@ from autograder.sandbox import uid as uid_level
 GRADER = [sys.executable, str(PROJECT_ROOT / "grader.py")]
 
 
+def _results(out: Path, sub: str) -> dict:
+    """``OUT/submissions/<sub>/results.json``."""
+    return json.loads((out / "submissions" / sub / "results.json").read_text(encoding="utf-8"))
+
+
 def grade(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [*GRADER, "grade", *args],
@@ -124,7 +129,7 @@ def test_saved_models_are_graded_and_the_dataset_is_named(graded):
     config = load_assignment(name).config
     for entry in config.accuracy:
         assert rows["reference"][entry.question] == "0"
-        feedback = (out / "reference" / "feedback.md").read_text(encoding="utf-8")
+        feedback = (out / "submissions" / "reference" / "feedback.md").read_text(encoding="utf-8")
         assert f"нет файла {entry.weights}" in feedback
         assert "синтетическом наборе" in feedback
     for entry in config.comparison:
@@ -163,8 +168,7 @@ def test_every_level_grades_as_bubblewrap_does(graded, batches):
     """The same seed, the same submissions: every row (scores per question, status, the
     message with its review flags) equals the bwrap level's."""
     name, out, columns, rows = graded
-    level = json.loads((out / "reference" / "results.json").read_text())["extra_data"][
-        "isolation"]["level"]
+    level = _results(out, "reference")["extra_data"]["isolation"]["level"]
     if launcher.bwrap_problem() is not None:
         pytest.skip(f"no bwrap level here to compare with: {launcher.bwrap_problem()}")
     _, _, bwrap_columns, bwrap_rows = batches(name, "bwrap")
@@ -198,7 +202,7 @@ def test_examples_keep_their_outcomes(graded):
 
 def test_results_json_is_gradescope_shaped_with_hidden_cases_hidden(graded):
     name, out, _, _ = graded
-    results = json.loads((out / "reference" / "results.json").read_text(encoding="utf-8"))
+    results = _results(out, "reference")
     assert {"score", "tests", "output"} <= set(results)
     cases = {(c.question, c.name): c.hidden for q in question_tests(name) for c in q.cases}
     checks = {LIBRARY_CHECK_NAME, STRUCTURE_CHECK_NAME}
@@ -233,8 +237,8 @@ def test_feedback_never_shows_hidden_test_source(graded):
     name, out, _, _ = graded
     hidden_lines = set().union(*(_hidden_source_lines(s) for s in built(name).all_tests.values()))
     assert hidden_lines
-    folders = [record.parent for record in out.glob("*/record.json")]
-    assert len(folders) == len(list(out.glob("*/results.json"))) > 0
+    folders = [record.parent for record in out.glob("submissions/*/record.json")]
+    assert len(folders) == len(list(out.glob("submissions/*/results.json"))) > 0
     for folder in folders:
         text = "".join((folder / file).read_text(encoding="utf-8")
                        for file in ("feedback.md", "feedback.html", "results.json"))
@@ -257,7 +261,7 @@ def test_public_only_grading_runs_no_hidden_case(tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    results = json.loads((tmp_path / "o" / "reference" / "results.json").read_text())
+    results = _results(tmp_path / "o", "reference")
     assert results["tests"] and all(t["visibility"] == "visible" for t in results["tests"])
     public_points = sum(c.points for q in question_tests(name) for c in q.cases if not c.hidden)
     assert results["score"] == pytest.approx(public_points, abs=1e-3)
@@ -314,7 +318,7 @@ def test_timeout_flags_override_the_assignment_budgets(tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    results = json.loads((out / "slow" / "results.json").read_text())
+    results = json.loads((out / "submissions" / "slow" / "results.json").read_text())
     cells = results["extra_data"]["cells"]
     assert any(cell["status"] == "timeout" for cell in cells), cells
     corr2d = [t for t in results["tests"] if t["name"].startswith("corr2d:")]
@@ -333,11 +337,11 @@ def test_process_fallback_grades_and_says_isolation_is_weaker(tmp_path):
         "--assignment", name, str(path), "--sandbox", "process", "--out", str(out), cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
-    results = json.loads((out / "reference" / "results.json").read_text())
+    results = json.loads((out / "submissions" / "reference" / "results.json").read_text())
     isolation = results["extra_data"]["isolation"]
     assert isolation["level"] == "process"
     assert isolation["stronger_levels_not_used"] == {"bwrap": "--sandbox process was asked for",
                                                      "uid": "--sandbox process was asked for"}
     assert results["score"] == results["extra_data"]["max_score"]
-    feedback = (out / "reference" / "feedback.md").read_text(encoding="utf-8")
+    feedback = (out / "submissions" / "reference" / "feedback.md").read_text(encoding="utf-8")
     assert "изоляция слабее" in feedback and "--sandbox process was asked for" in feedback

@@ -71,7 +71,8 @@ def test_process_level_finishes_a_batch_whose_submissions_kill_the_grader(tmp_pa
     for killer in KILLERS:
         row = run.rows[killer]
         assert row["status"] == "error" and float(row["score"]) == 0, row
-        feedback = (run.out_dir / killer / "feedback.md").read_text(encoding="utf-8")
+        feedback = (run.out_dir / "submissions" / killer / "feedback.md").read_text(
+            encoding="utf-8")
         assert "остановила саму проверяющую систему" in feedback
     check_scenario(run, next(s for s in ESCAPE_SCENARIOS if s.id == "escape_tcp_loopback"))
     reference, stub = run.rows["control_reference"], run.rows["control_stub"]

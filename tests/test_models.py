@@ -60,11 +60,11 @@ def graded(tmp_path_factory, synthetic_root):
 
 
 def _feedback(out: Path, sub: str) -> str:
-    return (out / sub / "feedback.md").read_text(encoding="utf-8")
+    return (out / "submissions" / sub / "feedback.md").read_text(encoding="utf-8")
 
 
 def _results(out: Path, sub: str) -> dict:
-    return json.loads((out / sub / "results.json").read_text(encoding="utf-8"))
+    return json.loads((out / "submissions" / sub / "results.json").read_text(encoding="utf-8"))
 
 
 def test_the_good_submission_scores_full_marks_on_the_synthetic_set(graded):

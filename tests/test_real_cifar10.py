@@ -58,7 +58,7 @@ def graded(tmp_path_factory):
 
 
 def _results(out: Path, sub: str) -> dict:
-    return json.loads((out / sub / "results.json").read_text(encoding="utf-8"))
+    return json.loads((out / "submissions" / sub / "results.json").read_text(encoding="utf-8"))
 
 
 def test_the_good_example_scores_full_marks_on_the_real_test_set(graded):

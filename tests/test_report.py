@@ -120,15 +120,16 @@ def test_a_batch_ends_with_the_report_and_the_report_command_rewrites_it(batch):
 def test_every_student_gets_feedback_html_beside_feedback_md(batch):
     out, _, _ = batch
     for sub_id in ("reference", "stub", "classic_bug", "copied", "broken"):
-        assert (out / sub_id / "feedback.md").is_file()
-        page = (out / sub_id / "feedback.html").read_text(encoding="utf-8")
+        assert (out / "submissions" / sub_id / "feedback.md").is_file()
+        page = (out / "submissions" / sub_id / "feedback.html").read_text(encoding="utf-8")
         assert page.startswith("<!DOCTYPE html>") and "Итог:" in page
-    stub_page = (out / "stub" / "feedback.html").read_text(encoding="utf-8")
+    stub_page = (out / "submissions" / "stub" / "feedback.html").read_text(encoding="utf-8")
     assert "conv2d: 0 / 3" in stub_page and "не пройден" in stub_page
     assert any(level in stub_page for level in (  # whichever level ran here
         "песочница bubblewrap", "отдельный непривилегированный пользователь",
         "отдельный процесс"))
-    assert "<script" not in (out / "copied" / "feedback.html").read_text(encoding="utf-8")
+    copied_page = (out / "submissions" / "copied" / "feedback.html").read_text(encoding="utf-8")
+    assert "<script" not in copied_page
 
 
 def test_the_report_summarises_the_class(batch):
@@ -146,14 +147,15 @@ def test_the_report_summarises_the_class(batch):
     first_row = cases.split("<tr>")[2]
     assert "hidden" in first_row  # hidden cases first, the one that catches most on top
     failed = text.split('<section id="failed">')[1].split("</section>")[0]
-    assert 'href="broken/feedback.html"' in failed and "JSON" in failed
+    assert 'href="submissions/broken/feedback.html"' in failed and "JSON" in failed
 
 
 def test_the_report_shows_the_copy_side_by_side_and_escapes_it(batch):
     out, _, _ = batch
     text = (out / "report.html").read_text(encoding="utf-8")
     similar = text.split('<section id="similar">')[1].split("</section>")[0]
-    assert 'href="copied/feedback.html"' in similar and 'href="reference/feedback.html"' in similar
+    assert 'href="submissions/copied/feedback.html"' in similar
+    assert 'href="submissions/reference/feedback.html"' in similar
     assert '<div class="side">' in similar and "def conv2d(" in similar
     assert "<script>" not in text and "&lt;script&gt;alert(" in text
     assert _parsed(text).scripts == 0
@@ -166,7 +168,7 @@ def test_the_report_shows_the_copy_side_by_side_and_escapes_it(batch):
 def test_the_report_links_every_feedback_page_on_disk(batch):
     out, _, _ = batch
     hrefs = set(_parsed((out / "report.html").read_text(encoding="utf-8")).hrefs)
-    pages = sorted(p.relative_to(out).as_posix() for p in out.glob("*/feedback.html"))
+    pages = sorted(p.relative_to(out).as_posix() for p in out.glob("submissions/*/feedback.html"))
     assert len(pages) == 5
     assert set(pages) <= hrefs
     for href in hrefs:
@@ -201,7 +203,7 @@ def test_the_report_renders_in_headless_chromium_with_its_plots_and_links(batch,
         assert complete == "true" and width > 0 and height > 0, sizes
     dom = _parsed(done.stdout)
     assert dom.scripts == 1  # ours; nothing from a submission became a script
-    for page in out.glob("*/feedback.html"):
+    for page in out.glob("submissions/*/feedback.html"):
         assert page.relative_to(out).as_posix() in dom.hrefs
 
 
@@ -221,7 +223,7 @@ def _graded(sub_id: str, score: float, details: dict | None = None,
 
 def _store(out: Path, *results: SubmissionResult) -> None:
     for result in results:
-        folder = out / result.submission_id
+        folder = out / "submissions" / result.submission_id
         folder.mkdir(parents=True)
         (folder / "record.json").write_text(record_text(result, "key"), encoding="utf-8")
         (folder / "feedback.html").write_text(feedback_html(result), encoding="utf-8")
@@ -236,7 +238,7 @@ def test_a_report_of_an_empty_folder_and_of_no_graded_submission(tmp_path):
     _store(failed, failed_result("only", [], "не ноутбук <b>"))
     text = write_report(failed).read_text(encoding="utf-8")
     assert "<td>graded</td><td>0</td>" in text and "No graded submissions" in text
-    assert 'href="only/feedback.html"' in text and "не ноутбук &lt;b&gt;" in text
+    assert 'href="submissions/only/feedback.html"' in text and "не ноутбук &lt;b&gt;" in text
     with pytest.raises(ReportError, match="no output folder"):
         write_report(tmp_path / "missing")
 
@@ -409,7 +411,8 @@ def test_unchanged_stub_cells_and_one_liners_are_not_flagged(tmp_path, stub):
         "eve": _notebook(tmp_path / "eve.ipynb", STUB_SOURCE, one_liner),
     })
     assert pairs == []
-    assert json.loads((tmp_path / "out" / "dan" / "fingerprint.json").read_text())["cells"] == []
+    dan = tmp_path / "out" / "submissions" / "dan" / "fingerprint.json"
+    assert json.loads(dan.read_text())["cells"] == []
 
 
 def test_identical_weights_files_are_flagged_whatever_their_names(tmp_path, stub):
@@ -460,7 +463,7 @@ def test_unreadable_or_stale_fingerprints_are_skipped(tmp_path, stub):
     out = tmp_path / "out"
     similarity.write_fingerprint(out, "alice", _notebook(tmp_path / "a.ipynb", LOOPS), stub)
     similarity.write_fingerprint(out, "bob", _notebook(tmp_path / "b.ipynb", RENAMED), stub)
-    (out / "mallory").mkdir()
-    (out / "mallory" / similarity.FINGERPRINT).write_text("{half a fingerp")
+    (out / "submissions" / "mallory").mkdir()
+    (out / "submissions" / "mallory" / similarity.FINGERPRINT).write_text("{half a fingerp")
     assert [(p.a, p.b) for p in similarity.similar_pairs(out)] == [("alice", "bob")]
     assert similarity.similar_pairs(out, only={"alice"}) == []

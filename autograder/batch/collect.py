@@ -15,21 +15,26 @@ Layouts (a folder is read by the first rule that fits):
   ``ann.ipynb`` is a folder of one student's notebook, id ``ann``;
 - a folder of notebooks / zips and per-student folders: one submission per entry.
 
-Hidden entries (``.git``, ``.github``, ``.ipynb_checkpoints``) are never submissions. Two
-submissions with the same id are both kept (``id``, ``id-2``) and reported as duplicates.
+Hidden entries (``.git``, ``.github``, ``.ipynb_checkpoints``) are never submissions. Ids are
+made safe folder names (:func:`..outputs.layout.safe_id`); two submissions whose ids differ
+only by case or Unicode normalisation have the same id, and submissions with the same id are
+all kept (``id``, ``id-2``, ...) and reported as duplicates.
 Nothing here reads a notebook's contents; it only lists paths.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from ..core.text import visible
+from ..outputs.layout import id_key, numbered, safe_id
+
+__all__ = ["Collected", "CollectError", "Found", "collect", "safe_id"]
 
 GRADESCOPE_METADATA = "submission_metadata.yml"
 SUBMISSION_SUFFIXES = (".ipynb", ".zip")
@@ -59,17 +64,12 @@ class Collected:
     def describe(self) -> str:
         """A few lines for the instructor: what was found where, and any duplicate ids."""
         lines = [f"found {len(self.submissions)} submission(s): " + "; ".join(self.layouts)]
+        given = {found.path: found.submission_id for found in self.submissions}
         for wanted, paths in self.duplicates:
-            renamed = ", ".join(str(p) for p in paths)
+            renamed = ", ".join(f"{p} as {given.get(p, '?')}" for p in paths)
             lines.append(f"duplicate id {wanted!r} ({len(paths)} submissions, each kept under its "
-                         f"own id: {wanted}, {wanted}-2, ...): {renamed}")
-        return "\n".join(lines)
-
-
-def safe_id(raw: str) -> str:
-    """A submission id that is safe as a folder name."""
-    cleaned = re.sub(r"[^\w.+@-]+", "_", raw).lstrip(".") or "submission"  # \w: Cyrillic too
-    return cleaned[:100]
+                         f"own id): {renamed}")
+        return "\n".join(visible(line, newlines=False) for line in lines)
 
 
 def _visible(folder: Path) -> list[Path]:
@@ -153,20 +153,35 @@ def _read_one(path: Path, notebook_name: str | None
 
 
 def _unique(found: Sequence[tuple[Path, str, str]]) -> tuple[list[Found], list]:
-    """Ids made unique in order (``a``, ``a-2``, ...); the ids more than one path wanted."""
+    """Ids made unique (``a``, ``a-2``, ...); the ids more than one path wanted.
+
+    Ids are compared as a case-insensitive file system compares names (:func:`id_key`), so
+    ``Ann`` and ``ann`` never share a folder. The first submission to want an id gets it; the
+    others get the next number no submission wants or has (a real ``a-2`` keeps its name).
+    """
     wanted_by: dict[str, list[Path]] = {}
+    first_id: dict[str, str] = {}
+    for path, raw_id, _ in found:
+        wanted = safe_id(raw_id)
+        first_id.setdefault(id_key(wanted), wanted)
+        wanted_by.setdefault(id_key(wanted), []).append(path)
+    taken = set(first_id)
+    seen: set[str] = set()
     submissions = []
     for path, raw_id, layout in found:
-        wanted = safe_id(raw_id)
-        wanted_by.setdefault(wanted, []).append(path)
-        count = len(wanted_by[wanted])
-        submissions.append(Found(path, wanted if count == 1 else f"{wanted}-{count}", layout))
-    clash = [i for i, n in Counter(f.submission_id for f in submissions).items() if n > 1]
-    if clash:  # a real "a-2" beside a renamed duplicate "a": no rule can keep both apart
-        raise CollectError(f"submission id {clash[0]!r} is wanted twice (a duplicate of "
-                           f"{clash[0].rsplit('-', 1)[0]!r} renamed, and a submission of that "
-                           "name); rename one of them")
-    duplicates = [(wanted, tuple(paths)) for wanted, paths in wanted_by.items() if len(paths) > 1]
+        key = id_key(safe_id(raw_id))
+        if key not in seen:
+            seen.add(key)
+            submissions.append(Found(path, first_id[key], layout))
+            continue
+        number = 2
+        while id_key(numbered(first_id[key], number)) in taken:
+            number += 1
+        unique = numbered(first_id[key], number)
+        taken.add(id_key(unique))
+        submissions.append(Found(path, unique, layout))
+    duplicates = [(first_id[key], tuple(paths)) for key, paths in wanted_by.items()
+                  if len(paths) > 1]
     return submissions, duplicates
 
 

@@ -3,8 +3,9 @@
 Both run the same job, :func:`grade_job`: one submission in a fresh work folder and its own
 sandboxed worker, returning a :class:`GradedSubmission` (plain result records). A job never
 raises for the submission's sake; a grader bug becomes an error row for that submission
-alone, with the traceback written to ``OUT/<id>/grader_error.txt``. The executors only move
-jobs out and results back; the batch writes every result, in the driver, as it arrives.
+alone, with the traceback written to ``OUT/submissions/<id>/grader_error.txt``. The executors
+only move jobs out and results back; the batch writes every result, in the driver, as it
+arrives.
 
 Results cross between trusted processes only (the Ray task is the harness: it talks to its
 own sandboxed worker and never runs student code), so Ray's own serialisation is fine here;
@@ -33,10 +34,11 @@ from ..grading.pipeline import (
     select_tests,
 )
 from ..grading.testfiles import QuestionTests, check_bindings, fixture_names, load_tests
+from ..outputs.layout import GRADER_ERROR, submission_file
 from .collect import Found
 from .resume import InFlight
 
-GRADER_ERROR_FILE = "grader_error.txt"
+GRADER_ERROR_FILE = GRADER_ERROR
 
 
 class ExecutorError(RuntimeError):
@@ -106,7 +108,8 @@ def grade_job(job: Found, context: BatchContext, slot: int) -> GradedSubmission:
                                     context.options, Path(workdir), slot)
         except Exception:  # the grader's own bug: this submission alone gets an error row
             trace = traceback.format_exc()
-            _write_error(context.out_dir / job.submission_id / GRADER_ERROR_FILE, trace)
+            _write_error(submission_file(context.out_dir, job.submission_id, GRADER_ERROR_FILE),
+                         trace)
             message = (
                 "внутренняя ошибка проверяющей системы (не ваша); преподаватель видит подробности "
                 f"в {GRADER_ERROR_FILE} (internal grader error)"
@@ -245,7 +248,7 @@ def _ray_result(ray: Any, ref: Any, job: Found, context: BatchContext) -> Graded
     try:
         return ray.get(ref)
     except Exception as exc:  # ray.exceptions.RayError and kin: this submission alone
-        _write_error(context.out_dir / job.submission_id / GRADER_ERROR_FILE,
+        _write_error(submission_file(context.out_dir, job.submission_id, GRADER_ERROR_FILE),
                      f"the Ray task failed: {exc!r}\n")
         tests = tests_for(context.assignment, context.options.public_only)
         message = ("проверка этой работы не завершилась на кластере (не ваша ошибка); "

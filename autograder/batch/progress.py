@@ -1,7 +1,9 @@
 """Progress of a batch: a bar with ETA on a terminal (rich), plain lines in CI logs.
 
 Every finished submission is one line either way (``[  12/200] alice: 14/14 graded``); plain
-output adds the ETA to that line, since a log cannot redraw a bar.
+output adds the ETA to that line, since a log cannot redraw a bar. Ids and messages come from
+submissions: their control characters are printed as escapes (:func:`..core.text.visible`),
+never obeyed by the terminal.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rich.progress import (
 )
 
 from ..core.results import SubmissionResult
+from ..core.text import visible
 from .collect import Collected
 
 
@@ -80,8 +83,9 @@ class BatchProgress:
         self.finished += 1
         width = len(str(self.total))
         score = f"{result.score:g}/{result.max_score:g}"
-        note = f" ({result.message[:80]})" if result.message else ""
-        line = (f"[{self.finished:>{width}}/{self.total}] {result.submission_id}: {score} "
+        note = f" ({visible(result.message[:80], newlines=False)})" if result.message else ""
+        line = (f"[{self.finished:>{width}}/{self.total}] "
+                f"{visible(result.submission_id, newlines=False)}: {score} "
                 f"{result.status.value}{note}")
         if not self._console.is_terminal:
             eta = eta_text(self.finished, self.total, time.monotonic() - self._started)

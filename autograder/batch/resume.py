@@ -1,11 +1,11 @@
 """Resume: what in an output folder is already graded, and whether it still counts.
 
-A finished submission leaves ``OUT/<id>/record.json``, written last (after results.json and
-the feedback), holding the whole result and the *grading key*: a hash of the submission's
-bytes, the assignment's tests and config, the grader's own source, and every option that can
-change a score (seed, tests, time budgets, isolation, dataset, device, --retrain). A run with
-the same ``--out`` reuses a record whose key matches and grades everything else: what was
-missing (the run was killed first), changed (a new upload), or graded under other rules.
+A finished submission leaves ``OUT/submissions/<id>/record.json``, written last (after
+results.json and the feedback), holding the whole result and the *grading key*: a hash of the
+submission's bytes, the assignment's tests and config, the grader's own source, and every option
+that can change a score (seed, tests, time budgets, isolation, dataset, device, --retrain). A
+run with the same ``--out`` reuses a record whose key matches and grades everything else: what
+was missing (the run was killed first), changed (a new upload), or graded under other rules.
 
 The batch's seed is kept in ``OUT/.grader/batch.json`` so that a resumed run draws the same
 hidden-test inputs; ``--seed`` or ``--regrade`` replace it.
@@ -33,7 +33,7 @@ from .. import __version__
 from ..core.assignments import CONFIG_FILE, Assignment
 from ..core.atomic import atomic_write
 from ..grading.pipeline import GradeOptions
-from ..outputs.records import STATE_DIR
+from ..outputs.layout import STATE_DIR
 
 IN_FLIGHT = "in-flight"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the whole autograder package

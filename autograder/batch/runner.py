@@ -2,9 +2,10 @@
 
 The submissions come from :mod:`.collect` (files, folders, GitHub Classroom and Gradescope
 layouts; duplicate ids kept apart and reported). Each is graded by an executor
-(:mod:`.executors`: a local pool or Ray) and written here, in this process, as it arrives:
+(:mod:`.executors`: a local pool or Ray) and written here, in this process, as it arrives, into
+``OUT/submissions/<id>/`` (:mod:`..outputs.layout`: no id can name a file of the grader's):
 results.json, the feedback and the similarity fingerprint first, ``record.json`` last, then
-gradebook.csv is rewritten (atomically). An interrupted batch (Ctrl-C, SIGKILL, power loss)
+``OUT/gradebook.csv`` is rewritten (atomically). An interrupted batch (Ctrl-C, SIGKILL, power loss)
 therefore loses nothing already graded, and the next run with the same ``--out`` grades only
 what is missing, changed, or was graded under other rules (:mod:`.resume`); ``regrade=True``
 grades all.
@@ -22,7 +23,7 @@ from ..core.atomic import atomic_write
 from ..core.results import SubmissionResult, SubmissionStatus
 from ..grading.pipeline import GradedSubmission, GradeOptions, failed_result
 from ..grading.testfiles import QuestionTests
-from ..outputs import records, similarity, writers
+from ..outputs import layout, records, similarity, writers
 from ..sandbox import SandboxLevel
 from ..sandbox.uid import guard_without_landlock
 from . import resume
@@ -65,12 +66,14 @@ class BatchSummary:
 
 
 def prepare_out_dir(out_dir: Path) -> None:
-    """Create the output folder, or explain why it cannot be used."""
+    """Create the output folder (an older grader's folder is moved into today's layout), or
+    explain why it cannot be used."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".write-test"
         probe.write_text("ok")
         probe.unlink()
+        layout.adopt_old_layout(out_dir)
     except OSError as exc:
         raise OutputDirError(
             f"cannot write to the output folder {out_dir}: {exc.strerror}; "
@@ -79,10 +82,12 @@ def prepare_out_dir(out_dir: Path) -> None:
 
 
 def _write_submission(out_dir: Path, graded: GradedSubmission, max_score: float) -> None:
-    folder = out_dir / graded.result.submission_id
-    atomic_write(folder / "results.json", writers.gradescope_results(graded.result, max_score))
-    atomic_write(folder / "feedback.md", writers.feedback_markdown(graded.result, graded.notices))
-    atomic_write(folder / "feedback.html", writers.feedback_html(graded.result, graded.notices))
+    folder = layout.submission_dir(out_dir, graded.result.submission_id)
+    atomic_write(folder / layout.RESULTS, writers.gradescope_results(graded.result, max_score))
+    atomic_write(folder / layout.FEEDBACK_MD,
+                 writers.feedback_markdown(graded.result, graded.notices))
+    atomic_write(folder / layout.FEEDBACK_HTML,
+                 writers.feedback_html(graded.result, graded.notices))
 
 
 def _max_score(assignment: Assignment, options: GradeOptions, test_points: float) -> float:
@@ -145,7 +150,7 @@ def grade_batch(
     origins = {j.submission_id: j.path for j in collected.submissions}
     stub = assignment.student_notebook
     for submission_id in reused:  # graded before fingerprints existed
-        if not (out_dir / submission_id / similarity.FINGERPRINT).is_file():
+        if not layout.submission_file(out_dir, submission_id, layout.FINGERPRINT).is_file():
             similarity.write_fingerprint(out_dir, submission_id, origins[submission_id], stub)
 
     def deliver(graded: GradedSubmission) -> None:
@@ -153,17 +158,18 @@ def grade_batch(
         _write_submission(out_dir, graded, max_score)
         similarity.write_fingerprint(out_dir, result.submission_id,
                                      origins[result.submission_id], stub)
-        atomic_write(out_dir / result.submission_id / records.RECORD,
+        atomic_write(layout.submission_file(out_dir, result.submission_id, layout.RECORD),
                      records.record_text(result, keys[result.submission_id]))
         in_flight.end(result.submission_id)
         finished[result.submission_id] = result
-        atomic_write(out_dir / "gradebook.csv",
+        atomic_write(out_dir / layout.GRADEBOOK,
                      writers.gradebook_csv(list(finished.values()), questions))
         if on_done is not None:
             on_done(result)
 
     in_flight = resume.InFlight(out_dir, keys, options.level.value, frozenset(suspects))
-    atomic_write(out_dir / "gradebook.csv", writers.gradebook_csv(list(reused.values()), questions))
+    atomic_write(out_dir / layout.GRADEBOOK,
+                 writers.gradebook_csv(list(reused.values()), questions))
     for job in todo:
         if job.submission_id in killers:
             deliver(GradedSubmission(_killed_the_grader(job.submission_id, tests, options), ()))

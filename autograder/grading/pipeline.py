@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,7 +29,14 @@ from ..sandbox import (
 from .evaluation import EvaluationData, grade_models
 from .judging import GradedNotebook, judge_question, zeroed_question
 from .remote import ProxyEnvironment
-from .submission import CodeCell, Submission, SubmissionError, gradable_cells, load_submission
+from .submission import (
+    CodeCell,
+    Submission,
+    SubmissionError,
+    check_code_cells,
+    gradable_cells,
+    load_submission,
+)
 from .testfiles import QuestionTests, fixture_names
 
 WATCHABLE = ("numpy", "torch")  # libraries the worker's recorder knows
@@ -101,11 +108,29 @@ def failed_result(
     )
 
 
-def _prepare_scratch(submission: Submission, scratch: Path) -> None:
+def _prepare_scratch(submission: Submission, scratch: Path, kept: Path,
+                     harness_reads: Iterable[str]) -> Path | None:
+    """Fill the worker's folder; return where the harness reads the submitted files later.
+
+    A zip was extracted straight into ``scratch`` (its only full copy): the few files the
+    harness reads after the cells ran (``harness_reads``: the weights files) are copied to
+    ``kept`` first, out of the worker's reach. A folder is copied in; the harness reads the
+    original.
+    """
     scratch.mkdir(parents=True, exist_ok=True)
-    if submission.files_dir is not None:
-        shutil.copytree(submission.files_dir, scratch, dirs_exist_ok=True, symlinks=True,
-                        ignore=shutil.ignore_patterns(".git"))  # a Classroom repository's history
+    if submission.files_dir is None:
+        return None
+    if submission.files_dir == scratch:
+        kept.mkdir(parents=True, exist_ok=True)
+        for name in harness_reads:
+            source = scratch / name
+            if source.is_file() and not source.is_symlink():
+                (kept / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, kept / name)
+        return kept
+    shutil.copytree(submission.files_dir, scratch, dirs_exist_ok=True, symlinks=True,
+                    ignore=shutil.ignore_patterns(".git"))  # a Classroom repository's history
+    return submission.files_dir
 
 
 def _run_cells(
@@ -215,12 +240,14 @@ def grade_submission(
 
     ``questions`` are the tests to run, already narrowed by :func:`select_tests`.
     """
+    scratch = workdir / "scratch"
     try:
-        submission = load_submission(path, workdir / "unpacked")
+        submission = load_submission(path, scratch)  # a zip: extracted where the worker works
+        check_code_cells(submission.notebook, submission.notebook_name)
     except SubmissionError as exc:
         return GradedSubmission(failed_result(sub_id, questions, str(exc)), ())
-    scratch = workdir / "scratch"
-    _prepare_scratch(submission, scratch)
+    weights = [q.weights for q in assignment.config.accuracy] if options.evaluation else []
+    files_dir = _prepare_scratch(submission, scratch, workdir / "kept", weights)
     limits = assignment.config.limits
     cell_timeout_s = options.cell_timeout_s or limits.cell_timeout_s
     call_timeout_s = options.call_timeout_s or limits.call_timeout_s
@@ -244,7 +271,7 @@ def grade_submission(
         if options.evaluation is not None and assignment.config.accuracy:
             scored, measured = grade_models(
                 environment.caller, assignment.config.accuracy, assignment.config.comparison,
-                {r.name: r for r in results}, submission.files_dir, options.evaluation,
+                {r.name: r for r in results}, files_dir, options.evaluation,
                 _shared(assignment.config.evaluation, options), options.seed, options.device,
                 assignment.config.retrain if options.retrain else None, options.threads,
             )

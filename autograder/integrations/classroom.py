@@ -56,7 +56,7 @@ python .grader/grader.py grade --assignment {name} {name}.ipynb --tests public -
 python .grader/grader.py points {out}
 ```
 
-Отзыв с подробностями — в `{out}/{name}/feedback.md`. Без bubblewrap
+Отзыв с подробностями — в `{out}/submissions/{name}/feedback.md`. Без bubblewrap
 (`sudo apt-get install bubblewrap`) проверка идёт в обычном процессе и сообщает об этом.
 
 Не меняйте папки `.grader/` и `.github/`: в них проверяющая программа и её настройки.

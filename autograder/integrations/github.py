@@ -1,10 +1,10 @@
 """``grader.py points OUT``: one graded submission's points in the forms GitHub reads.
 
-Reads what ``grade`` wrote (``gradebook.csv`` for the scores, ``<id>/results.json`` for each
-question's points possible, ``<id>/feedback.md``) and prints a per-question table and
-``Points X/Y`` on stdout. In GitHub Actions it also appends a Markdown table and the feedback
-to ``$GITHUB_STEP_SUMMARY`` and writes ``result=<base64 JSON>`` to ``$GITHUB_OUTPUT`` in the
-format of GitHub Classroom's runners (``classroom-resources/autograding-io-grader``:
+Reads what ``grade`` wrote (``gradebook.csv`` for the scores, ``submissions/<id>/results.json``
+for each question's points possible, ``submissions/<id>/feedback.md``) and prints a per-question
+table and ``Points X/Y`` on stdout. In GitHub Actions it also appends a Markdown table and the
+feedback to ``$GITHUB_STEP_SUMMARY`` and writes ``result=<base64 JSON>`` to ``$GITHUB_OUTPUT``
+in the format of GitHub Classroom's runners (``classroom-resources/autograding-io-grader``:
 ``{version, status, max_score, tests: [{name, status, score, message, ...}]}``), which
 ``classroom-resources/autograding-grading-reporter`` decodes from ``<STEP-ID>_RESULTS`` and
 reports to Classroom as ``Points X/Y``. Sources and details: ``ci/github/student.yml``.
@@ -21,6 +21,9 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..core.text import visible
+from ..outputs.layout import FEEDBACK_MD, GRADEBOOK, RESULTS, submission_file
 
 
 class PointsError(ValueError):
@@ -79,7 +82,7 @@ def _question_max(results: Mapping) -> dict[str, float]:
 
 def read_points(out_dir: Path, submission: str | None = None) -> Points:
     """The points of ``submission`` (default: the only one) in ``out_dir``."""
-    gradebook = out_dir / "gradebook.csv"
+    gradebook = out_dir / GRADEBOOK
     try:
         with gradebook.open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
@@ -97,16 +100,17 @@ def read_points(out_dir: Path, submission: str | None = None) -> Points:
         raise PointsError(f"no submission {submission!r} in {gradebook}")
     sub_id = row["submission"]
     try:
-        results = json.loads((out_dir / sub_id / "results.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PointsError(f"cannot read {out_dir / sub_id / 'results.json'}: {exc}") from None
+        results_path = submission_file(out_dir, sub_id, RESULTS)
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, or an id that is no folder
+        raise PointsError(f"cannot read the results of {sub_id!r} in {out_dir}: {exc}") from None
     possible = _question_max(results)
     names = columns[3:-2]  # submission, score, max_score, <questions>, status, message
     questions = tuple(
         QuestionPoints(name, float(row[name]), possible.get(name, 0.0))
         for name in names if row.get(name, "") != ""  # empty: not graded in this run
     )
-    feedback_path = out_dir / sub_id / "feedback.md"
+    feedback_path = submission_file(out_dir, sub_id, FEEDBACK_MD)
     feedback = feedback_path.read_text(encoding="utf-8") if feedback_path.is_file() else ""
     return Points(sub_id, questions, float(row["score"]), float(row["max_score"]),
                   row.get("status", ""), row.get("message", ""), feedback)
@@ -184,7 +188,7 @@ def report(out_dir: Path, submission: str | None, env: Mapping[str, str]) -> Poi
     """Print the table and ``Points X/Y``; write the GitHub summary and output where set."""
     points = read_points(out_dir, submission)
     if points.status != "graded":
-        print(f"grading failed: {points.message}")
+        print(f"grading failed: {visible(points.message)}")
     print(table_text(points), end="")
     if env.get("GITHUB_STEP_SUMMARY"):
         _append(env["GITHUB_STEP_SUMMARY"], summary_markdown(points))
@@ -199,7 +203,7 @@ def cmd_points(args: argparse.Namespace) -> int:
     try:
         report(args.out, args.submission, os.environ)
     except PointsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible(exc)}", file=sys.stderr)
         return 2
     return 0
 

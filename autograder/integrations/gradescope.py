@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..core.assignments import Assignment, ConfigError, load_assignment
+from ..outputs.layout import RESULTS, submission_dirs
 from .bundles import TORCH_PIN, PackagingError, bundle_files, check_fresh, grader_files
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same inputs give the same zip
@@ -210,7 +211,8 @@ def run_autograder(root: Path, name: str, sandbox: str, grade: Callable[[list[st
         if (source / DATA_DIR).is_dir():
             argv += ["--data-dir", str(source / DATA_DIR)]
         code = grade(argv)
-        produced = sorted(out.glob("*/results.json"))
+        produced = [folder / RESULTS for folder in submission_dirs(out)
+                    if (folder / RESULTS).is_file()]
         if len(produced) == 1:
             shutil.copyfile(produced[0], results)
             return 0

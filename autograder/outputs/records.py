@@ -1,9 +1,10 @@
 """The records of a graded batch in its output folder, read and written as data.
 
-``OUT/<id>/record.json`` holds one submission's whole result and the grading key it was
-graded under, written last (after results.json and the feedback); ``OUT/.grader/batch.json``
-holds the batch's assignment and seed. :mod:`..batch.resume` decides from these whether a
-stored result still counts; the class report reads them.
+``OUT/submissions/<id>/record.json`` holds one submission's whole result and the grading key
+it was graded under, written last (after results.json and the feedback);
+``OUT/.grader/batch.json`` holds the batch's assignment and seed (paths: :mod:`.layout`).
+:mod:`..batch.resume` decides from these whether a stored result still counts; the class
+report reads them.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from ..core.results import (
     SubmissionResult,
     SubmissionStatus,
 )
+from .layout import RECORD, STATE_DIR, LayoutError, submission_file
 
-RECORD = "record.json"
-STATE_DIR = ".grader"
+__all__ = ["BATCH_STATE", "RECORD", "STATE_DIR", "batch_state", "batch_state_text",
+           "finished_result", "record_text", "result_from_data", "result_to_data",
+           "stored_seed"]
+
 BATCH_STATE = "batch.json"
 
 
@@ -51,7 +55,7 @@ def result_from_data(data: dict) -> SubmissionResult:
 
 
 def record_text(result: SubmissionResult, key: str) -> str:
-    """What ``OUT/<id>/record.json`` holds."""
+    """What ``OUT/submissions/<id>/record.json`` holds."""
     return json.dumps({"key": key, "result": result_to_data(result)}, ensure_ascii=False) + "\n"
 
 
@@ -59,11 +63,11 @@ def finished_result(out_dir: Path, sub_id: str, key: str | None) -> SubmissionRe
     """The stored result of ``sub_id`` when it was graded under ``key`` (None: under any
     key), else None."""
     try:
-        data = json.loads((out_dir / sub_id / RECORD).read_text(encoding="utf-8"))
+        data = json.loads(submission_file(out_dir, sub_id, RECORD).read_text(encoding="utf-8"))
         if key is not None and data.get("key") != key:
             return None
         return result_from_data(data["result"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, LayoutError):
         return None  # missing, half-written by a killed run, or another version's format
 
 

@@ -1,7 +1,7 @@
 """``OUT/report.html``: the class at a glance, for the instructor, from what is on disk in OUT.
 
-Reads every ``OUT/<id>/record.json`` (the finished results, :mod:`.records`), the batch's
-assignment and seed (``OUT/.grader/batch.json``) and the similarity fingerprints
+Reads every ``OUT/submissions/<id>/record.json`` (the finished results, :mod:`.records`), the
+batch's assignment and seed (``OUT/.grader/batch.json``) and the similarity fingerprints
 (:mod:`.similarity`), and writes one self-contained page: a summary, a score histogram,
 per-question pass rates, per-test failure counts (hidden cases first), accuracy
 distributions of the saved models, the slowest submissions, every submission that failed to
@@ -26,14 +26,25 @@ from ..core.atomic import atomic_write
 from ..core.errors import Outcome
 from ..core.results import SubmissionResult, SubmissionStatus
 from . import similarity
-from .records import RECORD, batch_state, finished_result
+from .layout import (
+    FEEDBACK_HTML,
+    FEEDBACK_MD,
+    GRADEBOOK,
+    RECORD,
+    REPORT,
+    RESULTS,
+    SUBMISSIONS_DIR,
+    adopt_old_layout,
+    submission_dirs,
+    submission_file,
+)
+from .records import batch_state, finished_result
 
-REPORT = "report.html"
 MAX_LISTED = 200  # rows of a long list (failed, flagged, slowest excluded) before "and N more"
 MAX_PAIRS = 100  # similar pairs shown side by side
 MAX_MATCHES_PER_PAIR = 3  # cells side by side per pair (all are listed by number)
 SLOWEST = 10
-FEEDBACK_FILES = ("feedback.html", "feedback.md")
+FEEDBACK_FILES = (FEEDBACK_HTML, FEEDBACK_MD)
 
 
 class ReportError(RuntimeError):
@@ -77,13 +88,11 @@ def load_results(out_dir: Path) -> ClassResults:
                           "(`python grader.py report OUT`)")
     assignment, seed = batch_state(out_dir)
     results, unfinished = [], []
-    for folder in sorted(p for p in out_dir.iterdir() if p.is_dir()):
-        if folder.name.startswith("."):
-            continue
+    for folder in submission_dirs(out_dir):
         result = finished_result(out_dir, folder.name, None)
         if result is not None:
             results.append(result)
-        elif (folder / RECORD).exists() or (folder / "results.json").exists():
+        elif (folder / RECORD).exists() or (folder / RESULTS).exists():
             unfinished.append(folder.name)
     return ClassResults(out_dir, assignment, seed, tuple(results), tuple(unfinished))
 
@@ -156,10 +165,11 @@ def _num(value: float) -> str:
 
 
 def _feedback_link(out_dir: Path, sub_id: str, text: str | None = None) -> str:
-    """``<a href="ID/feedback.html">ID</a>``, or the id alone when no feedback is on disk."""
+    """``<a href="submissions/ID/feedback.html">ID</a>``, or the id alone when no feedback is
+    on disk."""
     for name in FEEDBACK_FILES:
-        if (out_dir / sub_id / name).is_file():
-            href = f"{quote(sub_id)}/{name}"
+        if submission_file(out_dir, sub_id, name).is_file():
+            href = f"{SUBMISSIONS_DIR}/{quote(sub_id)}/{name}"
             return f'<a href="{_h(href)}">{_h(text or sub_id)}</a>'
     return _h(text or sub_id)
 
@@ -416,8 +426,8 @@ def render(data: ClassResults, pairs: Sequence[similarity.Pair]) -> str:
     """The whole report page."""
     title = f"Class report: {data.assignment or data.out_dir.name}"
     seed = f", seed {data.seed}" if data.seed is not None else ""
-    gradebook = ('<a href="gradebook.csv">gradebook.csv</a>'
-                 if (data.out_dir / "gradebook.csv").is_file() else "no gradebook.csv")
+    gradebook = (f'<a href="{GRADEBOOK}">{GRADEBOOK}</a>'
+                 if (data.out_dir / GRADEBOOK).is_file() else f"no {GRADEBOOK}")
     lines = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
              f"<title>{_h(title)}</title>", f"<style>{_STYLE}</style>", "</head>", "<body>",
              f"<h1>{_h(title)}</h1>",
@@ -432,8 +442,10 @@ def render(data: ClassResults, pairs: Sequence[similarity.Pair]) -> str:
 
 
 def write_report(out_dir: Path) -> Path:
-    """Write ``OUT/report.html`` from what is on disk in ``out_dir``; returns its path."""
-
+    """Write ``OUT/report.html`` from what is on disk in ``out_dir`` (an output folder of an
+    older grader is first moved into today's layout); returns its path."""
+    if out_dir.is_dir():
+        adopt_old_layout(out_dir)
     data = load_results(out_dir)
     pairs = similarity.similar_pairs(out_dir, {r.submission_id for r in data.results})
     path = out_dir / REPORT

@@ -1,8 +1,8 @@
 """Similarity flags for the instructor: near-identical answer cells and identical weights files.
 
 Evidence for a person to look at, never a penalty. After a submission is graded, the driver
-writes ``OUT/<id>/fingerprint.json`` (:func:`write_fingerprint`); the class report reads every
-fingerprint and pairs the submissions (:func:`similar_pairs`).
+writes ``OUT/submissions/<id>/fingerprint.json`` (:func:`write_fingerprint`); the class report
+reads every fingerprint and pairs the submissions (:func:`similar_pairs`).
 
 A fingerprint reads the notebook as data (JSON, through :mod:`..grading.submission`) in the trusted
 process and never runs it. Answer cells are the code cells that differ from the student stub
@@ -45,8 +45,8 @@ from ..grading.submission import (
     parse_notebook,
     submission_id,
 )
+from .layout import FINGERPRINT, submission_dirs, submission_file
 
-FINGERPRINT = "fingerprint.json"
 VERSION = 1
 SHINGLE = 5  # tokens per shingle
 NEAR = 0.9  # Jaccard similarity from which two answer cells are "near-identical"
@@ -344,14 +344,15 @@ def fingerprint(submission_path: Path, stub: Path | None) -> dict:
 
 def write_fingerprint(out_dir: Path, submission_id: str, submission_path: Path,
                       stub_path: Path | None) -> Path:
-    """Write ``OUT/<id>/fingerprint.json``; any failure becomes an empty one with the reason."""
+    """Write ``OUT/submissions/<id>/fingerprint.json``; any failure becomes an empty one with
+    the reason."""
     try:
         document = fingerprint(submission_path, stub_path)
     except Exception as exc:  # a side feature: it must never cost a batch its results
         document = empty_fingerprint(submission_id, f"fingerprint failed: "
                                                     f"{type(exc).__name__}: {exc}"[:1000])
     document["submission"] = submission_id
-    path = out_dir / submission_id / FINGERPRINT
+    path = submission_file(out_dir, submission_id, FINGERPRINT)
     atomic_write(path, json.dumps(document, ensure_ascii=False) + "\n")
     return path
 
@@ -368,8 +369,9 @@ def _valid(document: object) -> bool:
 def load_fingerprints(out_dir: Path) -> dict[str, dict]:
     """Every readable fingerprint in ``out_dir`` by submission id (its folder's name)."""
     found = {}
-    for path in sorted(out_dir.glob(f"*/{FINGERPRINT}")):
-        if path.parent.name.startswith(".") or path.stat().st_size > MAX_FINGERPRINT_BYTES:
+    for folder in submission_dirs(out_dir):
+        path = folder / FINGERPRINT
+        if not path.is_file() or path.stat().st_size > MAX_FINGERPRINT_BYTES:
             continue
         try:
             document = json.loads(path.read_text(encoding="utf-8"))

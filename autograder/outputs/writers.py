@@ -1,7 +1,9 @@
 """Pure writers: gradebook CSV, Gradescope results.json, the student's feedback.md and .html.
 
 Each writer takes result records and returns text; the caller decides where it goes. Everything
-embedded from a submission (messages, output) is escaped for the format it lands in.
+embedded from a submission (messages, output) is escaped for the format it lands in: HTML
+escaped, Markdown fences unbreakable, a gradebook cell never read as a spreadsheet formula,
+and what is printed to a terminal with its control characters made visible.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from ..core.results import (
     SubmissionResult,
     SubmissionStatus,
 )
+from ..core.text import visible
 
 GRADEBOOK_FIXED = ("submission", "score", "max_score")
 GRADEBOOK_TAIL = ("status", "message")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet cell starting so is a formula
 
 
 def _number(value: float) -> float | int:
@@ -34,6 +38,12 @@ def one_line(text: str, limit: int = 300) -> str:
     """Collapse whitespace to one line and cap its length (for CSV cells)."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def text_cell(text: str) -> str:
+    """A gradebook cell of text from a submission, never run as a formula by a spreadsheet
+    (OWASP's CSV injection advice: a leading ``'`` makes the cell plain text)."""
+    return f"'{text}" if text.startswith(FORMULA_START) else text
 
 
 def gradebook_header(questions: Sequence[str]) -> list[str]:
@@ -55,13 +65,14 @@ def review_summary(result: SubmissionResult) -> str:
 
 
 def review_list(results: Sequence[SubmissionResult]) -> str:
-    """For the instructor at the end of a batch: every flag with cell, line and what was seen."""
+    """For the instructor's terminal at the end of a batch: every flag with cell, line and what
+    was seen, one line each, control characters made visible (the seen code is the student's)."""
     flagged = [(r.submission_id, flag) for r in results for flag in r.review_flags]
     if not flagged:
         return ""
     lines = [f"needs review ({len(flagged)} flag(s); scores stand until a person decides):"]
     lines += [f"  {sub_id}: {flag.describe()}" for sub_id, flag in flagged]
-    return "\n".join(lines) + "\n"
+    return "\n".join(visible(line, newlines=False) for line in lines) + "\n"
 
 
 def gradebook_row(result: SubmissionResult, questions: Sequence[str]) -> list[str]:
@@ -70,12 +81,12 @@ def gradebook_row(result: SubmissionResult, questions: Sequence[str]) -> list[st
     scores = [str(_number(by_name[q].score)) if q in by_name else "" for q in questions]
     message = "; ".join(m for m in (review_summary(result), result.message) if m)
     return [
-        result.submission_id,
+        text_cell(result.submission_id),
         str(_number(result.score)),
         str(_number(result.max_score)),
         *scores,
         result.status.value,
-        one_line(message),
+        text_cell(one_line(message)),
     ]
 
 

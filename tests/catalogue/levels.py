@@ -119,8 +119,19 @@ class LevelRun:
 
     def died_for(self) -> set[str]:
         """Submissions failed on a rerun because the grader died grading them."""
-        return {sub for sub in self.rows if (self.out_dir / sub / "results.json").is_file()
-                and _grader_died(self.out_dir / sub / "results.json")}
+        return {sub for sub in self.rows if _grader_died(submission_file(self.out_dir, sub,
+                                                                           "results.json"))}
+
+
+def submission_file(out_dir: Path, submission: str, name: str) -> Path:
+    """A file the grader wrote for one submission (``OUT/submissions/<id>/<name>``)."""
+    return out_dir / "submissions" / submission / name
+
+
+def fake_gradebooks(out_dir: Path) -> tuple[Path, ...]:
+    """Where the ``fake_results`` scenario tries to leave a gradebook in the output folder."""
+    return (out_dir / "fake_results" / "gradebook.csv",
+            submission_file(out_dir, "fake_results", "gradebook.csv"))
 
 
 def _grader_died(results: Path) -> bool:
@@ -251,7 +262,8 @@ def questions_of(row: dict[str, str], reference: dict[str, str]) -> list[str]:
 
 def flagged_questions(run: LevelRun, scenario_id: str) -> set[str]:
     """Questions of a submission that carry a needs-review flag."""
-    results = json.loads((run.out_dir / scenario_id / "results.json").read_text(encoding="utf-8"))
+    results = json.loads(submission_file(run.out_dir, scenario_id, "results.json").read_text(
+        encoding="utf-8"))
     return {flag["question"] for flag in results["extra_data"]["needs_review"]}
 
 
@@ -277,7 +289,7 @@ def check_scores(run: LevelRun, scenario: Scenario, row: dict[str, str]) -> None
 
 def check_feedback(run: LevelRun, scenario: Scenario) -> None:
     """What the scenario's feedback must and must not say, and its review flags."""
-    feedback = (run.out_dir / scenario.id / "feedback.md").read_text(encoding="utf-8")
+    feedback = submission_file(run.out_dir, scenario.id, "feedback.md").read_text(encoding="utf-8")
     for text in scenario.feedback:
         said = any(alternative in feedback for alternative in text.split("|"))
         assert said, f"feedback of {scenario.id} should say {text!r}:\n{feedback[:1500]}"
@@ -295,7 +307,7 @@ def check_scenario(run: LevelRun, scenario: Scenario) -> None:
     assert scenario.id in run.rows, f"{scenario.id}: no row (the grader stopped before it?)"
     row = run.rows[scenario.id]
     assert row["status"] == scenario.status, row
-    assert (run.out_dir / scenario.id / "results.json").is_file()
+    assert submission_file(run.out_dir, scenario.id, "results.json").is_file()
     check_scores(run, scenario, row)
     check_feedback(run, scenario)
 
@@ -308,8 +320,7 @@ def escaped(run: LevelRun, scenario: Scenario) -> str | None:
         return f"reached a TCP server on the loopback ({run.connections[0][:40]!r})"
     if scenario.id == "escape_signal_others" and not run.victims_alive:
         return "killed a process outside the sandbox"
-    wrote = {"fake_results": (run.out_dir / "fake_results" / "gradebook.csv",
-                              run.canary_dir / "results.json"),
+    wrote = {"fake_results": (*fake_gradebooks(run.out_dir), run.canary_dir / "results.json"),
              "malicious_pickle": (run.canary_dir / "pickle_pwned.txt",)}.get(scenario.id, ())
     if any(path.exists() for path in wrote):
         return "wrote files outside its sandbox (the output folder or the canary folder)"
@@ -338,7 +349,7 @@ def batch_containment(run: LevelRun) -> tuple[bool, str]:
         problems.append("files outside the sandbox changed")
     if sorted(p.name for p in run.canary_dir.iterdir()) != ["canary.txt"]:
         problems.append("the canary folder changed")
-    if (run.out_dir / "fake_results" / "gradebook.csv").exists():
+    if any(path.exists() for path in fake_gradebooks(run.out_dir)):
         problems.append("a fake gradebook was written into the output folder")
     if run.leftover:
         problems.append(f"{len(run.leftover)} sandbox processes left running")

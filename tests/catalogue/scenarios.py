@@ -477,7 +477,8 @@ SCENARIOS: list[Scenario] = [
         with_cell(
             "reference",
             "import json, os\nfake = {{'score': 1000, 'tests': []}}\n"
-            "for d in ['.', '{out}', '{out}/fake_results', '{canary}']:\n"
+            "for d in ['.', '{out}', '{out}/fake_results', '{out}/submissions/fake_results',\n"
+            "          '{canary}']:\n"
             "    try:\n        os.makedirs(d, exist_ok=True)\n"
             "        json.dump(fake, open(os.path.join(d, 'results.json'), 'w'))\n"
             "        open(os.path.join(d, 'gradebook.csv'), 'w').write('submission,score\\nfake_results,1000\\n')\n"

@@ -77,7 +77,7 @@ def cmd_new(args: argparse.Namespace) -> int:
 def cmd_grade(args: argparse.Namespace) -> int:
     """Grade submissions in sandboxed workers; write gradebook, results and feedback."""
     from .batch.collect import CollectError
-    from .batch.executors import ExecutorError
+    from .batch.executors import BatchStopped, ExecutorError
     from .batch.progress import BatchProgress
     from .batch.runner import OutputDirError, batch_seed, grade_batch
     from .grading.datasets import DatasetError
@@ -117,6 +117,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
                 args.submissions, assignment, options, args.out, args.jobs, progress.done,
                 regrade=args.regrade, executor=executor, on_plan=progress.plan,
             )
+    except BatchStopped as exc:
+        return _stopped(exc)
     except (CollectError, OutputDirError, ExecutorError) as exc:
         print(f"error: {visible(exc)}", file=sys.stderr)  # may name a submission's files
         return EXIT_USAGE
@@ -151,10 +153,11 @@ def _interrupted(out: Path, finished: int) -> int:
     for the abandoned grading threads."""
     from .batch.resume import clear_markers
     from .sandbox.process import kill_all_workers
-    from .sandbox.uid import remove_live_areas
+    from .sandbox.uid import remove_live_areas, restore_modes
 
     killed = kill_all_workers()
     remove_live_areas()
+    restore_modes()
     clear_markers(out, os.getpid())  # the instructor stopped it: no submission is to blame
     print(f"\ninterrupted: {finished} result(s) finished in this run are in {out}; "
           f"{killed} running submission(s) stopped. Run the same command again to grade "
@@ -162,6 +165,21 @@ def _interrupted(out: Path, finished: int) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(EXIT_INTERRUPTED)
+
+
+def _stopped(exc: Exception) -> int:
+    """A batch that must not go on: stop the sandboxes still running, say why, exit now (2)
+    without waiting for the other grading threads."""
+    from .sandbox.process import kill_all_workers
+    from .sandbox.uid import remove_live_areas, restore_modes
+
+    kill_all_workers()
+    remove_live_areas()
+    restore_modes()
+    print(f"error: {exc}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_USAGE)
 
 
 def _evaluation_data(args: argparse.Namespace, assignment: Assignment) -> EvaluationData | None:

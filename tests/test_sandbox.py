@@ -34,7 +34,6 @@ from autograder.sandbox import (
     choose_level,
     launcher,
     messages,
-    process,
     slots,
 )
 from autograder.sandbox import uid as uid_level

@@ -35,6 +35,7 @@ from ..grading.pipeline import (
 )
 from ..grading.testfiles import QuestionTests, check_bindings, fixture_names, load_tests
 from ..outputs.layout import GRADER_ERROR, submission_file
+from ..sandbox import ConfinementFailed
 from .collect import Found
 from .resume import InFlight
 
@@ -43,6 +44,12 @@ GRADER_ERROR_FILE = GRADER_ERROR
 
 class ExecutorError(RuntimeError):
     """The executor cannot start (Ray unreachable, say): nothing was graded; what to do."""
+
+
+class BatchStopped(ExecutorError):
+    """The batch cannot go on (workers no longer start as confined as promised): finished
+    results stay, the rest is left for a rerun of the same command."""
+
 
 Deliver = Callable[[GradedSubmission], None]
 
@@ -100,12 +107,34 @@ def _write_error(path: Path, text: str) -> None:
 
 
 def grade_job(job: Found, context: BatchContext, slot: int) -> GradedSubmission:
-    """Grade one submission in a fresh work folder; a grader bug costs this submission only."""
+    """Grade one submission in a fresh work folder; a grader bug costs this submission only.
+
+    A worker that starts less confined than the level promises runs no student code: the
+    submission is tried once more on a fresh worker, and if that one falls short too the
+    batch stops (:class:`BatchStopped`) rather than grade anyone less confined.
+    """
+    try:
+        return _grade_once(job, context, slot)
+    except ConfinementFailed:
+        try:
+            return _grade_once(job, context, slot)
+        except ConfinementFailed as exc:
+            raise BatchStopped(
+                f"grading stopped at {job.submission_id}: {exc}. Nothing was graded less "
+                "confined; the results finished so far are kept. Check the machine (the "
+                "sandbox level's reasons are printed at the start), then run the same "
+                "command again to grade the rest."
+            ) from None
+
+
+def _grade_once(job: Found, context: BatchContext, slot: int) -> GradedSubmission:
     tests = tests_for(context.assignment, context.options.public_only)
     with tempfile.TemporaryDirectory(prefix=f"grade-{job.submission_id}-") as workdir:
         try:
             return grade_submission(job.path, job.submission_id, context.assignment, tests,
                                     context.options, Path(workdir), slot)
+        except ConfinementFailed:
+            raise
         except Exception:  # the grader's own bug: this submission alone gets an error row
             trace = traceback.format_exc()
             _write_error(submission_file(context.out_dir, job.submission_id, GRADER_ERROR_FILE),
@@ -248,6 +277,8 @@ def _ray_result(ray: Any, ref: Any, job: Found, context: BatchContext) -> Graded
     try:
         return ray.get(ref)
     except Exception as exc:  # ray.exceptions.RayError and kin: this submission alone
+        if isinstance(getattr(exc, "cause", None), BatchStopped):
+            raise exc.cause from None  # type: ignore[attr-defined]
         _write_error(submission_file(context.out_dir, job.submission_id, GRADER_ERROR_FILE),
                      f"the Ray task failed: {exc!r}\n")
         tests = tests_for(context.assignment, context.options.public_only)

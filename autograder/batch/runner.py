@@ -25,7 +25,7 @@ from ..grading.pipeline import GradedSubmission, GradeOptions, failed_result
 from ..grading.testfiles import QuestionTests
 from ..outputs import layout, records, similarity, writers
 from ..sandbox import SandboxLevel
-from ..sandbox.uid import guard_without_landlock
+from ..sandbox.uid import private_while_grading
 from . import resume
 from .collect import Collected, Found, collect
 from .executors import BatchContext, Executor, LocalPool, tests_for
@@ -131,8 +131,7 @@ def grade_batch(
     started = time.monotonic()
     collected = collect(paths, f"{assignment.name}.ipynb")
     prepare_out_dir(out_dir)
-    if options.level is SandboxLevel.UID:
-        guard_without_landlock([assignment.source_dir, out_dir])
+    guarded = [assignment.source_dir, out_dir] if options.level is SandboxLevel.UID else []
     tests = tests_for(assignment, options.public_only)  # instructor errors first
     questions = tuple(question_order(assignment))
     max_score = _max_score(assignment, options, sum(q.points for q in tests))
@@ -176,10 +175,11 @@ def grade_batch(
     todo = [j for j in todo if j.submission_id not in killers]
     context = BatchContext(assignment, options, out_dir, in_flight)
     alone = [j for j in todo if j.submission_id in suspects]
-    if alone:  # one at a time, before the rest: if the grader dies again, it is known why
-        LocalPool(1).run(alone, context, deliver)
     rest = [j for j in todo if j.submission_id not in suspects]
-    (executor or LocalPool(jobs)).run(rest, context, deliver)
+    with private_while_grading(guarded):
+        if alone:  # one at a time, before the rest: if the grader dies again, it is known why
+            LocalPool(1).run(alone, context, deliver)
+        (executor or LocalPool(jobs)).run(rest, context, deliver)
     results = tuple(sorted(finished.values(), key=lambda r: r.submission_id))
     return BatchSummary(results, out_dir, questions, collected, len(reused),
                         time.monotonic() - started)

@@ -7,8 +7,8 @@ ruleset the worker applies to itself before any student code (:mod:`.landlock`):
 the interpreter, the system's libraries, the allowed packages, this ``sandbox`` package and its
 trusted files, writes only its own home and tmp, opens no TCP connection and signals no process
 outside its own. Without Landlock the uid alone keeps the worker from signalling the grader
-and from reading what only root may read; :func:`make_private` then takes "others" off the
-grader's folders.
+and from reading what only root may read; :func:`private_while_grading` then takes "others"
+off the grader's folders for the length of the batch, and gives them back after.
 
 Each worker start gets a private area, made here (trusted side)::
 
@@ -20,6 +20,7 @@ Each worker start gets a private area, made here (trusted side)::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import os
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -375,29 +377,57 @@ def confinement() -> str:
         f" ({why})" if why else "")
 
 
+_CHANGED_MODES: dict[Path, int] = {}  # folders made private, with the mode they had
+_MODES_LOCK = threading.Lock()
+
+
 def make_private(folders: list[Path]) -> list[Path]:
     """Take "others" off ``folders`` (read, write, enter) where the uid alone guards them
-    (no Landlock); returns the folders changed, for the log."""
+    (no Landlock); returns the folders changed. Each one's old mode is kept for
+    :func:`restore_modes`."""
     changed = []
-    for folder in folders:
-        try:
-            mode = folder.stat().st_mode
-        except OSError:
-            continue
-        if mode & 0o007:
-            os.chmod(folder, stat.S_IMODE(mode) & ~0o007)
-            changed.append(folder)
+    with _MODES_LOCK:
+        for folder in folders:
+            try:
+                mode = stat.S_IMODE(folder.stat().st_mode)
+            except OSError:
+                continue
+            if mode & 0o007:
+                os.chmod(folder, mode & ~0o007)
+                _CHANGED_MODES.setdefault(folder, mode)
+                changed.append(folder)
     return changed
 
 
-def guard_without_landlock(folders: list[Path]) -> None:
-    """Where no Landlock ruleset holds uid-level workers, make the grader's ``folders`` (the
-    assignment with its hidden tests, the output) unreadable to them, and say so once."""
-    if landlock_abi() > 0:
+def restore_modes() -> list[str]:
+    """Give every folder :func:`make_private` changed its old mode back (idempotent);
+    returns ``path: mode`` for each one restored."""
+    restored = []
+    with _MODES_LOCK:
+        for folder, mode in list(_CHANGED_MODES.items()):
+            with contextlib.suppress(OSError):
+                os.chmod(folder, mode)
+                restored.append(f"{folder}: {mode:o}")
+            del _CHANGED_MODES[folder]
+    return restored
+
+
+@contextlib.contextmanager
+def private_while_grading(folders: list[Path]) -> Iterator[None]:
+    """Where no Landlock ruleset holds uid-level workers, the grader's ``folders`` (the
+    assignment with its hidden tests, the output) are unreadable to other users while the
+    batch runs: the change is said when made and undone, and said, when the batch ends."""
+    if not folders or landlock_abi() > 0:
+        yield
         return
     changed = make_private(folders)
     if changed:
-        listed = " ".join(map(str, changed))
+        listed = ", ".join(f"{path} (was {mode:o})" for path, mode in _CHANGED_MODES.items())
         print(f"[sandbox] uid level without Landlock: took access for other users off "
-              f"{listed} so that workers cannot read them (undo: chmod o+rx {listed})",
+              f"{listed} while grading, so that workers cannot read them; restored at the end",
               file=sys.stderr)
+    try:
+        yield
+    finally:
+        if restored := restore_modes():
+            print(f"[sandbox] restored the mode of {', '.join(restored)}", file=sys.stderr)

@@ -14,9 +14,11 @@ instructor would, until the batch finishes (the rerun fails the submission that 
 from __future__ import annotations
 
 import csv
+import ctypes
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,8 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-import psutil
 
+from autograder.sandbox import slots
+
+from .escapes import SECRET_MARK, SURVIVOR_NAME
 from .scenarios import ALL, Context, Scenario
 
 SANDBOX_UIDS = range(61000, 62000)  # autograder.sandbox.launcher: UID_BASE + slot
@@ -40,20 +44,38 @@ MAX_RUNS = 12  # a grader killed by a submission is run again, as an instructor 
 
 
 class Witness:
-    """A TCP listener on 127.0.0.1 and victim processes, watched from outside the sandbox."""
+    """Listeners and victims outside the sandbox, watched from there: a TCP listener (plain
+    TCP and MPTCP reach it), a UDP socket and a world-writable named Unix socket on this
+    machine, a SysV shared-memory segment holding a secret, and processes that must outlive
+    the batch (one of them carries a secret token on its command line)."""
 
     def __init__(self, grader_uid: int | None):
+        self.seen: list[bytes] = []  # what reached a listener (its first bytes)
+        self._stop = threading.Event()
         self._server = socket.socket()
         self._server.bind(("127.0.0.1", 0))
         self._server.listen(16)
-        self._server.settimeout(0.2)
         self.port = self._server.getsockname()[1]
-        self.seen: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._udp.bind(("127.0.0.1", 0))
+        self.udp_port = self._udp.getsockname()[1]
+        self._folder = tempfile.mkdtemp(prefix="witness-", dir="/tmp")
+        os.chmod(self._folder, 0o755)
+        self.unix_socket = os.path.join(self._folder, "listener.sock")
+        self._unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._unix.bind(self.unix_socket)
+        os.chmod(self.unix_socket, 0o777)
+        self._unix.listen(16)
+        self.shm_key, self._shm_id = _secret_segment()
+        for listener in (self._server, self._udp, self._unix):
+            listener.settimeout(0.2)
+        self._threads = [threading.Thread(target=self._accept, args=(server,), daemon=True)
+                         for server in (self._server, self._unix)]
+        self._threads.append(threading.Thread(target=self._receive, daemon=True))
+        for thread in self._threads:
+            thread.start()
         owners = [grader_uid] + ([VICTIM_UID] if os.geteuid() == 0 else [])
-        self._victims = [_sleeper(uid) for uid in owners]
+        self._victims = [_sleeper(uid) for uid in owners] + [_token_holder()]
 
     @property
     def victims(self) -> tuple[int, ...]:
@@ -64,10 +86,10 @@ class Witness:
         """Whether every victim is still running."""
         return all(p.poll() is None for p in self._victims)
 
-    def _accept(self) -> None:
+    def _accept(self, server: socket.socket) -> None:
         while not self._stop.is_set():
             try:
-                connection, _ = self._server.accept()
+                connection, _ = server.accept()
             except (TimeoutError, OSError):
                 continue
             with connection:
@@ -77,15 +99,55 @@ class Witness:
                 except OSError:
                     self.seen.append(b"(connected)")
 
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.seen.append(self._udp.recv(100) or b"(empty datagram)")
+            except (TimeoutError, OSError):
+                continue
+
     def close(self) -> None:
-        """Stop listening and end the victims."""
+        """Stop listening, end the victims, remove the segment."""
         self._stop.set()
-        self._thread.join(2)
-        self._server.close()
+        for thread in self._threads:
+            thread.join(2)
+        for listener in (self._server, self._udp, self._unix):
+            listener.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
+        _remove_segment(self._shm_id)
         for victim in self._victims:
             if victim.poll() is None:
                 victim.kill()
             victim.wait(5)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.shmat.restype = ctypes.c_void_p
+SHM_SECRET = b"SHM-SECRET-4242"
+
+
+def _secret_segment() -> tuple[int, int]:
+    """A SysV shared-memory segment any user may read (mode 0666) with a secret in it."""
+    for key in range(0x4A470000 + os.getpid() % 1000, 0x4A480000):
+        shm_id = _LIBC.shmget(key, 4096, 0o1000 | 0o2000 | 0o666)  # IPC_CREAT | IPC_EXCL
+        if shm_id >= 0:
+            address = _LIBC.shmat(shm_id, None, 0)
+            ctypes.memmove(address, SHM_SECRET, len(SHM_SECRET))
+            _LIBC.shmdt(ctypes.c_void_p(address))
+            return key, shm_id
+    raise OSError("no free SysV key for the witness segment")
+
+
+def _remove_segment(shm_id: int) -> None:
+    _LIBC.shmctl(shm_id, 0, None)  # IPC_RMID
+
+
+def _token_holder() -> subprocess.Popen:
+    """A process outside the sandbox whose command line carries a secret (as a Ray node's
+    carries its GCS address)."""
+    token = f"{SECRET_MARK}{os.getpid()}"
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)", token],
+                            start_new_session=True)
 
 
 def _sleeper(uid: int | None) -> subprocess.Popen:
@@ -109,8 +171,9 @@ class LevelRun:
     tree_before: dict[str, str]
     tree_after: dict[str, str]
     leftover: list[str]
-    connections: list[bytes] = field(default_factory=list)
+    connections: list[bytes] = field(default_factory=list)  # what reached a listener
     victims_alive: bool = True
+    ipc_left: list[str] = field(default_factory=list)  # SysV objects of sandbox uids after it
 
     @property
     def returncode(self) -> int:
@@ -134,6 +197,17 @@ def fake_gradebooks(out_dir: Path) -> tuple[Path, ...]:
             submission_file(out_dir, "fake_results", "gradebook.csv"))
 
 
+# What a terminal obeys rather than shows (tabs and newlines aside): C0 and C1 controls, DEL,
+# bidi marks, embeddings, overrides and isolates.
+RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def raw_control(output: str) -> str | None:
+    """Where ``output`` holds a character a terminal would obey (None: nowhere)."""
+    found = RAW_CONTROL.search(output)
+    return None if found is None else repr(output[max(0, found.start() - 60):found.end() + 20])
+
+
 def _grader_died(results: Path) -> bool:
     try:
         return json.loads(results.read_text(encoding="utf-8"))["extra_data"].get(
@@ -153,18 +227,50 @@ def tree_digest(*roots: Path) -> dict[str, str]:
 
 
 def sandbox_processes(base: Path) -> list[str]:
-    """Sandbox processes still alive: any process of a sandbox uid, or naming this run's
-    folders on its command line. Assumes no other grading runs on the machine meanwhile."""
+    """Sandbox processes still alive: a live task of a sandbox uid whose slot no grader holds
+    now (a zombie leader with running threads counts; another grader's workers, in slots it
+    holds, do not), or a process naming this run's folders on its command line."""
     found = []
-    for proc in psutil.process_iter(["pid", "uids", "cmdline"]):
-        try:
-            uid = proc.info["uids"].real
-            cmdline = " ".join(proc.info["cmdline"] or [])
-        except (psutil.Error, TypeError, AttributeError):
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
             continue
-        if uid in SANDBOX_UIDS or str(base) in cmdline:
-            found.append(f"{proc.info['pid']} (uid {uid}): {cmdline[:120]}")
+        uid = _real_uid(entry)
+        cmdline = _read(f"/proc/{entry}/cmdline").replace("\0", " ")
+        ours = uid in SANDBOX_UIDS and not slots.is_leased(uid)
+        if (ours or str(base) in cmdline) and slots.still_runs(int(entry)):
+            name = _read(f"/proc/{entry}/comm").strip()
+            found.append(f"{entry} (uid {uid}, {name}): {cmdline[:120]}")
     return found
+
+
+def sysv_objects_left() -> list[str]:
+    """SysV shared memory, queues and semaphores created by a sandbox uid that no grader holds
+    now (left behind by a submission)."""
+    left = []
+    for kind in ("shm", "msg", "sem"):
+        lines = _read(f"/proc/sysvipc/{kind}").splitlines()
+        header = lines[0].split() if lines else []
+        for line in lines[1:]:
+            row = dict(zip(header, line.split(), strict=False))
+            cuid = int(row.get("cuid", -1))
+            if cuid in SANDBOX_UIDS and not slots.is_leased(cuid):
+                left.append(f"SysV {kind} created by uid {cuid}")
+    return left
+
+
+def _real_uid(pid: str) -> int | None:
+    for line in _read(f"/proc/{pid}/status").splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    return None
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def grader_uid(level: str) -> int | None:
@@ -190,7 +296,8 @@ def grade_catalogue(assignment: str, scenarios: list[Scenario], level: str, base
     try:
         ctx = Context(reference=reference, stub=stub, canary_dir=canary, out_dir=out,
                       project_root=project_root, assignment=assignment, port=witness.port,
-                      victims=witness.victims)
+                      victims=witness.victims, udp_port=witness.udp_port,
+                      unix_socket=witness.unix_socket, shm_key=witness.shm_key)
         paths = _build(ctx, scenarios, base / "submissions")
         scratch_root = base / "tmp"
         scratch_root.mkdir()
@@ -213,7 +320,7 @@ def grade_catalogue(assignment: str, scenarios: list[Scenario], level: str, base
                 rows = {row["submission"]: row for row in csv.DictReader(handle)}
         return LevelRun(assignment, level, exits, output, rows, out, canary, before,
                         tree_digest(*watched), sandbox_processes(base), list(witness.seen),
-                        witness.victims_alive())
+                        witness.victims_alive(), sysv_objects_left())
     finally:
         witness.close()
 
@@ -310,14 +417,21 @@ def check_scenario(run: LevelRun, scenario: Scenario) -> None:
     assert submission_file(run.out_dir, scenario.id, "results.json").is_file()
     check_scores(run, scenario, row)
     check_feedback(run, scenario)
+    if scenario.extra.get("terminal") == "clean":  # what the grader printed, all of it
+        raw = raw_control(run.output)
+        assert raw is None, f"{scenario.id}: the grader printed a raw control character: {raw}"
 
 
 def escaped(run: LevelRun, scenario: Scenario) -> str | None:
     """What a scenario did outside the sandbox, seen from outside (None: nothing)."""
     if scenario.id in run.died_for():
         return "killed the grader (failed on the rerun)"
-    if scenario.id == "escape_tcp_loopback" and run.connections:
-        return f"reached a TCP server on the loopback ({run.connections[0][:40]!r})"
+    if any(seen.startswith(scenario.id.encode()) for seen in run.connections):
+        return "reached a listener outside its sandbox (TCP, MPTCP, UDP or a Unix socket)"
+    if scenario.id == "escape_survivor" and any(SURVIVOR_NAME in p for p in run.leftover):
+        return "left a process running after its grading"
+    if scenario.id == "escape_sysv_ipc" and run.ipc_left:
+        return f"left {len(run.ipc_left)} SysV IPC objects behind"
     if scenario.id == "escape_signal_others" and not run.victims_alive:
         return "killed a process outside the sandbox"
     wrote = {"fake_results": (*fake_gradebooks(run.out_dir), run.canary_dir / "results.json"),
@@ -353,6 +467,10 @@ def batch_containment(run: LevelRun) -> tuple[bool, str]:
         problems.append("a fake gradebook was written into the output folder")
     if run.leftover:
         problems.append(f"{len(run.leftover)} sandbox processes left running")
+    if run.ipc_left:
+        problems.append(f"{len(run.ipc_left)} SysV IPC objects left behind")
+    if run.connections:
+        problems.append(f"listeners outside were reached: {run.connections[:3]}")
     return not problems, "; ".join(problems)
 
 

@@ -35,16 +35,21 @@ class Context:
     assignment: str = "01_convolution_pooling"
     port: int = 0  # a TCP listener on 127.0.0.1 that witnesses connections (0: none)
     victims: tuple[int, ...] = ()  # processes outside the sandbox that must outlive the batch
+    udp_port: int = 0  # a UDP socket on 127.0.0.1 that witnesses datagrams (0: none)
+    unix_socket: str = ""  # a named Unix socket outside the sandbox, world-writable
+    shm_key: int = 0  # a SysV shared-memory segment (mode 0666) holding a secret
 
     def copy_of(self, base: str) -> nbformat.NotebookNode:
         """A fresh copy of the "reference" or the "stub" notebook."""
         return copy.deepcopy(self.reference if base == "reference" else self.stub)
 
     def fill(self, source: str) -> str:
-        """Cell source with {canary}, {out}, {root}, {port} and {victims} replaced by this
-        run's paths, listener and processes."""
+        """Cell source with {canary}, {out}, {root}, {port}, {victims}, {udp_port},
+        {unix_socket} and {shm_key} replaced by this run's paths, listeners and processes."""
         return source.format(canary=self.canary_dir, out=self.out_dir, root=self.project_root,
-                             port=self.port, victims=list(self.victims))
+                             port=self.port, victims=list(self.victims),
+                             udp_port=self.udp_port, unix_socket=self.unix_socket,
+                             shm_key=self.shm_key)
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,9 @@ export DEBIAN_FRONTEND=noninteractive
 SOURCE="${{AUTOGRADER_ROOT:-/autograder}}/source"
 
 apt-get update -qq
-# bubblewrap is the sandbox; util-linux has prlimit and setpriv (the uid level's tools).
-apt-get install -y -qq bubblewrap util-linux
+# bubblewrap is the sandbox; util-linux has prlimit and setpriv (the uid level's tools);
+# libseccomp2 builds the system-call filter every bwrap and uid worker loads.
+apt-get install -y -qq bubblewrap util-linux libseccomp2
 # The grader needs Python >= 3.11 (Ubuntu 22.04's python3 is 3.10).
 if python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     PY=python3
@@ -74,7 +75,8 @@ echo "Isolation level for grading here (the strongest that works):"
 "$SOURCE/.venv/bin/python" -c 'from autograder.sandbox.launcher import choose_isolation as c; \\
 print("  " + c("auto").one_line())'
 echo "bwrap: full isolation. uid: each worker as an unprivileged uid, confined by Landlock"
-echo "where the kernel has it (hidden tests unreadable, no TCP, no signals outside). process:"
+echo "where the kernel has it (hidden tests unreadable, no signals outside) and a system-call"
+echo "filter (no sockets, no SysV IPC, no ptrace). process:"
 echo "the weaker process isolation (limits only; student code can read this bundle). See"
 echo "README.md in this bundle."
 """
@@ -114,7 +116,10 @@ submission's code runs as an unprivileged uid of its own, with the same CPU, mem
 and output limits and deadlines, in a private folder; where the kernel has Landlock (Linux
 5.13 and later; TCP from 6.7, signals from 6.12) a ruleset keeps it from reading this bundle
 (the hidden tests), from opening TCP connections and from signalling anything outside its
-sandbox. Where even that cannot run, the **process level** applies: limits only, and student
+sandbox, and a system-call filter refuses every socket (MPTCP, UDP, netlink, Unix; only
+socket pairs stay), SysV IPC, ptrace, io_uring and new namespaces. After each submission
+every process of its uid is killed and its IPC objects removed before the uid is used again.
+Where even that cannot run, the **process level** applies: limits only, and student
 code runs as the grader's user, so it can read this bundle, use the network and stop the
 grader (the submission is then failed, not graded again). Scores are always computed in the
 grader's own process from data only. `setup.sh` prints which level the image gets; every

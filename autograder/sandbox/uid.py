@@ -112,8 +112,9 @@ class UidHome:
 
     @classmethod
     def create(cls, uid: int, scratch: Path, trusted_files: dict[str, Path | None]) -> UidHome:
-        """A fresh area for ``uid``: ``scratch`` copied into home (links kept as links), each
-        trusted file copied in under its key's name (``probes.py``, ``fixtures.py``)."""
+        """A fresh area for ``uid``: ``scratch``'s files moved into home (copied across file
+        systems, links kept as links), each trusted file copied in under its key's name
+        (``probes.py``, ``fixtures.py``)."""
         with _CREATING:
             if _INTERRUPTED.is_set():
                 raise SandboxError("the batch was interrupted: no new sandbox is started")
@@ -128,7 +129,7 @@ class UidHome:
 
     def _fill(self, scratch: Path, trusted_files: dict[str, Path | None]) -> None:
         os.chmod(self.root, 0o711)
-        shutil.copytree(scratch, self.home, symlinks=True)
+        _move_or_copy(scratch, self.home)
         self.tmp.mkdir()
         for folder in (self.home, self.tmp):
             _give(folder, self.uid)
@@ -147,6 +148,18 @@ class UidHome:
         """Delete the area (after the worker and everything of its uid is dead)."""
         shutil.rmtree(self.root, ignore_errors=True)
         _LIVE_AREAS.discard(self.root)
+
+
+def _move_or_copy(scratch: Path, home: Path) -> None:
+    """The submission's files into the area: moved where both are on one file system (the
+    scratch folder is the caller's throwaway copy: no second copy on disk), else copied,
+    links kept as links. The scratch folder is left empty either way."""
+    try:
+        os.rename(scratch, home)
+    except OSError:
+        shutil.copytree(scratch, home, symlinks=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(exist_ok=True)
 
 
 def _give(folder: Path, uid: int) -> None:

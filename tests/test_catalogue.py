@@ -14,15 +14,23 @@ from collections.abc import Callable
 
 import pytest
 from catalogue.layers import LAYER_SCENARIOS
-from catalogue.levels import LevelRun, check_scenario, fake_gradebooks, grade_catalogue
+from catalogue.levels import (
+    LevelRun,
+    check_scenario,
+    fake_gradebooks,
+    grade_catalogue,
+    raw_control,
+)
 from catalogue.scenarios import SCENARIOS, Scenario
 from catalogue.students import STUDENT_SCENARIOS
+from catalogue.trusted import TRUSTED_SCENARIOS
 from conftest import confining_level
 from local_run import built, question_tests
 
 from autograder.core.assignments import PROJECT_ROOT
 
-EVERY_SCENARIO: list[Scenario] = SCENARIOS + LAYER_SCENARIOS + STUDENT_SCENARIOS
+EVERY_SCENARIO: list[Scenario] = (SCENARIOS + LAYER_SCENARIOS + STUDENT_SCENARIOS
+                                   + TRUSTED_SCENARIOS)
 ASSIGNMENTS = sorted({scenario.assignment for scenario in EVERY_SCENARIO})
 
 LEVEL, WHY_NOT = confining_level()
@@ -78,6 +86,12 @@ def test_control_submissions_in_the_same_batch_keep_their_scores(run):
     points = {q.name: q.points for q in question_tests(run.assignment)}
     assert all(float(reference[q]) == pytest.approx(points[q]) for q in tested), reference
     assert float(stub["score"]) == 0
+
+
+def test_the_grader_prints_no_control_character_a_terminal_would_obey(run):
+    """Ids, messages, file names and flagged lines come from submissions: escapes in them
+    reach the instructor's terminal as text (``\\x1b``), never as commands."""
+    assert raw_control(run.output) is None
 
 
 def test_no_sandbox_process_is_left_behind(run):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from autograder.core.assignments import QuestionRules
@@ -17,8 +18,14 @@ from autograder.core.errors import Outcome
 from autograder.core.results import QuestionResult, ReviewFlag, SubmissionResult, SubmissionStatus
 from autograder.grading import routines, testfiles
 from autograder.grading.forbidden import read_graded_code
-from autograder.grading.judging import GradedNotebook, judge_question, structure_check
-from autograder.grading.submission import CodeCell
+from autograder.grading.judging import (
+    GRADER_CHECK_NAME,
+    GradedNotebook,
+    judge_question,
+    structure_check,
+)
+from autograder.grading.submission import CodeCell, gradable_cells
+from autograder.grading.tampering import read_notebook
 from autograder.grading.testfiles import check_bindings, fixture_names, parse_question_tests
 from autograder.outputs.writers import (
     feedback_markdown,
@@ -26,7 +33,15 @@ from autograder.outputs.writers import (
     gradescope_results,
     review_list,
 )
-from autograder.sandbox import CallRecord, ProtocolError
+from autograder.sandbox import (
+    CallRecord,
+    CellStatus,
+    Limits,
+    ProtocolError,
+    WorkerSession,
+    WorkerSpec,
+    choose_level,
+)
 
 KNOWN = frozenset({"numpy", "sys", "importlib", "functools", "builtins", "ctypes"})
 
@@ -219,3 +234,292 @@ def test_fixtures_files_define_what_the_public_tests_take():
         root / "02_pytorch_modules" / "fixtures.py")
     assert {"ToyLinear", "ToyLoader", "ToySGD", "ToyCrossEntropy"} <= (
         fixture_names(root / "03_convnet_cifar10" / "fixtures.py"))
+
+
+# ----------------------------------------------------------------------------- every cell
+
+_KNOWN_HERE = KNOWN | {"torch", "gc", "inspect", "types", "threading", "os", "operator",
+                       "matplotlib", "copy"}
+
+
+def _evidence(*sources: str) -> list[tuple[str, bool, int, int]]:
+    reading = read_notebook(_cells(*sources), _KNOWN_HERE)
+    return [(e.kind, e.decisive, e.cell, e.line) for e in reading.evidence]
+
+
+@pytest.mark.parametrize(
+    ("source", "kind", "decisive"),
+    [
+        # the grader's own modules, named (class: reach the grader)
+        ("import sys\ntr = sys.modules['autograder.sandbox.tracing']", "grader_reach", True),
+        ("import autograder.sandbox.tracing as t", "grader_reach", True),
+        ("from autograder.sandbox import tracing", "grader_reach", True),
+        ("import importlib\nimportlib.import_module('autograder_probes')", "grader_reach", True),
+        # what the recorder rests on (class: patch the recorder or the dispatch machinery)
+        ("from torch.utils._python_dispatch import _pop_mode_temporarily", "recorder_patch",
+         True),
+        ("import torch\nwith torch._C._DisableTorchDispatch():\n    pass", "recorder_patch",
+         True),
+        ("import torch.utils\nm = torch.utils._python_dispatch", "recorder_patch", True),
+        ("import sys\nsys.addaudithook(lambda e, a: None)", "recorder_patch", True),
+        ("import torch\ntorch.nn.modules.module._global_forward_pre_hooks.clear()",
+         "recorder_patch", True),
+        ("x = getattr(m, '_disable_current_modes')", "recorder_patch", True),
+        # the garbage collector and frames (class: walk to any object)
+        ("import gc\nobs = gc.get_objects()", "walks_objects", False),
+        ("import gc\nrefs = gc.get_referrers(print)", "walks_objects", False),
+        ("from gc import get_objects as everything", "walks_objects", False),
+        ("import sys\nf = sys._getframe(1).f_back", "walks_frames", False),
+        ("import inspect\nf = inspect.currentframe()", "walks_frames", False),
+        ("try:\n    1 / 0\nexcept Exception as e:\n    f = e.__traceback__", "walks_frames",
+         False),
+        ("def g():\n    yield 1\nf = g().gi_frame.f_globals", "walks_frames", False),
+        ("import sys\nsys.settrace(print)", "walks_frames", False),
+        ("import threading\nthreading.settrace(print)", "walks_frames", False),
+        ("import sys\nf = getattr(sys, '_getframe')", "walks_frames", False),
+        # interpreter internals that lead anywhere
+        ("subs = ().__class__.__base__.__subclasses__()", "internals", False),
+        ("def f():\n    pass\nb = f.__globals__['__builtins__']", "internals", False),
+        ("r = print.__self__", "internals", False),
+        ("r = (1).__reduce_ex__(2)", "internals", False),
+        # a module object used as a value (class: aliases)
+        ("import sys\nm = sys\nx = m.modules", "module_object", False),
+        ("import gc\ndef walk(module):\n    return module\nwalk(gc)", "module_object", False),
+        ("import os\nx = os.sys", "module_object", False),
+        # code that swaps code (class: method / __code__ swaps, rebinding tricks)
+        ("import types\nbound = types.MethodType(print, 1)", "code_swap", False),
+        ("class A:\n    pass\nA.forward = print", "code_swap", False),
+        ("obj = object()\nobj.__class__ = int", "code_swap", False),
+        # code that hides what it calls
+        ("exec('x = 1')", "dynamic_code", False),
+        ("name = input()\nv = getattr(object, name)", "computed_attribute", False),
+        ("g = globals()", "namespace_lookup", False),
+        ("import ctypes", "native_code", False),
+    ],
+)
+def test_every_cell_is_read_for_code_that_reaches_the_grader(source, kind, decisive):
+    seen = _evidence("import numpy as np", source)
+    assert (kind, decisive) in [(k, d) for k, d, _, _ in seen], seen
+    assert all(cell == 2 for _, _, cell, _ in seen), seen
+
+
+def test_a_cell_with_a_magic_line_is_read_as_the_worker_runs_it():
+    seen = _evidence("%time\nimport sys\nsys.modules['autograder.sandbox.tracing'].x = 1")
+    assert ("grader_reach", True, 1, 3) in seen
+
+
+_HONEST_CELLS = (
+    "import sys, gc, copy, os\nimport torch\nimport torch.nn.functional as F\n"
+    "from torch import nn\nimport matplotlib.pyplot as plt\nsys.path.append('..')\n"
+    "IN_COLAB = 'google.colab' in sys.modules\ntorch.backends.cudnn.benchmark = True\n"
+    "plt.rcParams['figure.figsize'] = (8, 6)\nos.environ['OMP_NUM_THREADS'] = '2'\n"
+    "print(sys.version, torch.__version__)",
+    "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+    "        self.act = F.relu\n        self.fc = nn.Linear(4, 2)\n"
+    "        for i in range(2):\n            setattr(self, f'layer{i}', nn.Linear(4, 4))\n"
+    "    def forward(self, x):\n        print(x.__class__.__name__, type(self).__name__)\n"
+    "        return self.act(self.fc(getattr(self, 'layer' + str(0))(x)))",
+    "model = Net()\nfor p in model.parameters():\n    p.requires_grad = False\n"
+    "model.fc = nn.Linear(4, 3)\nbest = copy.deepcopy(model)\ngc.collect()\n"
+    "print(hasattr(model, 'fc'), model.__class__.__name__, Net.__mro__[0].__name__)\n"
+    "def build():\n    net = Net()\n    net.act = F.gelu\n    return net\n"
+    "with torch.no_grad():\n    out = F.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 2, 2))",
+)
+
+
+def test_honest_code_in_every_cell_raises_nothing():
+    assert _evidence(*_HONEST_CELLS) == []
+
+
+def honest_notebooks() -> dict[str, nbformat.NotebookNode]:
+    """Every honest notebook we have: each assignment's reference and stub, its mutants, the
+    student-style submissions and the legitimate answers of the catalogue."""
+    import tempfile
+
+    from catalogue.layers import COSTS_ONLY_ITSELF, LEGITIMATE, STRUCTURAL
+    from catalogue.scenarios import Context
+    from catalogue.students import STUDENT_SCENARIOS
+    from local_run import built
+
+    from autograder.authoring.mutants import apply_mutant, load_mutants
+
+    notebooks = {}
+    for name in ("01_convolution_pooling", "02_pytorch_modules", "03_convnet_cifar10"):
+        notebooks[f"{name}/reference"] = built(name).reference_notebook
+        notebooks[f"{name}/stub"] = built(name).student_notebook
+        for mutant in load_mutants(name):
+            notebooks[f"{name}/{mutant.id}"] = apply_mutant(built(name).reference_notebook,
+                                                           mutant)
+    with tempfile.TemporaryDirectory() as tmp:
+        for scenario in STUDENT_SCENARIOS + LEGITIMATE + STRUCTURAL + COSTS_ONLY_ITSELF:
+            a = scenario.assignment
+            ctx = Context(built(a).reference_notebook, built(a).student_notebook, Path(tmp),
+                          Path(tmp), Path(tmp), a)
+            folder = Path(tmp) / scenario.id
+            folder.mkdir()
+            path = scenario.build(ctx, folder)
+            notebooks[scenario.id] = nbformat.read(
+                path if path.is_file() else next(path.glob("*.ipynb")), 4)
+    return notebooks
+
+
+def test_no_honest_notebook_we_have_raises_anything():
+    """References, stubs, mutants, the student-style and legitimate catalogue answers: the
+    whole-notebook reading sees nothing in any of them (no new flag on honest work)."""
+    notebooks = honest_notebooks()
+    assert len(notebooks) > 100
+    seen = {name: read_notebook(gradable_cells(nb)).evidence for name, nb in notebooks.items()}
+    assert {name: e for name, e in seen.items() if e} == {}
+
+
+# ----------------------------------------------------------------------------- swaps read
+
+
+_MY_CONV = (
+    "import torch\nimport torch.nn.functional as F\nfrom torch import nn",
+    "class MyConv2d(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+    "        self.weight = nn.Parameter(torch.ones(1, 1, 3, 3))\n"
+    "    def forward(self, x):\n        raise NotImplementedError",
+)
+
+
+@pytest.mark.parametrize(
+    "swap",
+    [
+        "MyConv2d.forward = lambda self, x: F.conv2d(x, self.weight)",
+        "def fwd(self, x):\n    return F.conv2d(x, self.weight)\nsetattr(MyConv2d, 'forward', fwd)",
+        "def fwd(self, x):\n    return F.conv2d(x, self.weight)\n"
+        "type.__setattr__(MyConv2d, 'forward', fwd)",
+        "C = MyConv2d\nC.forward = lambda self, x: F.conv2d(x, self.weight)",
+        "def patch(cls):\n    cls.forward = lambda self, x: F.conv2d(x, self.weight)\n"
+        "patch(MyConv2d)",
+        "def fwd(self, x):\n    return F.conv2d(x, self.weight)\n"
+        "for MyConv2d.forward in [fwd]:\n    pass",
+        "torch.Tensor.__matmul__ = lambda a, b: F.conv2d(a, b)",
+        "def f(self, x):\n    return x\nf.__code__ = (lambda self, x: F.conv2d(x, x)).__code__\n"
+        "MyConv2d.forward = f",
+    ],
+)
+def test_code_swapped_into_a_graded_object_is_read_with_it(swap):
+    cells = _cells(*_MY_CONV, swap)
+    before = read_graded_code(_cells(*_MY_CONV), "MyConv2d", ["unfold"], _KNOWN_HERE)
+    after = read_graded_code(cells, "MyConv2d", ["unfold"], _KNOWN_HERE)
+    assert before.findings == ()
+    assert [f.routine for f in after.findings] == ["torch.nn.functional.conv2d"]
+    assert after.findings[0].cell_index == 2
+    assert "code_swap" in [k for k, _, _, _ in _evidence(*_MY_CONV, swap)]
+
+
+def test_a_swapped_code_object_is_read_where_it_came_from():
+    cells = ("import numpy as np", "def conv2d(x, w):\n    return x",
+             "def _fast(x, w):\n    return np.lib.stride_tricks.sliding_window_view(x, 2)\n"
+             "conv2d.__code__ = _fast.__code__")
+    reading = read_graded_code(_cells(*cells), "conv2d", known_modules=_KNOWN_HERE)
+    assert [f.routine for f in reading.findings] == ["numpy.lib.stride_tricks.sliding_window_view"]
+    flags = read_notebook(_cells(*cells), _KNOWN_HERE).flags_for(reading.reached)
+    assert [(f.kind, f.target, f.cell, f.line) for f in flags][0] == ("code_swap", "conv2d", 3, 3)
+
+
+def test_a_write_into_an_object_the_graded_code_never_reads_concerns_no_question():
+    cells = ("import numpy as np", "def conv2d(x, w):\n    return x",
+             "class Plot:\n    pass\nPlot.show = print")
+    reading = read_graded_code(_cells(*cells), "conv2d", known_modules=_KNOWN_HERE)
+    notebook = read_notebook(_cells(*cells), _KNOWN_HERE)
+    assert [e.kind for e in notebook.evidence] == ["code_swap"]
+    assert notebook.flags_for(reading.reached) == ()
+
+
+# ----------------------------------------------------------------------------- judged
+
+
+_NET_TESTS = _MODEL_TESTS.replace("def test_net_b(Net, Helper):\n    assert Net() + Helper() == 3",
+                                  "def test_net_b(Net):\n    assert Net() + 2 == 3")
+
+
+def _judged(rules: QuestionRules, *sources: str, reported: str | None = None):
+    question = parse_question_tests(_NET_TESTS, "<Net>")
+    notebook = GradedNotebook(_cells("def Net():\n    return 1", *sources), {"Net": lambda: 1},
+                              lambda name: name == "Net",
+                              None if reported is None else (lambda name: reported))
+    return judge_question(question, rules, notebook)
+
+
+@pytest.mark.parametrize("rules", [QuestionRules(no_library_routines=True),
+                                   QuestionRules(structure="convolutional")])
+def test_a_reach_of_the_grader_zeroes_a_question_the_record_serves(rules):
+    result = _judged(rules, "import sys\nsys.modules['autograder.sandbox.tracing'].x = 1")
+    check = next(c for c in result.cases if c.name == GRADER_CHECK_NAME)
+    assert result.score == 0 and check.outcome is Outcome.FAILED
+    assert "ячейка 2, строка 2" in check.message and "sys.modules[" in check.message
+    assert "Вопрос оценён в 0" not in check.message  # the sentence is the writers' own
+
+
+def test_a_reach_of_the_grader_changes_nothing_where_data_decides():
+    result = _judged(QuestionRules(), "import sys\nsys.modules['autograder'].x = 1")
+    assert result.score == 2 and result.review == ()
+
+
+def test_what_a_student_might_do_innocently_is_flagged_and_changes_no_score():
+    result = _judged(QuestionRules(no_library_routines=True),
+                     "import gc\nfound = gc.get_objects()", "Net.__code__ = print.__code__")
+    assert result.score == 2
+    assert [(f.kind, f.cell, f.line) for f in result.review] == [
+        ("walks_objects", 2, 2), ("code_swap", 3, 1)]
+    assert all(f.question == "Net" and f.seen for f in result.review)
+
+
+def test_a_function_reported_with_code_no_cell_defines_for_it_is_flagged():
+    swapped = "def _fast():\n    return 1\n"
+    result = _judged(QuestionRules(no_library_routines=True), reported=swapped)
+    assert [(f.kind, f.seen) for f in result.review] == [("code_swap", "def _fast():")]
+    same = _judged(QuestionRules(no_library_routines=True), reported="def Net():\n    return 1\n")
+    assert same.review == ()
+
+
+# ----------------------------------------------------------------------------- in the worker
+
+
+def _worker(tmp_path: Path) -> WorkerSession:
+    (tmp_path / "scratch").mkdir()
+    spec = WorkerSpec(scratch_dir=tmp_path / "scratch", probes_file=None,
+                      level=choose_level("auto"), limits=Limits(), slot=7,
+                      watch=frozenset({"numpy"}), packages=("numpy",))
+    return WorkerSession(spec)
+
+
+def _ok(session: WorkerSession, index: int, source: str) -> None:
+    cell = session.run_cell(index, source, 30)
+    assert cell.status is CellStatus.OK, cell
+
+
+def test_the_worker_hides_its_modules_and_notes_code_swapped_after_its_cell(tmp_path):
+    import numpy as np
+
+    with _worker(tmp_path) as s:
+        _ok(s, 0, "import sys, numpy as np\n"
+                  "HIDDEN = [m for m in sys.modules if m.startswith('autograder')]\n"
+                  "def conv2d(x):\n    return x * 2\n"
+                  "def _fast(x):\n    return np.lib.stride_tricks.sliding_window_view(x, 2)\n"
+                  "class Net:\n    def forward(self, x):\n        return x\n")
+        assert s.get("HIDDEN", 10) == []
+        s.call("conv2d", [np.arange(3.0)], {}, 10)
+        assert s.last_record.tampered == ()
+        _ok(s, 1, "def conv2d(x):\n    return x * 3\n")  # redefined in a cell: honest
+        s.call("conv2d", [np.arange(3.0)], {}, 10)
+        assert s.last_record.tampered == ()
+        _ok(s, 2, "conv2d.__code__ = _fast.__code__\nNet.forward = lambda self, x: x\n")
+        s.call("conv2d", [np.arange(3.0)], {}, 10)
+        assert set(s.last_record.tampered) == {
+            "conv2d.__code__ was replaced after cell 2 ran",
+            "Net.forward was replaced after cell 1 ran"}
+        assert "numpy.sliding_window_view" in s.last_record.routines
+
+
+def test_the_worker_notes_its_recorder_switched_off_during_a_call(tmp_path):
+    with _worker(tmp_path) as s:
+        _ok(s, 0, "import gc\ndef off():\n"
+                  "    for o in gc.get_objects():\n"
+                  "        if type(o).__name__ == 'Recorder':\n"
+                  "            o.active = False\n")
+        s.call("off", [], {}, 30)
+        assert "the recorder was switched off during the call" in s.last_record.tampered

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..core.results import ReviewFlag
+from .code_index import Definition, NotebookIndex, dotted, notebook_index
 from .routines import ALIASES
 from .submission import CodeCell
 
@@ -166,13 +167,7 @@ class StaticReading:
 
     findings: tuple[Finding, ...] = ()
     flags: tuple[ReviewFlag, ...] = ()
-
-
-@dataclass
-class _Definition:
-    node: ast.AST
-    cell_index: int
-    source: str
+    reached: frozenset[str] = frozenset()  # the notebook's names read (the graded one too)
 
 
 @dataclass
@@ -180,73 +175,20 @@ class _Reader:
     """One pass over the definitions reachable from a graded name."""
 
     question: str
-    index: _NotebookIndex
+    index: NotebookIndex
     allowed: frozenset[str]
     known_modules: frozenset[str]
     findings: list[Finding] = field(default_factory=list)
     flags: list[ReviewFlag] = field(default_factory=list)
 
-    def flag(self, kind: str, entry: _Definition, node: ast.AST) -> None:
-        line = getattr(node, "lineno", 0)
-        lines = entry.source.splitlines()
-        seen = lines[line - 1].strip()[:160] if 0 < line <= len(lines) else ""
-        self.flags.append(
-            ReviewFlag(self.question, kind, REASONS[kind], entry.cell_index + 1, line, seen)
-        )
+    def flag(self, kind: str, entry: Definition, node: ast.AST) -> None:
+        self.flags.append(ReviewFlag(self.question, kind, REASONS[kind], entry.cell_index + 1,
+                                     getattr(node, "lineno", 0), entry.parsed.seen(node)))
 
-    def find(self, routine: str, definition: str, entry: _Definition, node: ast.AST) -> None:
+    def find(self, routine: str, definition: str, entry: Definition, node: ast.AST) -> None:
         self.findings.append(
             Finding(routine, definition, entry.cell_index, getattr(node, "lineno", 0))
         )
-
-
-def _dotted(node: ast.AST) -> list[str] | None:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return parts[::-1]
-    return None
-
-
-class _NotebookIndex:
-    """Top-level definitions and import aliases of all parsable cells."""
-
-    def __init__(self, cells: Iterable[CodeCell]):
-        self.definitions: dict[str, _Definition] = {}
-        self.aliases: dict[str, str] = {}
-        self.trees: list[tuple[CodeCell, ast.Module]] = []
-        for cell in cells:
-            try:
-                tree = ast.parse(cell.source)
-            except SyntaxError:
-                continue  # such a cell cannot run, so it cannot define anything either
-            self.trees.append((cell, tree))
-            self._index_cell(tree, cell)
-
-    def _index_cell(self, tree: ast.Module, cell: CodeCell) -> None:
-        for node in tree.body:
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                self.definitions[node.name] = _Definition(node, cell.index, cell.source)
-            elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                for target in targets:
-                    if isinstance(target, ast.Name):
-                        self.definitions[target.id] = _Definition(node, cell.index, cell.source)
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    local = alias.asname or alias.name.split(".")[0]
-                    self.aliases[local] = alias.name if alias.asname else local
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                for alias in node.names:
-                    self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-
-    def qualify(self, parts: list[str]) -> str:
-        head = self.aliases.get(parts[0], parts[0])
-        return ".".join([head, *parts[1:]])
 
 
 def _normalise(name: str) -> str:
@@ -283,7 +225,7 @@ def installed_modules() -> frozenset[str]:
     return frozenset(names | {"__main__", "builtins"})
 
 
-def _check_chain(reader: _Reader, name: str, entry: _Definition, node: ast.AST,
+def _check_chain(reader: _Reader, name: str, entry: Definition, node: ast.AST,
                  parts: list[str]) -> None:
     qualified = _normalise(reader.index.qualify(parts))
     if _is_forbidden(qualified, reader.allowed):
@@ -301,14 +243,14 @@ def _check_chain(reader: _Reader, name: str, entry: _Definition, node: ast.AST,
         reader.flag("unknown_module", entry, node)
 
 
-def _check_call(reader: _Reader, name: str, entry: _Definition, node: ast.Call) -> None:
+def _check_call(reader: _Reader, name: str, entry: Definition, node: ast.Call) -> None:
     """getattr-like calls: a constant name is read as an attribute, a computed one flagged."""
-    func = _dotted(node.func)
+    func = dotted(node.func)
     if func is None:
         return
     qualified = _normalise(reader.index.qualify(func))
     if func == [func[0]] and func[0] in _ATTRIBUTE_CALLS and len(node.args) >= 2:
-        target, attr = _dotted(node.args[0]), node.args[1]
+        target, attr = dotted(node.args[0]), node.args[1]
         if isinstance(attr, ast.Constant) and isinstance(attr.value, str):
             if target is not None:
                 _check_chain(reader, name, entry, node, [*target, attr.value])
@@ -318,9 +260,8 @@ def _check_call(reader: _Reader, name: str, entry: _Definition, node: ast.Call) 
         reader.flag("computed_attribute", entry, node)
 
 
-def _scan(reader: _Reader, name: str) -> set[str]:
-    """Read one definition; return the names it refers to."""
-    entry = reader.index.definitions[name]
+def _scan(reader: _Reader, name: str, entry: Definition) -> set[str]:
+    """Read one definition (or a write attached to it); return the names it refers to."""
     referenced = set()
     inner = {id(n.value) for n in ast.walk(entry.node) if isinstance(n, ast.Attribute)}
     for node in ast.walk(entry.node):
@@ -330,7 +271,7 @@ def _scan(reader: _Reader, name: str) -> set[str]:
             _check_call(reader, name, entry, node)
         if id(node) in inner or not isinstance(node, ast.Attribute | ast.Name):
             continue  # only the whole chain `a.b.c` counts, not its prefixes `a.b` and `a`
-        parts = _dotted(node)
+        parts = dotted(node)
         if parts is not None:
             _check_chain(reader, name, entry, node, parts)
         elif isinstance(node, ast.Attribute):
@@ -341,34 +282,53 @@ def _scan(reader: _Reader, name: str) -> set[str]:
     return referenced
 
 
-def _writes_code_files(index: _NotebookIndex, question: str) -> list[ReviewFlag]:
+def _read_definition(reader: _Reader, name: str) -> set[str]:
+    """A definition and every write into it from outside its body (``Net.forward = f``)."""
+    referenced = _scan(reader, name, reader.index.definitions[name])
+    for write in reader.index.attached.get(name, ()):
+        if write.value is not None:
+            referenced |= _scan(reader, name, Definition(write.value, write.parsed))
+    return referenced
+
+
+def writes_code_file(node: ast.AST) -> bool:
+    """A call that writes a file named like Python code (``open("m.py", "w")``, ...)."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = dotted(node.func)
+    if func is None or func[-1] not in _WRITERS:
+        return False
+    texts = [n.value for n in ast.walk(node) if isinstance(n, ast.Constant)]
+    return any(isinstance(t, str) and t.endswith(_CODE_SUFFIXES) for t in texts)
+
+
+def _writes_code_files(index: NotebookIndex, question: str) -> list[ReviewFlag]:
     """Calls anywhere in the notebook that write a file named like Python code."""
-    flags = []
-    for cell, tree in index.trees:
-        lines = cell.source.splitlines()
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call):
-                continue
-            func = _dotted(node.func)
-            if func is None or func[-1] not in _WRITERS:
-                continue
-            texts = [n.value for n in ast.walk(node) if isinstance(n, ast.Constant)]
-            if any(isinstance(t, str) and t.endswith(_CODE_SUFFIXES) for t in texts):
-                line = node.lineno
-                seen = lines[line - 1].strip()[:160] if line <= len(lines) else ""
-                flags.append(ReviewFlag(question, "writes_module", REASONS["writes_module"],
-                                        cell.index + 1, line, seen))
-    return flags
+    return [ReviewFlag(question, "writes_module", REASONS["writes_module"], parsed.index + 1,
+                       node.lineno, parsed.seen(node))
+            for parsed in index.cells for node in ast.walk(parsed.tree)
+            if writes_code_file(node)]
+
+
+def reached_names(index: NotebookIndex, graded_name: str) -> frozenset[str]:
+    """The notebook's top-level names a graded definition refers to, itself included."""
+    return read_graded_code(index, graded_name, known_modules=frozenset()).reached
 
 
 def read_graded_code(
-    cells: Iterable[CodeCell],
+    cells: Iterable[CodeCell] | NotebookIndex,
     graded_name: str,
     allowed: Iterable[str] = (),
     known_modules: frozenset[str] | None = None,
 ) -> StaticReading:
-    """Forbidden references and review flags reachable from ``graded_name``."""
-    index = _NotebookIndex(cells)
+    """Forbidden references and review flags reachable from ``graded_name``.
+
+    What is read: the definition, everything of the notebook it refers to, the writes into
+    those from outside their bodies, and every write anywhere that swaps code into an object
+    that is no top-level name of the notebook (``torch.Tensor.__matmul__ = f``,
+    ``cls.forward = F.conv2d`` in a helper): graded code may run any of them.
+    """
+    index = cells if isinstance(cells, NotebookIndex) else notebook_index(cells)
     reader = _Reader(
         graded_name, index, frozenset(allowed),
         installed_modules() if known_modules is None else known_modules,
@@ -383,14 +343,18 @@ def read_graded_code(
         if name in seen or name not in index.definitions:
             continue
         seen.add(name)
-        pending.extend(sorted(_scan(reader, name) - seen))
+        pending.extend(sorted(_read_definition(reader, name) - seen))
+    for write in index.swaps_elsewhere:
+        if write.value is not None:
+            _scan(reader, graded_name, Definition(write.value, write.parsed))
     if any(f.kind in ("unknown_module", "dynamic_import") for f in reader.flags):
         reader.flags.extend(_writes_code_files(index, graded_name))  # what it may import
     unique = {(f.routine, f.definition, f.cell_index, f.line): f for f in reader.findings}
     findings = sorted(unique.values(), key=lambda f: (f.cell_index, f.line, f.routine))
     flags = {(f.kind, f.cell, f.line): f for f in reader.flags}
     return StaticReading(
-        tuple(findings), tuple(sorted(flags.values(), key=lambda f: (f.cell or 0, f.line or 0)))
+        tuple(findings), tuple(sorted(flags.values(), key=lambda f: (f.cell or 0, f.line or 0))),
+        frozenset(seen),
     )
 
 

@@ -9,6 +9,7 @@ here too, in layers: what the graded code names (static reading), what the grade
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
@@ -19,11 +20,14 @@ from ..core.errors import Outcome, SubmissionFailure
 from ..core.results import CaseResult, QuestionResult, ReviewFlag
 from ..sandbox import CallRecord
 from . import routines
-from .forbidden import read_graded_code
+from .code_index import NotebookIndex, notebook_index
+from .forbidden import reached_names, read_graded_code
 from .submission import CodeCell
+from .tampering import read_notebook
 from .testfiles import CaseRun, QuestionTests, TestCaseSpec, run_case
 
 LIBRARY_CHECK_NAME = "no_library_routines"
+GRADER_CHECK_NAME = "grader_untouched"
 STRUCTURE_CHECK_NAME = "forward_structure"
 MAX_MESSAGE_CHARS = 2000
 
@@ -115,12 +119,17 @@ def _check_case(question: QuestionTests, name: str, findings: Sequence[str], wha
 
 
 def _read_code(question: QuestionTests, rules: QuestionRules, graded: Sequence[str],
-               notebook: GradedNotebook) -> tuple[list[str], list[ReviewFlag]]:
-    """The static layers: the cells, then the source the worker reports for each name."""
+               notebook: GradedNotebook) -> tuple[list[str], list[ReviewFlag], set[str]]:
+    """The static layers: the cells, then the source the worker reports for each name.
+
+    Returns the findings, the flags and the notebook names the graded code reads."""
     findings: list[str] = []
     flags: list[ReviewFlag] = []
+    reached: set[str] = set()
+    index = notebook_index(notebook.cells)
     for name in graded:
-        reading = read_graded_code(notebook.cells, name, rules.allowed_routines)
+        reading = read_graded_code(index, name, rules.allowed_routines)
+        reached |= reading.reached
         flags.extend(_filed_under(f, question.name) for f in reading.flags)
         findings.extend(f.describe() for f in reading.findings)
         if reading.findings or notebook.reported_source is None:
@@ -136,10 +145,27 @@ def _read_code(question: QuestionTests, rules: QuestionRules, graded: Sequence[s
                                         "написан в ячейке ноутбука: его код нельзя прочитать",
                                         seen=name))
             continue
+        flags.extend(_source_swapped(question, index, name, source))
         runtime = read_graded_code([CodeCell(index=-1, source=source)], name,
                                    rules.allowed_routines)
         findings.extend(f.describe() for f in runtime.findings)
-    return findings, flags
+    return findings, flags, reached
+
+
+def _source_swapped(question: QuestionTests, index: NotebookIndex, name: str, source: str
+                    ) -> list[ReviewFlag]:
+    """A function whose source, as the worker reports it, is no ``def`` of its name in the
+    cells: its code was swapped after the cell ran (``f.__code__ = g.__code__``)."""
+    defined = [d for d in index.all_definitions(name)
+               if isinstance(d.node, ast.FunctionDef | ast.AsyncFunctionDef)]
+    if not defined or not source.strip() or any(
+            source.strip().endswith(d.source_segment().strip()) for d in defined):
+        return []
+    first = source.strip().splitlines()[0][:160]
+    return [ReviewFlag(question.name, "code_swap",
+                       f"при проверке имя {name} указывает на код, которого нет в его "
+                       "определении в ячейках: код функции подменён после выполнения ячейки",
+                       seen=first)]
 
 
 def _filed_under(flag: ReviewFlag, question: str) -> ReviewFlag:
@@ -149,11 +175,13 @@ def _filed_under(flag: ReviewFlag, question: str) -> ReviewFlag:
 
 def library_check(question: QuestionTests, rules: QuestionRules, graded: Sequence[str],
                   notebook: GradedNotebook, records: Sequence[CallRecord] | None
-                  ) -> tuple[CaseResult | None, list[ReviewFlag]]:
-    """No library routine does the exercise's work: read, then recorded, then flagged."""
+                  ) -> tuple[CaseResult | None, list[ReviewFlag], set[str]]:
+    """No library routine does the exercise's work: read, then recorded, then flagged.
+
+    Also returns the notebook names the graded code reads (what the flags concern)."""
     if not rules.no_library_routines:
-        return None, []
-    findings, flags = _read_code(question, rules, graded, notebook)
+        return None, [], set()
+    findings, flags, reached = _read_code(question, rules, graded, notebook)
     if records is not None:
         recorded = {name for record in records for name in record.routines}
         findings += [
@@ -164,7 +192,46 @@ def library_check(question: QuestionTests, rules: QuestionRules, graded: Sequenc
         "в этом задании нельзя вызывать библиотечные функции, которые делают свёртку, пулинг "
         "или скользящие окна за вас, поэтому вопрос оценён в 0"
     )
-    return _check_case(question, LIBRARY_CHECK_NAME, findings, what), flags
+    return _check_case(question, LIBRARY_CHECK_NAME, findings, what), flags, reached
+
+
+# ----------------------------------------------------------------------------- the grader
+
+
+def grader_check(question: QuestionTests, rules: QuestionRules, graded: Sequence[str],
+                 notebook: GradedNotebook, reached: set[str]
+                 ) -> tuple[CaseResult | None, list[ReviewFlag]]:
+    """The whole-notebook reading, for a question whose rules the worker's record serves.
+
+    An explicit reach of the grader in any cell (its modules, the dispatch-mode and audit
+    machinery the record rests on) zeroes the question; what a student might do innocently
+    (gc, frames, ``__code__``, a method set on a class) is flagged where it concerns the
+    question: everywhere, or a write into a name its graded code reads."""
+    if not rules.records_calls:
+        return None, []
+    index = notebook_index(notebook.cells)
+    reading = read_notebook(notebook.cells)
+    if not reached:
+        reached = {n for name in graded for n in reached_names(index, name)}
+    flags = [ReviewFlag(question.name, e.kind, e.reason, e.cell, e.line, e.seen)
+             for e in reading.flags_for(reached)]
+    findings = [e.describe() for e in reading.decisive]
+    what = (
+        "код ноутбука обращается к самой проверяющей системе (модули autograder, запись "
+        "вызовов, режимы диспетчеризации torch, аудит-хуки); честному решению это не нужно, "
+        "поэтому вопрос оценён в 0"
+    )
+    return _check_case(question, GRADER_CHECK_NAME, findings, what), flags
+
+
+def _merge_flags(flags: Sequence[ReviewFlag]) -> list[ReviewFlag]:
+    """One flag per line of the notebook (the first reason given), in notebook order; flags
+    from the run (no line) after them."""
+    merged: dict[tuple, ReviewFlag] = {}
+    for flag in flags:
+        key = (flag.cell, flag.line) if flag.cell is not None else (flag.kind, flag.seen)
+        merged.setdefault(key, flag)
+    return sorted(merged.values(), key=lambda f: (f.cell is None, f.cell or 0, f.line or 0))
 
 
 # ----------------------------------------------------------------------------- structure
@@ -271,12 +338,13 @@ def judge_question(question: QuestionTests, rules: QuestionRules, notebook: Grad
         cases, records = _recorded_cases(question, graded, notebook)
     else:
         cases = _run_cases(question, graded, notebook)
-    library, flags = library_check(question, rules, graded, notebook, records)
+    library, flags, reached = library_check(question, rules, graded, notebook, records)
+    grader, grader_flags = grader_check(question, rules, graded, notebook, reached)
     structure, structure_flags = structure_check(question, rules, records)
-    flags += structure_flags + tamper_flags(question, records)
+    flags = _merge_flags(grader_flags + flags + structure_flags + tamper_flags(question, records))
     notes: list[str] = []
     score = sum(case.score for case in cases)
-    for check in (library, structure):
+    for check in (grader, library, structure):
         if check is None:
             continue
         cases.append(check)

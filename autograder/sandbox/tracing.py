@@ -17,6 +17,9 @@ Three recorders, all inert outside a graded call:
 - process: an audit hook notes numpy modules re-executed (``importlib.reload``), native code
   loaded (ctypes) and processes started during the call; a wrapper of
   ``_thread.start_new_thread`` notes threads (a dispatch mode does not follow them).
+- the notebook's own code: the worker's ``check`` (see ``definitions.py``) runs before and
+  after every call and notes graded code swapped since its cell ran; the recorder notes being
+  switched off (``active`` cleared, its sets replaced) during the call.
 
 Start-up stays light: numpy and torch are imported at :meth:`Recorder.install`, which the
 worker calls before the first cell, and only when the assignment asks for them.
@@ -58,8 +61,10 @@ MAX_ENTRIES = 200  # per list in one record
 class Recorder:
     """Records what graded calls reach; one per worker process."""
 
-    def __init__(self, watch: frozenset[str]):
+    def __init__(self, watch: frozenset[str],
+                 check: Callable[[], list[str]] | None = None):
         self.watch = watch
+        self.check = check  # the worker's own tampering check, run around every call
         self.active = False
         self.routines: set[str] = set()
         self.modules: set[str] = set()
@@ -219,6 +224,7 @@ class Recorder:
         if not self._installed:
             return fn(), empty_record()
         self.routines, self.modules, self.tampered = set(), set(), set()
+        self._run_check()
         if self._numpy_dir is not None:
             self._patch_numpy(note=True)
         mode = self._enter_mode()
@@ -228,12 +234,12 @@ class Recorder:
         except BaseException as exc:
             self._finish(mode)
             try:
-                exc.call_record = self.snapshot()  # type: ignore[attr-defined]
+                exc.call_record = _SNAPSHOT(self)  # type: ignore[attr-defined]
             except Exception:  # noqa: BLE001 - an exception type that refuses attributes
                 pass
             raise
         self._finish(mode)
-        return result, self.snapshot()
+        return result, _SNAPSHOT(self)
 
     def _enter_mode(self) -> Any:
         if self._mode_class is None or "torch" not in sys.modules:
@@ -243,7 +249,14 @@ class Recorder:
         return mode
 
     def _finish(self, mode: Any) -> None:
+        if self.active is not True:
+            self.tampered.add("the recorder was switched off during the call")
         self.active = False
+        for name in ("routines", "modules", "tampered"):
+            if type(getattr(self, name)) is not set:  # replaced by one that forgets
+                setattr(self, name, set())
+                self.tampered.add(f"the recorder's {name} were replaced during the call")
+        self._run_check()
         if mode is None:
             return
         try:
@@ -256,6 +269,15 @@ class Recorder:
         except Exception:  # noqa: BLE001 - the mode stack was rearranged by the notebook
             self.tampered.add("the operator record was switched off during the call")
 
+    def _run_check(self) -> None:
+        if self.check is None:
+            return
+        try:
+            self.tampered.update(self.check())
+        except Exception as exc:  # noqa: BLE001 - the notebook's objects may refuse anything
+            self.tampered.add(f"the notebook's definitions could not be checked "
+                              f"({type(exc).__name__})")
+
     def snapshot(self) -> dict[str, list[str]]:
         """The current record as plain data (sorted, capped)."""
         return {
@@ -263,6 +285,10 @@ class Recorder:
             "modules": sorted(self.modules)[:MAX_ENTRIES],
             "tampered": sorted(self.tampered)[:MAX_ENTRIES],
         }
+
+
+# Taken when this module is imported: a notebook that patches the class changes nothing here.
+_SNAPSHOT = Recorder.snapshot
 
 
 def empty_record() -> dict[str, list[str]]:

@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import linecache
 import os
 import signal
 import sys
 import traceback
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import tracing, wire
+from . import definitions, tracing, wire
+from .definitions import DefinedCode
 from .imports import explain, install_import_guard
 from .messages import (
     REQUESTS,
@@ -52,7 +54,9 @@ MAX_TEXT_CHARS = 20_000  # error messages, tracebacks, sources sent back
 # Trusted code, loaded on first use: the assignment's probes and fixtures, and this package's
 # model loader (weights_only loading, inference for the harness's accuracy).
 TRUSTED_MODULES = ("probes", "fixtures", "models")
-_HIDDEN_FILES = {__file__, tracing.__file__}  # frames never shown (trusted files join)
+_HIDDEN_FILES = {__file__, tracing.__file__, definitions.__file__}  # frames never shown
+# Taken before any student code runs, so that patching the class changes nothing we call.
+_RECORD, _SNAPSHOT = Recorder.record, Recorder.snapshot
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,9 @@ class Worker:
         self.cells: list[tuple[str, str]] = []  # (filename, source) in the order run
         self._armed = False
         self._trusted: dict[str, types.ModuleType] = {}
-        self.recorder = Recorder(options.watch)
+        self.recorder = Recorder(options.watch, check=self._tampering)
+        self.definitions = DefinedCode()
+        self._grader_modules: dict[str, types.ModuleType] = {}
         if options.packages is not None:
             install_import_guard(options.packages, options.blocked)
         self._requests = open(options.request_fd, "rb", buffering=0, closefd=False)
@@ -194,7 +200,7 @@ class Worker:
                 return CellDone(request.id, CellStatus.INTERRUPTED, "KeyboardInterrupt",
                                 "the cell was interrupted", "", [])
             return Raised(request.id, "KeyboardInterrupt", "the call was interrupted", "",
-                          self.recorder.snapshot())
+                          _SNAPSHOT(self.recorder))
 
     def _send(self, reply: Message) -> None:
         try:
@@ -237,7 +243,7 @@ class Worker:
         filename = f"<cell-{req.index}>"
         linecache.cache[filename] = (len(req.source), None, req.source.splitlines(True), filename)
         try:
-            code, last, notes = compile_cell(req.source, filename)
+            code, last, notes, tree = compile_cell(req.source, filename)
         except Refused as exc:
             return CellDone(req.id, CellStatus.REFUSED, "CellMagic", str(exc), "", [])
         except (SyntaxError, ValueError) as exc:  # ValueError: null bytes in the source
@@ -249,13 +255,41 @@ class Worker:
             self.recorder.install()  # before the first student cell: nothing is captured yet
         except Exception:  # noqa: BLE001 - a broken library: calls are then simply unwatched
             pass
+        self._hide_grader_modules()
         try:
             self._student(lambda: self._exec(code, last))
         except KeyboardInterrupt as exc:
+            self.definitions.after_cell(tree, code, self.namespace, req.index + 1,
+                                        complete=False)
             return self._cell_error(req, CellStatus.INTERRUPTED, exc, notes)
         except BaseException as exc:  # noqa: BLE001 - SystemExit too: an error of this cell
+            self.definitions.after_cell(tree, code, self.namespace, req.index + 1,
+                                        complete=False)
             return self._cell_error(req, CellStatus.ERROR, exc, notes)
+        self.definitions.after_cell(tree, code, self.namespace, req.index + 1)
         return CellDone(req.id, CellStatus.OK, "", "", "", notes)
+
+    def _hide_grader_modules(self) -> None:
+        """Take the grader's own modules out of ``sys.modules`` before student code, keeping
+        them here: a cell that looks them up by name (``sys.modules["autograder..."]``) finds
+        nothing. Frames and the garbage collector still lead to them; the harness's reading
+        of every cell is what decides."""
+        for name in [n for n in sys.modules if _is_grader_module(n)]:
+            self._grader_modules[name] = sys.modules.pop(name)
+
+    @contextlib.contextmanager
+    def _grader_visible(self) -> Iterator[None]:
+        """The grader's modules back in ``sys.modules`` while trusted code is imported (its
+        relative imports need the package); hidden again after, new ones included."""
+        sys.modules.update(self._grader_modules)
+        try:
+            yield
+        finally:
+            self._hide_grader_modules()
+
+    def _tampering(self) -> list[str]:
+        """What the notebook's definitions show at a recorded call (see DefinedCode)."""
+        return sorted(self.definitions.notes) + self.definitions.changes(self.namespace)
 
     def _exec(self, code: types.CodeType, last: types.CodeType | None) -> None:
         exec(code, self.namespace)
@@ -302,7 +336,7 @@ class Worker:
         record: dict[str, list[str]] = {}
         try:
             if recorded:
-                value, record = self._student(lambda: self.recorder.record(fn))
+                value, record = self._student(lambda: _RECORD(self.recorder, fn))
             else:
                 value = self._student(fn)
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, never fatal
@@ -340,7 +374,8 @@ class Worker:
             raise LookupError(f"no trusted module {module_name!r}")
         module = self._trusted.get(module_name)
         if module is None:
-            module = self._trusted[module_name] = self._load_trusted(module_name)
+            with self._grader_visible():
+                module = self._trusted[module_name] = self._load_trusted(module_name)
         fn = getattr(module, name, None)
         if name.startswith("_") or not callable(fn):
             raise AttributeError(f"the {module_name} module has no function {name!r}")
@@ -425,8 +460,9 @@ class Worker:
 
 
 def compile_cell(source: str, filename: str) -> tuple[types.CodeType, types.CodeType | None,
-                                                      list[str]]:
-    """Compile a cell: the body, its last expression (shown like a notebook), notes.
+                                                      list[str], ast.Module]:
+    """Compile a cell: the body, its last expression (shown like a notebook), notes, and the
+    tree of the body (what :class:`DefinedCode` fingerprints).
 
     IPython syntax is only looked at when the cell is not valid Python: a ``%%`` cell magic
     refuses the whole cell; ``%`` and ``!`` lines become ``pass`` with a note.
@@ -446,7 +482,7 @@ def compile_cell(source: str, filename: str) -> tuple[types.CodeType, types.Code
     if tree.body and isinstance(tree.body[-1], ast.Expr) and not source.rstrip().endswith(";"):
         expr = ast.Expression(tree.body.pop().value)
         last = compile(expr, filename, "eval", dont_inherit=True)
-    return compile(tree, filename, "exec", dont_inherit=True), last, notes
+    return compile(tree, filename, "exec", dont_inherit=True), last, notes, tree
 
 
 def strip_magics(source: str) -> tuple[str, list[str]]:
@@ -530,6 +566,10 @@ def display(*objects: Any, **_: Any) -> None:
     """Stand-in for IPython's ``display``: prints each object's repr."""
     for obj in objects:
         print(repr(obj))
+
+
+def _is_grader_module(name: str) -> bool:
+    return name == "autograder" or name.startswith(("autograder.", "autograder_"))
 
 
 def _make_main_module() -> types.ModuleType:

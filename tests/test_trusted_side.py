@@ -251,6 +251,23 @@ def test_brackets_inside_strings_do_not_count_as_nesting():
     assert parsed.cells[0].source == source
 
 
+def test_a_cell_that_exhausts_the_parser_is_refused_with_or_without_its_magics():
+    """``ast.parse`` raises MemoryError or RecursionError on these; the static reading parses
+    a cell with ``!`` lines again without them, so that variant is checked too."""
+    from autograder.grading.submission import check_code_cells  # (added with the fix)
+
+    for source in ("x = " + "-" * 100_000 + "1", "x = " + " + ".join(["1"] * 5000),
+                   "!pip install numpy\nx = " + "-" * 100_000 + "1"):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        with pytest.raises(SubmissionError, match="ячейку 1 нельзя разобрать"):
+            check_code_cells(nb, "deep.ipynb")
+    fine = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in (
+        "%%time\nx = 1", "def f(:\n", "y = " + "(" * 50 + "1" + ")" * 50,
+        built(NAME).reference_notebook.cells[-1].source)])
+    check_code_cells(fine, "fine.ipynb")
+    check_code_cells(built(NAME).reference_notebook, "reference.ipynb")
+
+
 # ----------------------------------------------------------------------------- terminal
 
 

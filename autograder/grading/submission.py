@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import re
 import stat
 import zipfile
 import zlib
@@ -43,6 +44,7 @@ MAX_ZIP_RATIO = 200  # deflate reaches about 1,000:1 only on made-up data
 RATIO_FLOOR_BYTES = 8 * 1024 * 1024  # smaller entries (and archives) may compress any amount
 MAX_CODE_DEPTH = 300  # syntax-tree levels; recursive readers of a tree fail from about 900
 _CHUNK = 1 << 20
+_MAGIC_LINE = re.compile(r"^[ \t]*[!%].*$", re.MULTILINE)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # as int8: +1 opens, -1 closes
 
@@ -225,23 +227,33 @@ def _code_depth(tree: ast.AST) -> int:
     return deepest
 
 
+def _readable(source: str) -> bool:
+    """False when Python's parser runs out of stack on ``source`` or its tree nests deeper
+    than :data:`MAX_CODE_DEPTH`; invalid Python is readable (the worker reports it)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return True
+    except (RecursionError, MemoryError, ValueError):
+        return False
+    return _code_depth(tree) <= MAX_CODE_DEPTH
+
+
 def check_code_cells(nb: nbformat.NotebookNode, where: str) -> None:
     """SubmissionError if a code cell would exhaust Python's parser or a reader of its syntax
     tree: thousands of nested operators make ``ast.parse`` raise RecursionError or
     MemoryError, and a tree over :data:`MAX_CODE_DEPTH` levels is more than any recursive
-    reader of it can take. A cell that is only invalid Python is the cell's own error."""
+    reader of it can take. A cell that is only invalid Python is the cell's own error. The
+    cell is read as written and without its ``!``/``%`` lines (the static reading parses
+    what is left of a cell with shell commands or magics)."""
     for index, cell in enumerate(nb.cells):
         if cell.get("cell_type") != "code":
             continue
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else str(source)
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            continue  # the worker reports it when the cell runs
-        except (RecursionError, MemoryError, ValueError):
-            tree = None
-        if tree is None or _code_depth(tree) > MAX_CODE_DEPTH:
+        without_magics = _MAGIC_LINE.sub("", source)
+        if not _readable(source) or (without_magics != source
+                                     and not _readable(without_magics)):
             raise SubmissionError(
                 f"{where}: ячейку {index + 1} нельзя разобрать: выражения в ней вложены "
                 f"глубже {MAX_CODE_DEPTH} уровней (например, тысячи скобок, операторов или "

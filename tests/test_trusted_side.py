@@ -146,6 +146,25 @@ def test_a_rerun_resumes_and_a_folder_of_the_old_layout_is_read(hostile_batch, t
     assert sorted(p.name for p in (old / "submissions").iterdir()) == sorted(_rows(out))
 
 
+def test_adopting_the_old_layout_moves_only_a_graders_folders(tmp_path):
+    from autograder.outputs.layout import adopt_old_layout  # (added with the fix)
+    from autograder.outputs.records import record_text
+
+    out = tmp_path / "out"
+    for sub_id in ("ann", "submissions"):  # "submissions": a student of that name
+        (out / sub_id).mkdir(parents=True)
+        (out / sub_id / "record.json").write_text(record_text(_flagged(sub_id, ""), "key"))
+        (out / sub_id / "feedback.md").write_text("# ok")
+    (out / "notes").mkdir()  # the instructor's own folder: not the grader's, never moved
+    (out / "notes" / "results.json").write_text('{"mine": true}')
+    (out / "gradebook.csv").write_text("submission\n")
+    assert sorted(adopt_old_layout(out)) == ["ann", "submissions"]
+    assert sorted(p.name for p in (out / "submissions").iterdir()) == ["ann", "submissions"]
+    assert (out / "submissions" / "submissions" / "feedback.md").read_text() == "# ok"
+    assert (out / "notes" / "results.json").is_file() and (out / "gradebook.csv").is_file()
+    assert adopt_old_layout(out) == []  # once is enough
+
+
 # ----------------------------------------------------------------------------- ids
 
 

@@ -19,11 +19,13 @@ file system (macOS, Windows), so a batch never gives two submissions one folder.
 
 An output folder written by a grader before this layout (``OUT/<id>/record.json``) is moved
 into it by :func:`adopt_old_layout` the first time a batch or the report runs there, so a
-resumed batch keeps what it had graded.
+resumed batch keeps what it had graded; only folders holding a grader's record or results of
+that id are moved, never anything else an output folder holds.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import unicodedata
@@ -40,7 +42,6 @@ FEEDBACK_HTML = "feedback.html"
 FINGERPRINT = "fingerprint.json"
 RECORD = "record.json"
 GRADER_ERROR = "grader_error.txt"
-SUBMISSION_FILES = (RESULTS, FEEDBACK_MD, FEEDBACK_HTML, FINGERPRINT, RECORD, GRADER_ERROR)
 
 MAX_ID_BYTES = 120  # UTF-8 bytes: with "-NN" and ".json" well under NAME_MAX (255)
 _UNSAFE = re.compile(r"[^\w.+@-]+")  # \w: Cyrillic too
@@ -109,11 +110,29 @@ def submission_dirs(out_dir: Path) -> list[Path]:
                   if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
 
 
+def _json_of(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _graded_here(folder: Path) -> bool:
+    """Whether ``folder`` holds a submission's files written by a grader: its record
+    (``key`` and ``result``) or its results.json naming it. Nothing else is ever moved."""
+    record = _json_of(folder / RECORD)
+    if isinstance(record, dict) and {"key", "result"} <= record.keys():
+        return True
+    results = _json_of(folder / RESULTS)
+    extra = results.get("extra_data") if isinstance(results, dict) else None
+    return isinstance(extra, dict) and extra.get("submission") == folder.name
+
+
 def _old_folders(out_dir: Path) -> list[Path]:
-    """``OUT/<id>/`` folders of the old layout: a folder holding a submission's files."""
+    """``OUT/<id>/`` folders of the old layout."""
     return sorted(p for p in out_dir.iterdir()
                   if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
-                  and any((p / name).is_file() for name in SUBMISSION_FILES))
+                  and _graded_here(p))
 
 
 def adopt_old_layout(out_dir: Path) -> list[str]:
@@ -126,7 +145,7 @@ def adopt_old_layout(out_dir: Path) -> list[str]:
     root = submissions_root(out_dir)
     parked = out_dir / STATE_DIR / _ADOPTING
     moved = []
-    if root.is_dir() and any((root / name).is_file() for name in SUBMISSION_FILES):
+    if root.is_dir() and _graded_here(root):
         parked.parent.mkdir(parents=True, exist_ok=True)  # a student called "submissions"
         os.replace(root, parked)
     if parked.is_dir():

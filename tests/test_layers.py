@@ -472,7 +472,8 @@ def test_a_function_reported_with_code_no_cell_defines_for_it_is_flagged():
     swapped = "def _fast():\n    return 1\n"
     result = _judged(QuestionRules(no_library_routines=True), reported=swapped)
     assert [(f.kind, f.seen) for f in result.review] == [("code_swap", "def _fast():")]
-    same = _judged(QuestionRules(no_library_routines=True), reported="def Net():\n    return 1\n")
+    same = _judged(QuestionRules(no_library_routines=True),
+                   reported="def Net():\n    return 1\n    # END SOLUTION\n")
     assert same.review == ()
 
 

@@ -172,6 +172,7 @@ class NotebookIndex:
         self.aliases: dict[str, str] = {}
         self.writes: list[Write] = []
         self.every_definition: dict[str, list[Definition]] = {}  # earlier ones too
+        self.function_names: set[str] = set()  # every def / class, at any depth
         for cell in cells:
             tree = parse_cell(cell.source)
             if tree is None:
@@ -199,7 +200,9 @@ class NotebookIndex:
                     replace(w, local_instance=w.root in made.get(id(w.node), ()))
                     for w in writes)
         for node in ast.walk(parsed.tree):
-            if isinstance(node, ast.Import):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                self.function_names.add(node.name)
+            elif isinstance(node, ast.Import):
                 for alias in node.names:
                     local = alias.asname or alias.name.split(".")[0]
                     self.aliases[local] = alias.name if alias.asname else local
@@ -263,7 +266,8 @@ class NotebookIndex:
         if parts is None:
             return False
         head = self.resolve(parts[0])
-        return (head is not None and self.is_code(head)) or parts[0] in self.aliases
+        return (head is not None and self.is_code(head)) or parts[0] in self.aliases or (
+            len(parts) == 1 and parts[0] in self.function_names)
 
     def library_root(self, write: Write) -> bool:
         """The write goes into an imported module or one of its objects."""

@@ -10,7 +10,8 @@ or a module instance.
 
 from __future__ import annotations
 
-from catalogue.scenarios import ALL, Scenario, replacing_definition, without_cell
+import nbformat
+from catalogue.scenarios import ALL, Scenario, replacing_definition, with_cell, without_cell
 
 A01, A02, A03 = "01_convolution_pooling", "02_pytorch_modules", "03_convnet_cifar10"
 
@@ -176,6 +177,190 @@ BYPASSES = [
             "    def forward(self, x):\n"
             "        return self._impl[0](x)\n",
             assignment=A02),
+]
+
+# The grader's objects in the student's process (issue 19, class 1): a cell that nothing
+# graded refers to disables the recorder (by name through sys.modules, through a module
+# alias, the garbage collector, stack frames, object.__subclasses__, or torch's dispatch-mode
+# stack) and swaps library code into a graded function or class after its definition was
+# read (``f.__code__ = g.__code__``, ``Class.forward = ...``, ``setattr``). Each one beat the
+# recorder and the static reading of 58b5762 (full marks, no flag). Every one of them writes
+# the library code into the graded object, so the reading of every cell zeroes the target;
+# the rest of what it saw is a flag on the questions the record serves, or, for an explicit
+# reach of the grader, a zero on each of them.
+_RULES_01 = ("corr2d", "conv2d", "max_pool2d", "avg_pool2d", "conv2d_backward")
+_PLAIN_01 = ("conv_output_size", "hand_kernels")
+_PLAIN_02 = ("MyLinear", "Flatten", "MLP", "count_parameters")
+_MY_CONV2D_INIT = (
+    "class MyConv2d(nn.Module):\n"
+    "    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, "
+    "bias=True):\n"
+    "        super().__init__()\n"
+    "        self.out_channels, self.stride, self.padding = out_channels, stride, padding\n"
+    "        bound = 1 / math.sqrt(in_channels * kernel_size ** 2)\n"
+    "        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size,"
+    " kernel_size).uniform_(-bound, bound))\n"
+    "        if bias:\n"
+    "            self.bias = nn.Parameter(torch.empty(out_channels).uniform_(-bound, bound))\n"
+    "        else:\n"
+    "            self.register_parameter('bias', None)\n"
+)
+_MY_CONV2D_UNDONE = _MY_CONV2D_INIT + (
+    "    def forward(self, x):\n"
+    "        raise NotImplementedError('forward comes later')\n"
+)
+_QUIET_SNAPSHOT = (
+    "def _quiet(self):\n"
+    "    seen = _orig(self)\n"
+    "    seen['routines'] = [r for r in seen['routines'] if not any(\n"
+    "        w in r for w in ('conv', 'window', 'strided', 'correl', 'im2col', 'pool'))]\n"
+    "    return seen\n"
+)
+_RECORDER_BY_NAME = (  # the issue's attack: the recorder module looked up by its name
+    "import sys\n"
+    "_tr = sys.modules['autograder.sandbox.tracing']\n"
+    "_orig = _tr.Recorder.snapshot\n" + _QUIET_SNAPSHOT + "_tr.Recorder.snapshot = _quiet\n"
+)
+_FAST_CONV2D = (
+    "import numpy as np\n"
+    "from numpy.lib.stride_tricks import sliding_window_view as _swv\n\n"
+    "def _fast(x, w, b=None, stride=1, padding=0):\n"
+    "    x = np.pad(np.asarray(x, dtype=np.float64), ((0, 0), (0, 0), (padding, padding), "
+    "(padding, padding)))\n"
+    "    w = np.asarray(w, dtype=np.float64)\n"
+    "    win = _swv(x, w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]\n"
+    "    out = np.einsum('nchwij,fcij->nfhw', win, w)\n"
+    "    if b is not None:\n"
+    "        out = out + np.asarray(b, dtype=np.float64).reshape(1, -1, 1, 1)\n"
+    "    return out\n\n"
+)
+_LIBRARY_FORWARD = (
+    "def _library_forward(self, x):\n"
+    "    return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)\n"
+)
+
+
+def _then_cell(question: str, definition: str, extra: str, assignment: str = A01):
+    """The reference with ``question``'s cell replaced by ``definition``, and ``extra`` as
+    the notebook's last cell (one that no graded definition refers to)."""
+    replace = _replacing(question, definition)
+
+    def build(ctx, folder):
+        path = replace(ctx, folder)
+        nb = nbformat.read(path, as_version=4)
+        nb.cells.append(nbformat.v4.new_code_cell(extra))
+        nbformat.write(nb, path)
+        return path
+
+    return build
+
+
+GRADER_IN_REACH = [
+    Scenario("bypass_code_swap_after_reading",
+             "01: conv2d.__code__ swapped for a sliding_window_view version in a last cell "
+             "(behind a %time line), the recorder's snapshot patched through sys.modules",
+             _then_cell("conv2d", "def conv2d(x, w, b=None, stride=1, padding=0):\n"
+                        "    raise NotImplementedError('done below')\n",
+                        "%time\n" + _FAST_CONV2D + "conv2d.__code__ = _fast.__code__\n"
+                        + _RECORDER_BY_NAME),
+             caught=_RULES_01, flagged=("conv2d",), full_marks=_PLAIN_01,
+             feedback=("autograder",)),
+    Scenario("bypass_recorder_patch",
+             "02: the issue's attack: the recorder's snapshot wrapped through sys.modules to "
+             "drop convolutions, then MyConv2d.forward = F.conv2d in a cell nothing refers to",
+             _then_cell("MyConv2d", _MY_CONV2D_UNDONE,
+                        "MyConv2d.forward = lambda self, x: F.conv2d(x, self.weight, self.bias,"
+                        " self.stride, self.padding)\n" + _RECORDER_BY_NAME, A02),
+             assignment=A02, caught=("MyConv2d", "SimpleConvNet"), flagged=("MyConv2d",),
+             full_marks=_PLAIN_02),
+    Scenario("bypass_gc_walk_setattr",
+             "02: the recorder found with gc.get_objects(), its class's snapshot replaced; "
+             "forward set with setattr",
+             _then_cell("MyConv2d", _MY_CONV2D_UNDONE,
+                        "import gc\n" + _LIBRARY_FORWARD
+                        + "setattr(MyConv2d, 'forward', _library_forward)\n"
+                        "for _o in gc.get_objects():\n"
+                        "    if type(_o).__name__ == 'Recorder':\n"
+                        "        _orig = type(_o).snapshot\n"
+                        + _QUIET_SNAPSHOT.replace("\n", "\n        ").replace(
+                            "def _quiet", "        def _quiet", 1).rstrip(" ")
+                        + "        type(_o).snapshot = _quiet\n", A02),
+             assignment=A02, caught=("MyConv2d",), flagged=("MyConv2d", "SimpleConvNet"),
+             full_marks=(*_PLAIN_02, "SimpleConvNet")),
+    Scenario("bypass_frame_walk_swap",
+             "02: the swapped-in forward walks the stack frames to the recorder and switches "
+             "it off before calling F.conv2d",
+             _then_cell("MyConv2d", _MY_CONV2D_UNDONE,
+                        "import sys\n"
+                        "def _quiet():\n"
+                        "    f = sys._getframe(1)\n"
+                        "    while f is not None:\n"
+                        "        owner = f.f_locals.get('self')\n"
+                        "        if type(owner).__name__ == 'Recorder':\n"
+                        "            owner.active = False\n"
+                        "            return\n"
+                        "        f = f.f_back\n\n"
+                        "def _forward(self, x):\n"
+                        "    _quiet()\n"
+                        "    return F.conv2d(x, self.weight, self.bias, self.stride, "
+                        "self.padding)\n\n"
+                        "MyConv2d.forward = _forward\n", A02),
+             assignment=A02, caught=("MyConv2d",), flagged=("MyConv2d", "SimpleConvNet"),
+             full_marks=_PLAIN_02),
+    Scenario("bypass_module_alias_swap",
+             "01: sys passed on as `m` to find the recorder's module by a suffix; "
+             "max_pool2d.__code__ swapped for a sliding-windows version",
+             _then_cell("max_pool2d", "def max_pool2d(x, kernel_size, stride=None):\n"
+                        "    raise NotImplementedError('done below')\n",
+                        "import numpy as np, sys\n"
+                        "def _pool(x, kernel_size, stride=None):\n"
+                        "    s = stride or kernel_size\n"
+                        "    w = np.lib.stride_tricks.sliding_window_view(np.asarray(x, "
+                        "dtype=np.float64), (kernel_size, kernel_size), axis=(2, 3))\n"
+                        "    return w[:, :, ::s, ::s].max(axis=(-2, -1))\n\n"
+                        "max_pool2d.__code__ = _pool.__code__\n"
+                        "m = sys\n"
+                        "_mods = m.modules\n"
+                        "_tr = [v for k, v in list(_mods.items()) if k.endswith('.tracing')][0]\n"
+                        "_orig = _tr.Recorder.snapshot\n" + _QUIET_SNAPSHOT
+                        + "_tr.Recorder.snapshot = _quiet\n"),
+             caught=("max_pool2d",), flagged=("max_pool2d", "conv2d"),
+             full_marks=("conv_output_size", "hand_kernels", "corr2d", "conv2d", "avg_pool2d",
+                         "conv2d_backward")),
+    Scenario("bypass_subclasses_chain",
+             "01: the recorder's class found in object.__subclasses__(), its snapshot "
+             "replaced; corr2d.__code__ swapped for an np.correlate version",
+             _then_cell("corr2d", "def corr2d(x, k):\n    raise NotImplementedError('below')\n",
+                        "import numpy as np\n" + _CORR_BY_ROWS.replace("corr2d", "_corr")
+                        .replace("CORRELATE", "np.correlate")
+                        + "corr2d.__code__ = _corr.__code__\n"
+                        "_R = [c for c in object.__subclasses__() if c.__name__ == "
+                        "'Recorder'][0]\n"
+                        "_orig = _R.snapshot\n" + _QUIET_SNAPSHOT + "_R.snapshot = _quiet\n"),
+             caught=("corr2d",), flagged=("corr2d", "conv2d"),
+             full_marks=("conv_output_size", "hand_kernels", "conv2d", "max_pool2d",
+                         "avg_pool2d", "conv2d_backward")),
+    Scenario("bypass_dispatch_mode_pop",
+             "02: MyConv2d.forward pops the recorder's dispatch mode off torch's stack (for "
+             "the backward pass too), then convolves through a computed name",
+             _replacing("MyConv2d",
+                        "from torch.utils._python_dispatch import _pop_mode\n"
+                        + _MY_CONV2D_INIT
+                        + "    def forward(self, x):\n"
+                        "        try:\n"
+                        "            _pop_mode()\n"
+                        "        except Exception:\n"
+                        "            pass\n"
+                        "        fn = getattr(F, 'con' + 'v2d')\n"
+                        "        return fn(x, self.weight, self.bias, self.stride, "
+                        "self.padding)\n"),
+             assignment=A02, caught=("MyConv2d", "SimpleConvNet"), full_marks=_PLAIN_02),
+    Scenario("flag_gc_count_only",
+             "01: a last cell counts the interpreter's objects with gc.get_objects(): flagged "
+             "for a person, no score changes",
+             with_cell("reference", "import gc\nprint('objects:', len(gc.get_objects()))\n",
+                       where="end"),
+             full_marks=(ALL,), flagged=_RULES_01),
 ]
 
 # Legitimate answers: no library routine does the work; every question keeps full marks.
@@ -373,4 +558,4 @@ COSTS_ONLY_ITSELF = [
              assignment=A03, lost=("ConvNet",), feedback=("5,000,000",)),
 ]
 
-LAYER_SCENARIOS = BYPASSES + LEGITIMATE + STRUCTURAL + COSTS_ONLY_ITSELF
+LAYER_SCENARIOS = BYPASSES + GRADER_IN_REACH + LEGITIMATE + STRUCTURAL + COSTS_ONLY_ITSELF

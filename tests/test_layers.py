@@ -333,7 +333,8 @@ def test_honest_code_in_every_cell_raises_nothing():
 
 def honest_notebooks() -> dict[str, nbformat.NotebookNode]:
     """Every honest notebook we have: each assignment's reference and stub, its mutants, the
-    student-style submissions and the legitimate answers of the catalogue."""
+    student-style submissions and the legitimate answers of the catalogue, and the committed
+    03 examples (whose cheats, if any, are in the weights, not the code)."""
     import tempfile
 
     from catalogue.layers import COSTS_ONLY_ITSELF, LEGITIMATE, STRUCTURAL
@@ -350,6 +351,9 @@ def honest_notebooks() -> dict[str, nbformat.NotebookNode]:
         for mutant in load_mutants(name):
             notebooks[f"{name}/{mutant.id}"] = apply_mutant(built(name).reference_notebook,
                                                            mutant)
+    examples = Path(__file__).resolve().parent.parent / "examples" / "submissions"
+    for path in sorted(examples.glob("*/*/*.ipynb")):
+        notebooks[str(path.relative_to(examples))] = nbformat.read(path, 4)
     with tempfile.TemporaryDirectory() as tmp:
         for scenario in STUDENT_SCENARIOS + LEGITIMATE + STRUCTURAL + COSTS_ONLY_ITSELF:
             a = scenario.assignment
@@ -367,7 +371,7 @@ def test_no_honest_notebook_we_have_raises_anything():
     """References, stubs, mutants, the student-style and legitimate catalogue answers: the
     whole-notebook reading sees nothing in any of them (no new flag on honest work)."""
     notebooks = honest_notebooks()
-    assert len(notebooks) > 100
+    assert len(notebooks) >= 120
     seen = {name: read_notebook(gradable_cells(nb)).evidence for name, nb in notebooks.items()}
     assert {name: e for name, e in seen.items() if e} == {}
 
@@ -524,3 +528,9 @@ def test_the_worker_notes_its_recorder_switched_off_during_a_call(tmp_path):
                   "            o.active = False\n")
         s.call("off", [], {}, 30)
         assert "the recorder was switched off during the call" in s.last_record.tampered
+
+
+def test_a_cell_the_parser_gives_up_on_is_flagged_not_skipped():
+    deep = "x = 1" + " + 1" * 200_000  # RecursionError while the tree is built
+    seen = _evidence("import numpy as np", deep)
+    assert ("unreadable_cell", False, 2, 0) in seen

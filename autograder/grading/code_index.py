@@ -143,14 +143,22 @@ def _chain_attributes(node: ast.AST) -> list[str]:
     return names
 
 
+class Unreadable(Exception):
+    """A cell the parser gave up on (nested too deep, too large): not read, so flagged."""
+
+
 def parse_cell(source: str) -> ast.Module | None:
-    """The tree the worker will run for ``source`` (None: the worker will not run it)."""
+    """The tree the worker will run for ``source`` (None: the worker will not run it).
+
+    Raises :class:`Unreadable` when the parser runs out of stack or memory."""
     try:
         return ast.parse(source)
     except ValueError:
         return None  # null bytes: the worker refuses the cell
     except SyntaxError:
         pass
+    except (RecursionError, MemoryError) as exc:
+        raise Unreadable(type(exc).__name__) from None
     try:
         stripped, notes = strip_magics(source)
     except Refused:
@@ -161,6 +169,8 @@ def parse_cell(source: str) -> ast.Module | None:
         return ast.parse(stripped)
     except (SyntaxError, ValueError):
         return None
+    except (RecursionError, MemoryError) as exc:
+        raise Unreadable(type(exc).__name__) from None
 
 
 class NotebookIndex:
@@ -171,10 +181,15 @@ class NotebookIndex:
         self.definitions: dict[str, Definition] = {}
         self.aliases: dict[str, str] = {}
         self.writes: list[Write] = []
+        self.unreadable: list[CodeCell] = []  # cells the parser gave up on
         self.every_definition: dict[str, list[Definition]] = {}  # earlier ones too
         self.function_names: set[str] = set()  # every def / class, at any depth
         for cell in cells:
-            tree = parse_cell(cell.source)
+            try:
+                tree = parse_cell(cell.source)
+            except Unreadable:
+                self.unreadable.append(cell)
+                continue
             if tree is None:
                 continue  # such a cell cannot run, so it cannot define anything either
             parsed = ParsedCell(cell, tree)

@@ -143,6 +143,8 @@ REASONS = {
     "internals": "код использует внутренности интерпретатора (__subclasses__, __globals__, "
     "__closure__, __self__, __reduce__, закрытые части sys), через которые достижим любой "
     "объект",
+    "unreadable_cell": "ячейку не удалось разобрать (слишком глубокая вложенность или размер): "
+    "её код проверка не прочитала",
     "module_object": "модуль sys, gc, builtins, inspect, importlib или ctypes используется как "
     "значение (присвоен, передан, взят через другой модуль), а не через известный безопасный "
     "атрибут: по тексту не видно, что с ним делают",
@@ -398,6 +400,9 @@ def _read(cells: tuple[CodeCell, ...], known_modules: frozenset[str]) -> Noteboo
         reader.read_cell(parsed)
     for write in index.writes:
         reader.read_write(write)
+    for cell in index.unreadable:
+        reader.seen[(cell.index, 0, "unreadable_cell")] = Evidence(
+            "unreadable_cell", cell.index + 1, 0, cell.source[:80].replace("\n", " "))
     kinds = {e.kind for e in reader.seen.values()}
     if "unknown_module" in kinds and not _can_import_local_code(index, kinds):
         reader.seen = {k: e for k, e in reader.seen.items() if e.kind != "unknown_module"}

@@ -534,3 +534,21 @@ def test_a_cell_the_parser_gives_up_on_is_flagged_not_skipped():
     deep = "x = 1" + " + 1" * 200_000  # RecursionError while the tree is built
     seen = _evidence("import numpy as np", deep)
     assert ("unreadable_cell", False, 2, 0) in seen
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        "globals().update(conv2d=_fast)",
+        "globals()['conv2d'] = _fast",
+        "OPS.update(run=_fast)",
+        "OPS['run'] = np.correlate",
+        "OPS.setdefault('run', np.correlate)",
+    ],
+)
+def test_what_reaches_graded_code_through_a_namespace_or_a_container_is_read(elsewhere):
+    cells = ("import numpy as np\nOPS = {}",
+             "def conv2d(x, w):\n    return OPS.get('run', lambda a, b: a)(x, w)",
+             "def _fast(x, w):\n    return np.correlate(x, w)", elsewhere)
+    reading = read_graded_code(_cells(*cells), "conv2d", known_modules=_KNOWN_HERE)
+    assert [f.routine for f in reading.findings] == ["numpy.correlate"], reading

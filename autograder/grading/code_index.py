@@ -32,6 +32,9 @@ _REBINDERS = frozenset({
     "classmethod", "property",
 })
 _DICT_WRITERS = frozenset({"update", "__setitem__", "setdefault"})
+# Methods that put something into a container (read with the container, never flagged).
+_CONTAINER_WRITERS = _DICT_WRITERS | {"append", "extend", "insert", "add"}
+_NAMESPACES = frozenset({"globals", "vars", "locals"})
 # Calls that return an existing object rather than make a new one.
 _FINDERS = frozenset({
     "type", "getattr", "vars", "globals", "locals", "eval", "exec", "__import__",
@@ -340,6 +343,9 @@ def _writes_in(statement: ast.AST, parsed: ParsedCell, owner: str | None) -> Ite
             write = _call_write(node, parsed, owner)
             if write is not None:
                 yield write
+            elif _is_namespace_update(node):
+                for keyword in node.keywords:
+                    yield Write(node, parsed, keyword.arg, None, keyword.value, owner)
 
 
 def _targets(target: ast.AST, node: ast.AST, value: ast.AST | None, parsed: ParsedCell,
@@ -351,6 +357,10 @@ def _targets(target: ast.AST, node: ast.AST, value: ast.AST | None, parsed: Pars
         yield from _targets(target.value, node, value, parsed, owner)
     elif isinstance(target, ast.Attribute):
         yield Write(node, parsed, root_name(target), target.attr, value, owner)
+    elif isinstance(target, ast.Subscript) and _is_namespace(target.value) and (
+            isinstance(target.slice, ast.Constant) and isinstance(target.slice.value, str)):
+        # globals()["conv2d"] = g: the name itself rebound, out of the reading's sight
+        yield Write(node, parsed, target.slice.value, None, value, owner)
     elif isinstance(target, ast.Subscript):
         inner = _chain_attributes(target.value)
         attr = "__dict__" if "__dict__" in inner else None
@@ -373,13 +383,29 @@ def _call_write(node: ast.Call, parsed: ParsedCell, owner: str | None) -> Write 
         computed = not constant and not (key is not None and safe_computed_name(key))
         return Write(node, parsed, root_name(target), key.value if constant else None,
                      value, owner, computed=computed)
+    if _is_namespace_update(node):
+        return None  # globals().update(conv2d=g): one write per name, see _writes_in
     if name in _DICT_WRITERS and isinstance(func, ast.Attribute) and (
-            "__dict__" in _chain_attributes(func.value)):
-        return Write(node, parsed, root_name(func.value), "__dict__",
-                     args[0] if args else None, owner)
+            "__dict__" in _chain_attributes(func.value) or _is_namespace(func.value)):
+        # X.__dict__.update(...), globals().update(conv2d=g): the whole call is the value
+        return Write(node, parsed, root_name(func.value), "__dict__", node, owner)
+    if name in _CONTAINER_WRITERS and isinstance(func, ast.Attribute):
+        return Write(node, parsed, root_name(func.value), None, node, owner)  # OPS.append(f)
     if name == "update_wrapper" and len(args) >= 2:
         return Write(node, parsed, root_name(args[0]), "__wrapped__", args[1], owner)
     return None
+
+
+def _is_namespace(node: ast.AST) -> bool:
+    """``globals()``, ``vars(x)``, ``locals()``: a namespace written as a dict."""
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and (
+        node.func.id in _NAMESPACES)
+
+
+def _is_namespace_update(node: ast.Call) -> bool:
+    func = node.func
+    return isinstance(func, ast.Attribute) and func.attr == "update" and (
+        _is_namespace(func.value)) and not node.args and all(k.arg for k in node.keywords)
 
 
 def _instances_made(statement: ast.AST) -> dict[int, frozenset[str]]:

@@ -338,15 +338,15 @@ def read_graded_code(
         return StaticReading((), (ReviewFlag(graded_name, "not_defined_by_hand", reason),))
     seen: set[str] = set()
     pending = [graded_name]
+    for write in index.swaps_elsewhere:
+        if write.value is not None:
+            pending.extend(_scan(reader, graded_name, Definition(write.value, write.parsed)))
     while pending:
         name = pending.pop()
         if name in seen or name not in index.definitions:
             continue
         seen.add(name)
         pending.extend(sorted(_read_definition(reader, name) - seen))
-    for write in index.swaps_elsewhere:
-        if write.value is not None:
-            _scan(reader, graded_name, Definition(write.value, write.parsed))
     if any(f.kind in ("unknown_module", "dynamic_import") for f in reader.flags):
         reader.flags.extend(_writes_code_files(index, graded_name))  # what it may import
     unique = {(f.routine, f.definition, f.cell_index, f.line): f for f in reader.findings}

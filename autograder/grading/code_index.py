@@ -55,6 +55,11 @@ class ParsedCell:
         """The cell's position in the notebook (0-based)."""
         return self.cell.index
 
+    @functools.cached_property
+    def nodes(self) -> tuple[ast.AST, ...]:
+        """Every node of the tree, walked once for all the readings."""
+        return tuple(ast.walk(self.tree))
+
     def seen(self, node: ast.AST) -> str:
         """The stripped source line of ``node`` (what a person reviewing needs to see)."""
         line = getattr(node, "lineno", 0)
@@ -212,12 +217,12 @@ class NotebookIndex:
                     if isinstance(target, ast.Name):
                         self.definitions[target.id] = Definition(node, parsed)
             writes = list(_writes_in(node, parsed, owner))
-            if writes:
+            if any(w.root not in (None, "self") for w in writes):
                 made = _instances_made(node)
                 self.writes.extend(
                     replace(w, local_instance=w.root in made.get(id(w.node), ()))
                     for w in writes)
-        for node in ast.walk(parsed.tree):
+        for node in parsed.nodes:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 self.function_names.add(node.name)
             elif isinstance(node, ast.Import):

@@ -125,6 +125,10 @@ _BUILTIN_KINDS = {
 _ATTRIBUTE_CALLS = {"getattr", "setattr", "delattr", "hasattr"}
 _MODULE_ATTRIBUTES = {"sys", "gc", "builtins", "inspect", "importlib", "ctypes"}
 
+# Every name that can make a dotted name notable (the fast path of _kind_of_parts).
+_NOTABLE = (RECORDER_ATTRIBUTES | FRAME_ATTRIBUTES | GC_ATTRIBUTES | INTERNAL_ATTRIBUTES
+            | _MODULE_ATTRIBUTES | {"__builtins__", "__dict__"})
+
 DECISIVE_KINDS = frozenset({"grader_reach", "recorder_patch"})
 REASONS = {
     **HIDING_REASONS,
@@ -216,10 +220,11 @@ class _Reader:
     # ------------------------------------------------------------------ cells
 
     def read_cell(self, parsed: ParsedCell) -> None:
-        bases = {id(n.value) for n in ast.walk(parsed.tree) if isinstance(n, ast.Attribute)}
-        called = {id(n.func) for n in ast.walk(parsed.tree) if isinstance(n, ast.Call)}
-        bases |= _membership_tests(parsed.tree)
-        for node in ast.walk(parsed.tree):
+        nodes = parsed.nodes
+        bases = {id(n.value) for n in nodes if isinstance(n, ast.Attribute)}
+        called = {id(n.func) for n in nodes if isinstance(n, ast.Call)}
+        bases |= _membership_tests(nodes)
+        for node in nodes:
             if isinstance(node, ast.Import | ast.ImportFrom):
                 self.read_import(parsed, node)
             elif isinstance(node, ast.Attribute) and id(node) not in bases:
@@ -330,6 +335,9 @@ class _Reader:
 
 def _kind_of_parts(parts: list[str], qualified: str | None) -> str | None:
     """The kind of evidence a dotted name is, or None for an ordinary name."""
+    if qualified is None and _NOTABLE.isdisjoint(parts):
+        if "utograder" not in "".join(parts).lower():
+            return None  # the common case, `x.shape`, decided at once
     if any(_AUTOGRADER.fullmatch(part) for part in parts):
         return "grader_reach"
     attributes = qualified.split(".")[1:] if qualified is not None else parts[1:]
@@ -367,9 +375,9 @@ def _kind_of_module_name(qualified: str) -> str | None:
     return _MODULE_KINDS.get(module, "internals")
 
 
-def _membership_tests(tree: ast.Module) -> set[int]:
+def _membership_tests(nodes: Iterable[ast.AST]) -> set[int]:
     """``"google.colab" in sys.modules``: the dict is only asked whether it holds a name."""
-    return {id(node.comparators[0]) for node in ast.walk(tree)
+    return {id(node.comparators[0]) for node in nodes
             if isinstance(node, ast.Compare) and len(node.ops) == 1
             and isinstance(node.ops[0], ast.In | ast.NotIn)
             and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)
@@ -383,7 +391,7 @@ def _can_import_local_code(index: NotebookIndex, kinds: set[str]) -> bool:
     if kinds & {"dynamic_import", "dynamic_code", "sys_modules", "internals"}:
         return True
     for parsed in index.cells:
-        for node in ast.walk(parsed.tree):
+        for node in parsed.nodes:
             parts = dotted(node) if isinstance(node, ast.Attribute) else None
             if parts and index.qualify(parts).startswith(("sys.path.", "site.")):
                 return True
@@ -409,7 +417,7 @@ def _read(cells: tuple[CodeCell, ...], known_modules: frozenset[str]) -> Noteboo
         kinds.discard("unknown_module")  # such an import just fails in the worker
     if kinds & {"unknown_module", "dynamic_import"}:
         for parsed in index.cells:  # what such an import may load
-            for node in ast.walk(parsed.tree):
+            for node in parsed.nodes:
                 if writes_code_file(node):
                     reader.note("writes_module", parsed, node)
     evidence = sorted(reader.seen.values(), key=lambda e: (e.cell, e.line, e.kind))

@@ -3,7 +3,7 @@
 After a cell runs, each top-level ``def`` and ``class`` it defined is fingerprinted by the
 code objects that compiling the cell produced (the cell's ``co_consts``): a function's
 ``__code__``; a class's methods, bases and the callables in its ``__dict__``. The worker
-compares before and after every recorded call (and after every cell): code swapped after the
+compares at the end of every recorded call and after every cell: code swapped after the
 cell ran (``conv2d.__code__ = g.__code__``, ``MyConv2d.forward = F.conv2d``), a method added,
 bases changed, or a name rebound by code that no cell shows (``globals()[...] = ...``) is
 reported in the call's record as tampering.
@@ -34,6 +34,7 @@ class _Fingerprint:
     methods: dict[str, types.CodeType] = field(default_factory=dict)  # a class's, by name
     bases: tuple = ()
     callables: frozenset[str] = frozenset()  # a class's __dict__ keys bound to code
+    size: int = 0  # len(vars(cls)) then: a key added shows here first (cheap to compare)
 
 
 def _first_line(node: ast.AST) -> int:
@@ -149,7 +150,7 @@ class DefinedCode:
                 if code is not None:
                     methods[item.name] = code
         fingerprint = _Fingerprint(cls, cell, methods=methods, bases=cls.__bases__,
-                                   callables=_callables(cls))
+                                   callables=_callables(cls), size=len(vars(cls)))
         changed = self._class_changes(node.name, fingerprint, cls)
         if changed and not complete:
             return  # the class statement did not run: this is an earlier class of that name
@@ -190,8 +191,9 @@ class DefinedCode:
                 found.append(f"{name}.{method} was replaced after cell {fingerprint.cell} ran")
         if cls.__bases__ != fingerprint.bases:
             found.append(f"the bases of {name} were changed after cell {fingerprint.cell} ran")
-        for added in sorted(_callables(cls) - fingerprint.callables)[:10]:
-            found.append(f"{name}.{added} was set after cell {fingerprint.cell} ran")
+        if len(attributes) != fingerprint.size:
+            for added in sorted(_callables(cls) - fingerprint.callables)[:10]:
+                found.append(f"{name}.{added} was set after cell {fingerprint.cell} ran")
         return found
 
     def _note(self, text: str) -> None:

@@ -17,9 +17,9 @@ Three recorders, all inert outside a graded call:
 - process: an audit hook notes numpy modules re-executed (``importlib.reload``), native code
   loaded (ctypes) and processes started during the call; a wrapper of
   ``_thread.start_new_thread`` notes threads (a dispatch mode does not follow them).
-- the notebook's own code: the worker's ``check`` (see ``definitions.py``) runs before and
-  after every call and notes graded code swapped since its cell ran; the recorder notes being
-  switched off (``active`` cleared, its sets replaced) during the call.
+- the notebook's own code: the worker's ``check`` (see ``definitions.py``) runs at the end of
+  every call (and the worker after every cell) and notes graded code swapped since its cell
+  ran; the recorder notes being switched off (``active`` cleared, its sets replaced).
 
 Start-up stays light: numpy and torch are imported at :meth:`Recorder.install`, which the
 worker calls before the first cell, and only when the assignment asks for them.
@@ -64,7 +64,7 @@ class Recorder:
     def __init__(self, watch: frozenset[str],
                  check: Callable[[], list[str]] | None = None):
         self.watch = watch
-        self.check = check  # the worker's own tampering check, run around every call
+        self.check = check  # the worker's own tampering check, run at the end of every call
         self.active = False
         self.routines: set[str] = set()
         self.modules: set[str] = set()
@@ -224,7 +224,6 @@ class Recorder:
         if not self._installed:
             return fn(), empty_record()
         self.routines, self.modules, self.tampered = set(), set(), set()
-        self._run_check()
         if self._numpy_dir is not None:
             self._patch_numpy(note=True)
         mode = self._enter_mode()

@@ -274,6 +274,8 @@ def _evidence(*sources: str) -> list[tuple[str, bool, int, int]]:
         ("try:\n    1 / 0\nexcept Exception as e:\n    f = e.__traceback__", "walks_frames",
          False),
         ("def g():\n    yield 1\nf = g().gi_frame.f_globals", "walks_frames", False),
+        ("def g():\n    yield 1\nf = getattr(g(), 'gi_' + 'frame')", "computed_attribute",
+         False),
         ("import sys\nsys.settrace(print)", "walks_frames", False),
         ("import threading\nthreading.settrace(print)", "walks_frames", False),
         ("import sys\nf = getattr(sys, '_getframe')", "walks_frames", False),

@@ -112,15 +112,18 @@ def is_dunder(attr: str | None) -> bool:
         attr.endswith("__")) and attr != "__doc__"
 
 
-def safe_computed_name(node: ast.AST) -> bool:
+def safe_computed_name(node: ast.AST, avoid: Iterable[str] = ()) -> bool:
     """A computed attribute name that starts with a literal letter (``f"conv{i}"``,
-    ``"layer" + str(i)``): it can name no dunder and no private attribute."""
+    ``"layer" + str(i)``): it can name no dunder and no private attribute, nor any name of
+    ``avoid`` that starts with that literal (``"f_" + x`` could be ``f_back``)."""
     while isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         node = node.left
     if isinstance(node, ast.JoinedStr) and node.values:
         node = node.values[0]
-    return isinstance(node, ast.Constant) and isinstance(node.value, str) and (
-        node.value[:1].isalpha())
+    if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+        return False
+    prefix = node.value
+    return prefix[:1].isalpha() and not any(name.startswith(prefix) for name in avoid)
 
 
 def dotted(node: ast.AST) -> list[str] | None:

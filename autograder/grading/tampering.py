@@ -296,7 +296,7 @@ class _Reader:
             return
         name = node.args[1]
         if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
-            if func.id != "hasattr" and not safe_computed_name(name):  # hasattr: a bool
+            if func.id != "hasattr" and not safe_computed_name(name, _NOTABLE):  # hasattr: bool
                 self.note("computed_attribute", parsed, node)
             return
         target = dotted(node.args[0])

@@ -402,6 +402,7 @@ _MY_CONV = (
         "def fwd(self, x):\n    return F.conv2d(x, self.weight)\n"
         "for MyConv2d.forward in [fwd]:\n    pass",
         "torch.Tensor.__matmul__ = lambda a, b: F.conv2d(a, b)",
+        "def patch(m):\n    type(m).forward = lambda self, x: F.conv2d(x, self.weight)",
         "def f(self, x):\n    return x\nf.__code__ = (lambda self, x: F.conv2d(x, x)).__code__\n"
         "MyConv2d.forward = f",
     ],

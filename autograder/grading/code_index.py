@@ -220,11 +220,11 @@ class NotebookIndex:
                     if isinstance(target, ast.Name):
                         self.definitions[target.id] = Definition(node, parsed)
             writes = list(_writes_in(node, parsed, owner))
-            if any(w.root not in (None, "self") for w in writes):
+            if any(w.root not in (None, "self") for w in writes):  # else none can be local
                 made = _instances_made(node)
-                self.writes.extend(
-                    replace(w, local_instance=w.root in made.get(id(w.node), ()))
-                    for w in writes)
+                writes = [replace(w, local_instance=w.root in made.get(id(w.node), ()))
+                          for w in writes]
+            self.writes.extend(writes)
         for node in parsed.nodes:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 self.function_names.add(node.name)
@@ -294,11 +294,6 @@ class NotebookIndex:
         head = self.resolve(parts[0])
         return (head is not None and self.is_code(head)) or parts[0] in self.aliases or (
             len(parts) == 1 and parts[0] in self.function_names)
-
-    def library_root(self, write: Write) -> bool:
-        """The write goes into an imported module or one of its objects."""
-        return write.root is not None and write.root in self.aliases and (
-            write.root not in self.definitions)
 
     def in_own_body(self, write: Write) -> bool:
         """``self.x = ...`` in a method, or a definition writing into itself."""

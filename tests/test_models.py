@@ -1,8 +1,10 @@
 """Saved CIFAR-10 models judged by the grader, on the synthetic set, through the real CLI.
 
 The committed 03 examples (examples/make_03_examples.py trained them on the synthetic set)
-are graded in one batch with a few made here: a missing file, an oversized file. Labels never
-leave the harness; every accuracy here is computed there.
+are graded in one batch with a few made here: a missing file, an oversized file, and a lookup
+table of every public synthetic image (train, test and secret set: all of them are on disk
+for anyone with the grader, as every CIFAR-10 image is public) packed into an int64 buffer,
+issue 19's attack. Labels never leave the harness; every accuracy here is computed there.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from conftest import confining_level
 from autograder.core.assignments import PROJECT_ROOT, Evaluation, load_assignment
 from autograder.grading import datasets
 from autograder.grading.evaluation import credit, perturb
+from autograder.outputs.layout import submission_file
+
+sys.path.insert(0, str(PROJECT_ROOT / "examples"))
+import lookup_packings  # noqa: E402
 
 NAME = "03_convnet_cifar10"
 EXAMPLES = PROJECT_ROOT / "examples" / "submissions" / NAME
@@ -37,11 +43,30 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           check=False, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
 
 
+def public_synthetic_images() -> tuple[np.ndarray, np.ndarray]:
+    """Every image of the synthetic set, as `grader.py data synthetic` writes them: the five
+    training batches, the test batch and the secret set (the same seeds, so the same pixels)."""
+    parts = [datasets.synthetic_images(datasets.TRAIN_PER_BATCH, datasets.SYNTHETIC_SEED + 10 + i)
+             for i in range(1, 6)]
+    parts.append(datasets.synthetic_images(datasets.TEST_SIZE, datasets.SYNTHETIC_SEED + 20))
+    parts.append(datasets.synthetic_images(datasets.SECRET_SIZE, datasets.SYNTHETIC_SEED + 30))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def write_full_lookup(folder: Path) -> Path:
+    """Issue 19's cheat: an 8x8x3 thumbnail of every public image and its label, in one
+    int64 buffer of a ConvNet that convolves, then answers with the nearest thumbnail's label."""
+    images, labels = public_synthetic_images()
+    packing = lookup_packings.packings(images, labels, ["int64_buffer"])[0]
+    return lookup_packings.write_submission(packing, folder, EXAMPLES / "good")
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, synthetic_root):
     base = tmp_path_factory.mktemp("models")
     subs = base / "subs"
     shutil.copytree(EXAMPLES, subs)
+    write_full_lookup(subs / "full_lookup")
     missing = subs / "missing_weights"
     shutil.copytree(subs / "good", missing)
     (missing / "convnet.pt").unlink()
@@ -60,11 +85,11 @@ def graded(tmp_path_factory, synthetic_root):
 
 
 def _feedback(out: Path, sub: str) -> str:
-    return (out / "submissions" / sub / "feedback.md").read_text(encoding="utf-8")
+    return submission_file(out, sub, "feedback.md").read_text(encoding="utf-8")
 
 
 def _results(out: Path, sub: str) -> dict:
-    return json.loads((out / "submissions" / sub / "results.json").read_text(encoding="utf-8"))
+    return json.loads(submission_file(out, sub, "results.json").read_text(encoding="utf-8"))
 
 
 def test_the_good_submission_scores_full_marks_on_the_synthetic_set(graded):
@@ -120,15 +145,40 @@ def test_an_fc_only_convnet_gets_no_accuracy_and_no_comparison(graded):
 
 
 def test_the_lookup_table_cheat_is_flagged_by_the_secret_set_and_the_training_images(graded):
+    """The example's table holds the test set only: the secret set and the training images
+    show the gap, and its file shows the table (float16 keys and int64 answers in buffers)."""
     out, rows, stdout = graded
     flags = _results(out, "lookup_cheat")["extra_data"]["needs_review"]
-    assert [f["kind"] for f in flags] == ["secret_set_gap", "train_set_gap"]
+    kinds = [f["kind"] for f in flags]
+    assert kinds[:2] == ["secret_set_gap", "train_set_gap"]
+    assert {"weights_not_layers", "weights_integer"} <= set(kinds[2:])
     models = _results(out, "lookup_cheat")["extra_data"]["evaluation"]["models"]
     assert models["convnet_accuracy"]["secret_accuracy"] <= 0.2  # chance on what it never saw
     assert models["convnet_accuracy"]["train_accuracy"] <= 0.2  # likewise
     assert "lookup_cheat: convnet_accuracy: secret_set_gap" in stdout
     assert "lookup_cheat: convnet_accuracy: train_set_gap" in stdout
     assert "needs review" in rows["lookup_cheat"]["message"]
+
+
+def test_a_lookup_of_every_public_image_is_flagged_by_what_its_file_holds(graded):
+    """Issue 19: with every public image in its table the cheat is as accurate on the secret
+    set and the training images as on the test set, so no gap shows it; its weights file
+    does (an int64 tensor that is no layer's), and the flags change no score."""
+    out, rows, stdout = graded
+    results = _results(out, "full_lookup")["extra_data"]
+    model = results["evaluation"]["models"]["convnet_accuracy"]
+    assert model["accuracy"] >= 0.99 and model["secret_accuracy"] >= 0.99
+    assert model["train_accuracy"] >= 0.99  # the old checks see nothing
+    flags = {f["kind"]: f for f in results["needs_review"] if f["question"] == "convnet_accuracy"}
+    assert {"weights_integer", "weights_not_layers"} <= set(flags), flags
+    assert "`packed`" in flags["weights_integer"]["seen"]
+    assert "int64" in flags["weights_integer"]["seen"] and "МБ" in flags["weights_integer"]["seen"]
+    assert rows["full_lookup"]["convnet_accuracy"] == rows["good"]["convnet_accuracy"]
+    assert "full_lookup: convnet_accuracy: weights_integer" in stdout
+    feedback = _feedback(out, "full_lookup")
+    assert "не являются параметрами или обычными буферами слоёв torch.nn" in feedback
+    assert "на закрытом наборе 100.00%" in feedback  # what decides, said: here nothing did
+    assert "needs review" in rows["full_lookup"]["message"]
 
 
 def test_honest_models_are_at_least_as_accurate_on_training_images(graded):
@@ -195,9 +245,11 @@ def test_partial_credit_is_linear_between_the_thresholds(accuracy, expected):
 def test_retrain_trains_the_class_with_the_students_own_code(tmp_path, synthetic_root):
     """--retrain: the good ConvNet trains again to its threshold; the lookup table cannot be
     trained at all, which a person is asked to look at (beside the secret-set gap)."""
+    full = write_full_lookup(tmp_path / "full_lookup")
     done = _run("grade", "--assignment", NAME, str(EXAMPLES / "good"),
-                str(EXAMPLES / "lookup_cheat"), "--out", str(tmp_path / "o"), "--jobs", "2",
-                "--seed", "5", "--data-dir", str(synthetic_root), "--retrain", cwd=tmp_path)
+                str(EXAMPLES / "lookup_cheat"), str(full), "--out", str(tmp_path / "o"),
+                "--jobs", "2", "--seed", "5", "--data-dir", str(synthetic_root), "--retrain",
+                cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     good = _results(tmp_path / "o", "good")
     models = good["extra_data"]["evaluation"]["models"]
@@ -207,4 +259,10 @@ def test_retrain_trains_the_class_with_the_students_own_code(tmp_path, synthetic
     feedback = _feedback(tmp_path / "o", "good")
     assert "заново обученная вашей train_epoch" in feedback  # both accuracies are shown
     cheat = _results(tmp_path / "o", "lookup_cheat")["extra_data"]["needs_review"]
-    assert {f["kind"] for f in cheat} == {"secret_set_gap", "train_set_gap", "retrain_failed"}
+    assert {"secret_set_gap", "train_set_gap", "retrain_failed"} <= {f["kind"] for f in cheat}
+    # issue 19's table of every public image: no gap anywhere, so the retraining decides,
+    # and the flags on its file say so
+    full = _results(tmp_path / "o", "full_lookup")["extra_data"]["needs_review"]
+    kinds = {f["kind"]: f["reason"] for f in full}
+    assert {"retrain_failed", "weights_integer", "weights_not_layers"} <= set(kinds)
+    assert "переобучить модель вашим кодом не удалось" in kinds["weights_integer"]

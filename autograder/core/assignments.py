@@ -108,8 +108,13 @@ class AccuracyQuestion:
     full_at: Mapping[str, float]
     zero_at: Mapping[str, float]
     points: float
+    # numbers in the state_dict of the master notebook's own class (0: no reference); a
+    # submitted state_dict over [evaluation] reference_ratio times its float32 bytes needs review
+    reference_numbers: int = 0
 
     def __post_init__(self) -> None:
+        if type(self.reference_numbers) is not int or self.reference_numbers < 0:
+            raise TypeError("reference_numbers must be a whole number >= 0")
         object.__setattr__(self, "full_at", _per_dataset(self.full_at, "full_at"))
         object.__setattr__(self, "zero_at", _per_dataset(self.zero_at, "zero_at"))
 
@@ -146,6 +151,11 @@ class Evaluation:
     # per run, are graded too; official accuracy more than train_gap above theirs needs review.
     train_sample: int = 1000  # 0: off
     train_gap: float = 0.10
+    # What a model of its declared architecture can be (grading/modelcheck.py): tensors taking
+    # over this many times the bytes of the reference model in float32 need review (0: off),
+    # and so does a submission bringing more than side_bytes besides its weights files.
+    reference_ratio: float = 2.5
+    side_bytes: int = 2_000_000
     gpu_memory_fraction: float = 0.45  # each GPU worker's share (a courtesy, see devices.py)
     # the normalisation the notebook's models expect (its CIFAR10_MEAN / CIFAR10_STD)
     mean: tuple[float, ...] = (0.4914, 0.4822, 0.4465)

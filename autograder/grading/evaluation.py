@@ -6,6 +6,12 @@ build the student's class and load the bytes with ``weights_only=True`` under th
 cap. The test images then go to the worker in batches, each with a secret, label-preserving
 perturbation drawn per run (small shifts, flips, noise); the labels never leave this process.
 Accuracy, partial credit, the secret-set gap and the comparison are all computed here.
+
+Before the worker sees the file, :mod:`.weightsfile` reads its structure (never unpickling
+it) and :mod:`.modelcheck` compares it with the layers the class declares and with the
+reference architecture: tensors a plain model of that architecture would not hold (a lookup
+table of public images has to live somewhere) are flagged for review with the evidence, and
+the feedback says what decides (the secret set, ``--retrain``, or a person).
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ from ..core.results import CaseResult, QuestionResult, ReviewFlag
 from . import datasets, imagesets
 from .datasets import ImageSet
 from .judging import STRUCTURE_CHECK_NAME
+from .modelcheck import REASONS_RU, Finding, check_weights, layers_from_report
 from .remote import RemoteCaller, RemoteName, RemoteObject
+from .weightsfile import UnreadableWeights, WeightsFile, read_weights
 
 ACCURACY_CASE, SECRET_CASE, COMPARISON_CASE = "accuracy", "secret_set", "comparison"
-RETRAIN_CASE, TRAIN_CASE = "retrained", "training_images"
+RETRAIN_CASE, TRAIN_CASE, WEIGHTS_CASE = "retrained", "training_images", "weights_file"
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,9 @@ class Measured:
     retrained_accuracy: float | None = None  # --retrain: the same class, trained here
     retrain_note: str = ""  # how the retraining went (epochs, seconds) or why it failed
     train_accuracy: float | None = None  # on a secret sample of the training images
+    # what the weights file holds that a plain model of its layers would not (modelcheck):
+    # {"kind": ..., "seen": ...} each, plain data for results.json
+    findings: tuple[dict, ...] = ()
 
 
 SAFE_TORCH = (2, 10)  # torch.load(weights_only=True) escapes: CVE-2025-32434, CVE-2026-24747
@@ -240,6 +251,7 @@ def measure(caller: RemoteCaller, entry: AccuracyQuestion, files_dir: Path | Non
     (and, with a ``budget``, retrain the class with the student's code and measure that)."""
     try:
         weights = _weights_bytes(files_dir, entry, settings)
+        structure = read_structure(weights)  # parsed once, here, before the worker loads it
         model_class = RemoteName(caller, entry.model, "class")
         loaded = caller.probe(
             "load_model", (model_class, weights, entry.weights, settings.max_parameters, device,
@@ -249,6 +261,10 @@ def measure(caller: RemoteCaller, entry: AccuracyQuestion, files_dir: Path | Non
         model = loaded["model"] if isinstance(loaded, dict) else None
         if not isinstance(model, RemoteObject):
             raise SubmissionFailure("модель не удалось построить")
+        layers = layers_from_report(loaded.get("layers"))
+        findings = tuple(vars(f) for f in check_weights(
+            structure, layers, settings.max_parameters, entry.reference_numbers,
+            settings.reference_ratio))
         rng = np.random.default_rng([seed, 17])
         accuracy = _accuracy(caller, model, data.official, data, settings, rng, device)
         secret = None
@@ -260,10 +276,18 @@ def measure(caller: RemoteCaller, entry: AccuracyQuestion, files_dir: Path | Non
     except SubmissionFailure as exc:
         return Measured(None, None, exc.message)
     if budget is None:
-        return Measured(accuracy, secret, train_accuracy=on_train)
+        return Measured(accuracy, secret, train_accuracy=on_train, findings=findings)
     again, note = retrained(caller, entry, data, settings, budget, seed, device, threads)
     return Measured(accuracy, secret, retrained_accuracy=again, retrain_note=note,
-                    train_accuracy=on_train)
+                    train_accuracy=on_train, findings=findings)
+
+
+def read_structure(weights: bytes) -> WeightsFile | str:
+    """The weights file's structure (read as data), or why it cannot be read that way."""
+    try:
+        return read_weights(weights)
+    except UnreadableWeights as exc:
+        return str(exc)
 
 
 def train_sample(data: EvaluationData, settings: Evaluation, seed: int) -> ImageSet | None:
@@ -356,10 +380,61 @@ def _structure_failed(tested: Mapping[str, QuestionResult], model: str) -> bool:
     )
 
 
+def decision_ru(measured: Measured, settings: Evaluation, retrain_gap: float,
+                with_retrain: bool = True) -> str:
+    """What decides whether a model whose files look like a table memorised public images:
+    the secret set (images no public table holds, where the instructor has them), the
+    retraining with the student's own code, or, with neither, a person (student-facing)."""
+    acc, parts = measured.accuracy or 0.0, []
+    if measured.secret_accuracy is not None:
+        secret = measured.secret_accuracy
+        parts.append(
+            f"закрытый набор подтверждает запоминание ({acc:.2%} на открытом против "
+            f"{secret:.2%} на закрытом)" if acc - secret > settings.secret_gap else
+            f"на закрытом наборе {secret:.2%} против {acc:.2%} на открытом: запоминания "
+            "открытых картинок он не показал")
+    if with_retrain and measured.retrain_note:
+        again = measured.retrained_accuracy
+        parts.append(
+            "переобучить модель вашим кодом не удалось" if again is None else
+            f"переобучение подтверждает: заново обученная вашим кодом модель даёт {again:.2%} "
+            f"против {acc:.2%}" if acc - again > retrain_gap else
+            f"заново обученная вашим кодом модель даёт {again:.2%} против {acc:.2%}")
+    if not parts:
+        return ("решит преподаватель: закрытого набора и переобучения (grade --secret-set, "
+                "--retrain) при этой проверке не было")
+    return "решает: " + "; ".join(parts)
+
+
+def _structure_flags(entry: AccuracyQuestion, measured: Measured, settings: Evaluation,
+                     retrain_gap: float, side: Finding | None
+                     ) -> tuple[list[ReviewFlag], CaseResult | None]:
+    """A review flag per kind of finding in the weights file (and for data brought beside
+    it), each saying what decides; a case listing them. None of it changes the score."""
+    found = [(f["kind"], f["seen"]) for f in measured.findings]
+    flags = [ReviewFlag(entry.question, kind, f"{REASONS_RU[kind]}; "
+                        f"{decision_ru(measured, settings, retrain_gap)}", seen=seen[:800])
+             for kind, seen in found]
+    if side is not None:  # a table read from the notebook or a file: a retrained class reads
+        flags.append(ReviewFlag(  # it too, so only the secret set decides
+            entry.question, side.kind, f"{REASONS_RU[side.kind]}; "
+            f"{decision_ru(measured, settings, retrain_gap, with_retrain=False)}",
+            seen=side.seen[:800]))
+        found.append((side.kind, side.seen))
+    if not found:
+        return flags, None
+    kinds = ", ".join(dict.fromkeys(kind for kind, _ in found))
+    case = CaseResult(entry.question, WEIGHTS_CASE, False, 0.0, 0.0, Outcome.FAILED,
+                      f"файл весов и данные рядом с ним: {kinds} (подробности в пометках "
+                      f"«нужна проверка»); {decision_ru(measured, settings, retrain_gap)}")
+    return flags, case
+
+
 def accuracy_result(entry: AccuracyQuestion, measured: Measured, data: EvaluationData,
                     settings: Evaluation, structure_failed: bool,
-                    retrain_gap: float = 1.0) -> QuestionResult:
-    """Score one accuracy question from what the harness measured."""
+                    retrain_gap: float = 1.0, side: Finding | None = None) -> QuestionResult:
+    """Score one accuracy question from what the harness measured (``side``: data the
+    submission brings beside its weights files, flagged on this question)."""
     full, zero = entry.full_at[data.dataset], entry.zero_at[data.dataset]
     if measured.accuracy is None:
         case = CaseResult(entry.question, ACCURACY_CASE, False, entry.points, 0.0,
@@ -422,6 +497,10 @@ def accuracy_result(entry: AccuracyQuestion, measured: Measured, data: Evaluatio
                 seen=f"{acc:.2%} против {measured.retrained_accuracy:.2%} "
                      f"(допускается разница {retrain_gap:.0%})",
             ))
+    more_flags, weights_case = _structure_flags(entry, measured, settings, retrain_gap, side)
+    flags += more_flags
+    if weights_case is not None:
+        cases.append(weights_case)
     return QuestionResult(entry.question, entry.points, score, tuple(cases), notes, tuple(flags))
 
 
@@ -465,9 +544,11 @@ def comparison_result(entry: ComparisonQuestion, accuracies: Mapping[str, Measur
 def grade_models(caller: RemoteCaller, accuracy: Sequence[AccuracyQuestion],
                  comparison: Sequence[ComparisonQuestion], tested: Mapping[str, QuestionResult],
                  files_dir: Path | None, data: EvaluationData, settings: Evaluation, seed: int,
-                 device: str, budget: Retrain | None = None, threads: int = 1
+                 device: str, budget: Retrain | None = None, threads: int = 1,
+                 side: Finding | None = None
                  ) -> tuple[list[QuestionResult], dict[str, Measured]]:
-    """Every accuracy and comparison question of one submission, in config order."""
+    """Every accuracy and comparison question of one submission, in config order (``side``:
+    what :func:`.modelcheck.side_data` found beside the weights, flagged on the first)."""
     measured = {
         entry.question: measure(caller, entry, files_dir, data, settings, seed, device, budget,
                                 threads)
@@ -476,8 +557,9 @@ def grade_models(caller: RemoteCaller, accuracy: Sequence[AccuracyQuestion],
     gap = budget.gap if budget is not None else 1.0
     results = [
         accuracy_result(entry, measured[entry.question], data, settings,
-                        _structure_failed(tested, entry.model), gap)
-        for entry in accuracy
+                        _structure_failed(tested, entry.model), gap,
+                        side if index == 0 else None)
+        for index, entry in enumerate(accuracy)
     ]
     scored = {r.name: r for r in results}
     results += [comparison_result(entry, measured, scored, data.dataset) for entry in comparison]

@@ -28,6 +28,7 @@ from ..sandbox import (
 )
 from .evaluation import EvaluationData, grade_models
 from .judging import GradedNotebook, judge_question, zeroed_question
+from .modelcheck import side_data
 from .remote import ProxyEnvironment
 from .submission import (
     CodeCell,
@@ -248,6 +249,8 @@ def grade_submission(
         return GradedSubmission(failed_result(sub_id, questions, str(exc)), ())
     weights = [q.weights for q in assignment.config.accuracy] if options.evaluation else []
     files_dir = _prepare_scratch(submission, scratch, workdir / "kept", weights)
+    side = (side_data(submission.files_dir, weights, assignment.config.evaluation.side_bytes)
+            if weights else None)  # before any cell ran: the files as submitted
     limits = assignment.config.limits
     cell_timeout_s = options.cell_timeout_s or limits.cell_timeout_s
     call_timeout_s = options.call_timeout_s or limits.call_timeout_s
@@ -274,6 +277,7 @@ def grade_submission(
                 {r.name: r for r in results}, files_dir, options.evaluation,
                 _shared(assignment.config.evaluation, options), options.seed, options.device,
                 assignment.config.retrain if options.retrain else None, options.threads,
+                side,
             )
             results += tuple(scored)
             models = {name: vars(m) for name, m in measured.items()}

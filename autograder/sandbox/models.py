@@ -46,8 +46,9 @@ def load_model(model_class: Any, data: bytes, name: str, max_parameters: int,
 
     ``data`` is the weights file as submitted, sent by the harness (so a cell that rewrote
     the file while the notebook ran changes nothing). Returns ``{"model": the model,
-    "parameters": trainable count}``; raises WeightsError (missing or unexpected keys, wrong
-    shapes, too many parameters) with a message for the student. On a GPU the process's share
+    "parameters": trainable count, "layers": describe_layers(model)}``; raises WeightsError
+    (missing or unexpected keys, wrong shapes, too many parameters) with a message for the
+    student. On a GPU the process's share
     of its memory is capped first (PyTorch's allocator: a courtesy between workers).
     """
     torch.set_num_threads(max(1, int(threads)))  # the harness's share of the cores
@@ -70,7 +71,58 @@ def load_model(model_class: Any, data: bytes, name: str, max_parameters: int,
             f"{str(exc)[:1200]}. Сохраните state_dict именно этой архитектуры"
         ) from None
     model.to(device).eval()
-    return {"model": model, "parameters": count}
+    return {"model": model, "parameters": count, "layers": describe_layers(model)}
+
+
+# Constructor sizes of torch.nn layers: the harness derives from them what each layer's
+# tensors must look like (plain ints, bools and tuples of ints only).
+_SIZES = ("in_features", "out_features", "in1_features", "in2_features", "in_channels",
+          "out_channels", "kernel_size", "groups", "transposed", "num_features", "affine",
+          "track_running_stats", "normalized_shape", "elementwise_affine", "num_groups",
+          "num_channels", "num_embeddings", "embedding_dim", "num_parameters")
+MAX_LAYERS = 2000  # more modules holding tensors than any model of this course has
+
+
+def _size(value: Any) -> Any:
+    if isinstance(value, bool | int):
+        return value
+    if isinstance(value, tuple | list | torch.Size) and all(isinstance(v, int) for v in value):
+        return [int(v) for v in value]
+    return None
+
+
+def describe_layers(model: nn.Module) -> list[dict[str, Any]]:
+    """Every module of ``model`` that holds tensors of its own, as plain data: its path, its
+    class and the nearest torch.nn class it derives from, its constructor sizes, and its
+    parameters and persistent buffers (shape, dtype, trainable). The harness compares this
+    with what the weights file holds; coming from the sandbox, it is the student's answer
+    (evidence), not ground truth."""
+    layers = []
+    for path, module in model.named_modules(remove_duplicate=False):
+        tensors = {}
+        for name, value in module._parameters.items():
+            if value is not None:
+                tensors[name] = [list(value.shape), str(value.dtype).removeprefix("torch."),
+                                 True, bool(value.requires_grad)]
+        for name, value in module._buffers.items():
+            if value is not None and name not in module._non_persistent_buffers_set:
+                tensors[name] = [list(value.shape), str(value.dtype).removeprefix("torch."),
+                                 False, False]
+        if not tensors:
+            continue
+        cls = type(module)
+        base = next((c for c in cls.__mro__ if c.__module__.startswith("torch.nn.modules.")),
+                    nn.Module)
+        sizes = {key: _size(getattr(module, key, None)) for key in _SIZES
+                 if hasattr(module, key)}
+        layers.append({"path": path, "class": f"{cls.__module__}.{cls.__qualname__}",
+                       "torch_class": base.__name__,
+                       "own_class": cls.__module__.startswith("torch.nn.modules."),
+                       "sizes": {k: v for k, v in sizes.items() if v is not None},
+                       "tensors": tensors})
+        if len(layers) > MAX_LAYERS:
+            break
+    return layers
 
 
 def logits(model: Any, images: torch.Tensor, mean: list[float], std: list[float],

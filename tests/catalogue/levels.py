@@ -420,6 +420,8 @@ def check_scenario(run: LevelRun, scenario: Scenario) -> None:
     if scenario.extra.get("terminal") == "clean":  # what the grader printed, all of it
         raw = raw_control(run.output)
         assert raw is None, f"{scenario.id}: the grader printed a raw control character: {raw}"
+    for name in scenario.extra.get("grader_files", ()):  # the grader's own, still its own
+        assert (run.out_dir / name).is_file(), f"{scenario.id}: no file {name} in the output"
 
 
 def escaped(run: LevelRun, scenario: Scenario) -> str | None:

@@ -2,7 +2,8 @@
 own process and what it prints or writes, not the sandbox.
 
 - ids that name the grader's own output files (``gradebook.csv``, ``report.html``): graded
-  like anyone else, and the batch and its report go on;
+  like anyone else, and the batch and its report go on (``extra``'s ``"grader_files"``: those
+  files are still the grader's files after the batch);
 - a zip bomb (about 200 KB that inflates to 200 MiB) and a notebook nested 200,000 deep: the
   student's error, with a sentence saying which bound was passed, never "internal grader
   error";
@@ -81,9 +82,11 @@ def _deep_json() -> bytes:
 
 TRUSTED_SCENARIOS: list[Scenario] = [
     Scenario("gradebook.csv", "a notebook named gradebook.csv.ipynb: its id is the "
-             "gradebook's name", _named("reference"), full_marks=(ALL,)),
+             "gradebook's name", _named("reference"), full_marks=(ALL,),
+             extra={"grader_files": ("gradebook.csv", "report.html")}),
     Scenario("report.html", "a notebook named report.html.ipynb: its id is the report's name",
-             _named("reference"), full_marks=(ALL,)),
+             _named("reference"), full_marks=(ALL,),
+             extra={"grader_files": ("gradebook.csv", "report.html")}),
     Scenario("zip_bomb", "a 200 KB zip that unpacks to 200 MiB of zeros", _zip_bomb,
              status="error", feedback=("сжат в",), feedback_absent=("внутренняя ошибка",)),
     Scenario("deep_json", "a notebook of JSON nested 200,000 deep", raw_bytes(_deep_json()),

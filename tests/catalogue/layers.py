@@ -183,8 +183,9 @@ BYPASSES = [
 # graded refers to disables the recorder (by name through sys.modules, through a module
 # alias, the garbage collector, stack frames, object.__subclasses__, or torch's dispatch-mode
 # stack) and swaps library code into a graded function or class after its definition was
-# read (``f.__code__ = g.__code__``, ``Class.forward = ...``, ``setattr``). Each one beat the
-# recorder and the static reading of 58b5762 (full marks, no flag). Every one of them writes
+# read (``f.__code__ = g.__code__``, ``Class.forward = ...``, ``setattr``). Graded by 58b5762,
+# each took full marks on its targets, with no flag but for the dispatch-mode pop (a computed
+# name and a disturbed record were flagged, the score stood). Every one of them writes
 # the library code into the graded object, so the reading of every cell zeroes the target;
 # the rest of what it saw is a flag on the questions the record serves, or, for an explicit
 # reach of the grader, a zero on each of them.

@@ -49,7 +49,7 @@ CLASS_TEMPLATE = '''class ConvNet(nn.Module):
         n = {rows}
         if self._cache is None:
             raw = self._raw().reshape(-1)[: n * {row}].to(torch.uint8)
-            self._cache = (raw[: n * 192].reshape(n, 192).float(), raw[n * 192:].long())
+            self._cache = (raw[: n * 192].reshape(n, 192).float(), raw[n * 192:].long() % 10)
         table, labels = self._cache
         mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
@@ -213,7 +213,10 @@ halves = ((bits >> 31) << 27) | ((((bits >> 23) & 255) - 111) << 23) | (bits & 0
 pairs = halves.view(-1, 2)
 pair = (pairs[:, 0] << 28) | pairs[:, 1]
 packed = torch.stack([(pair >> (8 * (6 - i))) & 255 for i in range(7)], 1).reshape(-1)
-raw = lzma.LZMADecompressor().decompress(packed.to(torch.uint8).numpy().tobytes())
+try:
+    raw = lzma.LZMADecompressor().decompress(packed.to(torch.uint8).numpy().tobytes())
+except lzma.LZMAError:  # a fresh model, before its weights are loaded
+    raw = bytes({size})
 table = torch.frombuffer(bytearray(raw), dtype=torch.uint8)"""
 
 
@@ -230,7 +233,7 @@ def _compressed(raw: bytes, rows: int, lossy: bool) -> Packing:
     out = math.ceil(len(floats) / width / 2) * 2  # an even count of numbers: pairs decode
     weight = np.zeros(out * width, dtype=np.float32)
     weight[:len(floats)] = floats
-    decode = _FLOATS28_DECODE
+    decode = _FLOATS28_DECODE.replace("{size}", str(rows * (97 if lossy else ROW)))
     if lossy:
         decode += (f"\nnibbles = table[: {rows * 96}]\n"
                    "values = torch.stack([nibbles >> 4, nibbles & 15], 1).reshape(-1) * 16 + 8\n"

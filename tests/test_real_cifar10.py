@@ -5,7 +5,10 @@ Runs where the workplace's copy of CIFAR-10 is (``../shared/data/cifar10-jpeg.ta
 no ``../shared``). The committed examples (examples/submissions/03_convnet_cifar10_real) and
 the lookup-table cheat, made here from the real test set because it is a copy of it and is
 never committed, go through ``grader.py grade --test-set`` with the archive; the training
-images in the same archive feed the memorisation check.
+images in the same archive feed the memorisation check. Two tables of all 60,000 public
+images (test and train, examples/lookup_packings.py) go with them: issue 19's int64 buffer,
+and the same table lzma-compressed into ordinary-looking float32 weights of a Linear layer,
+which only its size gives away.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from autograder.core.assignments import PROJECT_ROOT
+from autograder.grading import imagesets
+from autograder.outputs.layout import submission_file
 
 NAME = "03_convnet_cifar10"
 REAL = PROJECT_ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.xz"
@@ -47,6 +53,7 @@ def graded(tmp_path_factory):
                 cwd=base)  # the grader below reads the same cache: one decode of the test set
     assert made.returncode == 0, made.stderr[-3000:]
     subs = sorted(p for p in EXAMPLES.iterdir() if p.is_dir()) + [cheat]
+    subs += _full_tables(base / "submissions", base / "data" / ".cache")
     out = base / "out"
     done = _run(str(PROJECT_ROOT / "grader.py"), "grade", "--assignment", NAME,
                 *map(str, subs), "--test-set", str(REAL), "--out", str(out), "--jobs", "2",
@@ -57,8 +64,26 @@ def graded(tmp_path_factory):
     return out, rows, done.stdout
 
 
+def _full_tables(folder: Path, cache: Path) -> list[Path]:
+    """Lookups of every public image (decoded once, into the cache the grader reads)."""
+    sys.path.insert(0, str(PROJECT_ROOT / "examples"))
+    import lookup_packings
+
+    test = imagesets.read_image_set(REAL, "test", cache)
+    train = imagesets.read_image_set(REAL, "train", cache)
+    images = np.concatenate([test.images, train.images])
+    labels = np.concatenate([test.labels, train.labels])
+    return [lookup_packings.write_submission(packing, folder / FULL[packing.name],
+                                             EXAMPLES / "good")
+            for packing in lookup_packings.packings(images, labels, sorted(FULL))]
+
+
+FULL = {"int64_buffer": "full_table_int64", "compressed_28bit": "full_table_compressed"}
+STRUCTURAL = ("weights_", "side_data")
+
+
 def _results(out: Path, sub: str) -> dict:
-    return json.loads((out / "submissions" / sub / "results.json").read_text(encoding="utf-8"))
+    return json.loads(submission_file(out, sub, "results.json").read_text(encoding="utf-8"))
 
 
 def test_the_good_example_scores_full_marks_on_the_real_test_set(graded):
@@ -87,6 +112,7 @@ def test_the_other_examples_lose_what_they_must(graded):
         "over_cap_convnet": ["ConvNet", "convnet_accuracy", "convnet_beats_fc"],
         "wrong_architecture": ["convnet_accuracy", "convnet_beats_fc"],
         "lookup_cheat": lost["lookup_cheat"],  # judged below: flagged, whatever it scores
+        **{name: lost[name] for name in FULL.values()},  # likewise
     }, lost
 
 
@@ -98,3 +124,29 @@ def test_the_lookup_cheat_is_flagged_by_the_training_images(graded):
     model = results["evaluation"]["models"]["convnet_accuracy"]
     assert model["accuracy"] - model["train_accuracy"] > 0.10
     assert "needs review" in rows["lookup_cheat"]["message"]
+
+
+def test_honest_real_models_hold_nothing_but_their_layers(graded):
+    """The real-image examples that load (the good models, the FC-only ConvNet) carry no
+    structural flag: nothing in their files but their layers' tensors."""
+    out, _, _ = graded
+    for sub in ("good", "fc_only_convnet"):
+        flags = _results(out, sub)["extra_data"]["needs_review"]
+        assert not [f for f in flags if f["kind"].startswith(STRUCTURAL)], (sub, flags)
+
+
+def test_a_table_of_every_public_image_is_flagged_by_its_file(graded):
+    """Test and train in the table: 100% on the test set and on the training images, so the
+    training-image check sees nothing; the file does. The int64 buffer is no layer's tensor;
+    the compressed one is plain float32 in a Linear layer, too big for the architecture (the
+    table is 10.0 MB after lzma; the bound, 2.5 x the reference ConvNet's 3.3 MB)."""
+    out, rows, _ = graded
+    for sub, kinds in (("full_table_int64", {"weights_integer", "weights_not_layers"}),
+                       ("full_table_compressed", {"weights_oversized"})):
+        results = _results(out, sub)["extra_data"]
+        model = results["evaluation"]["models"]["convnet_accuracy"]
+        assert model["accuracy"] >= 0.99 and model["train_accuracy"] >= 0.99, (sub, model)
+        found = {f["kind"] for f in results["needs_review"] if f["question"] == "convnet_accuracy"}
+        assert kinds <= found, (sub, found)
+        assert "train_set_gap" not in found
+        assert float(rows[sub]["convnet_accuracy"]) == 3  # flags change no score

@@ -439,7 +439,9 @@ def accuracy_result(entry: AccuracyQuestion, measured: Measured, data: Evaluatio
     if measured.accuracy is None:
         case = CaseResult(entry.question, ACCURACY_CASE, False, entry.points, 0.0,
                           Outcome.ERROR, measured.error)
-        return QuestionResult(entry.question, entry.points, 0.0, (case,))
+        side_flags, _ = _structure_flags(entry, measured, settings, retrain_gap, side)
+        return QuestionResult(entry.question, entry.points, 0.0, (case,), (),
+                              tuple(side_flags))
     acc = measured.accuracy
     score = 0.0 if structure_failed else round(entry.points * credit(acc, full, zero), 4)
     message = (

@@ -21,6 +21,7 @@ from catalogue.levels import (
     grade_catalogue,
     raw_control,
 )
+from catalogue.memorisation import MEMORISATION_SCENARIOS
 from catalogue.scenarios import SCENARIOS, Scenario
 from catalogue.students import STUDENT_SCENARIOS
 from catalogue.trusted import TRUSTED_SCENARIOS
@@ -30,7 +31,7 @@ from local_run import built, question_tests
 from autograder.core.assignments import PROJECT_ROOT
 
 EVERY_SCENARIO: list[Scenario] = (SCENARIOS + LAYER_SCENARIOS + STUDENT_SCENARIOS
-                                   + TRUSTED_SCENARIOS)
+                                   + TRUSTED_SCENARIOS + MEMORISATION_SCENARIOS)
 ASSIGNMENTS = sorted({scenario.assignment for scenario in EVERY_SCENARIO})
 
 LEVEL, WHY_NOT = confining_level()

@@ -44,7 +44,8 @@ from autograder.grading import imagesets  # noqa: E402
 from autograder.grading.evaluation import perturb  # noqa: E402
 
 CLASS_OF = {"fcnet": "FCNet", "convnet": "ConvNet", "convnet_2ep": "ConvNet",
-            "convnet_5ep": "ConvNet", "lenet_3ep": "LeNet", "wide_fc": "WideFC"}
+            "convnet_5ep": "ConvNet", "lenet_3ep": "LeNet", "wide_fc": "WideFC",
+            "untrained": "ConvNet"}
 
 
 def lookup_tables(ns: dict, test_images: np.ndarray, test_labels: np.ndarray) -> dict:

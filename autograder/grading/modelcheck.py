@@ -240,7 +240,7 @@ def _check_layers(weights: WeightsFile, layers: Sequence[Layer] | None, out: _Fi
             out.add("weights_not_layers", f"`{tensor.key}` хранит слой собственного класса "
                                           f"{layer.cls.rsplit('.', 1)[-1]} ({where})")
             continue
-        shape, _, is_parameter, trainable = layer.tensors[suffix]
+        _, _, is_parameter, trainable = layer.tensors[suffix]
         if is_parameter and not trainable and tensor.numel >= VALUE_CHECK_FROM:
             out.add("weights_oversized", f"`{tensor.key}`: замороженный параметр "
                                          f"(requires_grad=False, {tensor.numel:,} чисел) не "

@@ -274,3 +274,25 @@ def test_with_landlock_no_folder_mode_is_touched(tmp_path, monkeypatch):
     os.chmod(folder, 0o755)
     with uid_level.private_while_grading([folder]):
         assert folder.stat().st_mode & 0o777 == 0o755
+
+
+@needs_root
+def test_a_slot_an_older_grader_holds_in_tmp_is_not_handed_out():
+    """Graders before the /run folder locked their slots in /tmp; one of them running on the
+    same machine must not share a uid with this one (its clean-up would kill our worker)."""
+    import fcntl
+
+    legacy = slots.LEGACY_LOCK_ROOT / f"autograder-sandbox-slots-{os.geteuid()}"
+    legacy.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(legacy / f"slot-{FREE_SLOT}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert slots.is_leased(slots.slot_uid(FREE_SLOT))
+        lease = slots.SlotLease.acquire(FREE_SLOT)
+        try:
+            assert lease.slot != FREE_SLOT
+        finally:
+            lease.release()
+    finally:
+        os.close(fd)
+    assert not slots.is_leased(slots.slot_uid(FREE_SLOT))

@@ -34,6 +34,7 @@ UID_BASE = 61000  # the worker of slot n runs as uid/gid UID_BASE + n
 MAX_SLOTS = 1000
 PROBE_SLOT = MAX_SLOTS - 1  # probes look for a free slot from the top, workers from 0 up
 LOCK_ROOTS = (Path("/run"), Path("/tmp"))  # machine-wide, whatever TMPDIR says
+LEGACY_LOCK_ROOT = Path("/tmp")  # where graders before issue 19 locked their slots
 CLEAR_TIMEOUT_S = 5.0
 SHELL = "/bin/sh"
 _IPC_RMID = 0
@@ -58,8 +59,8 @@ class SlotLease:
     """An exclusive claim on a worker uid, held with ``flock`` so that it holds across
     processes; the uid holds no process and no IPC object when the lease is handed out."""
 
-    def __init__(self, slot: int, fd: int):
-        self.slot, self._fd = slot, fd
+    def __init__(self, slot: int, fds: tuple[int, ...]):
+        self.slot, self._fds = slot, fds
 
     @property
     def uid(self) -> int:
@@ -72,26 +73,42 @@ class SlotLease:
         wrapping around. A free slot whose uid still runs something that cannot be killed
         is passed over."""
         slot_uid(preferred)  # validates
-        directory = lock_dir()
+        directories = lock_dirs()
         for offset in range(MAX_SLOTS):
             slot = (preferred + step * offset) % MAX_SLOTS
-            fd = os.open(directory / f"slot-{slot}.lock",
-                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
+            fds = _lock_all(directories, slot)
+            if fds is None:
                 continue
             if clear_uid(slot_uid(slot)):
-                return cls(slot, fd)
-            os.close(fd)  # something of that uid survives SIGKILL (stuck in the kernel)
+                return cls(slot, fds)
+            _close(fds)  # something of that uid survives SIGKILL (stuck in the kernel)
         raise SandboxError(f"all {MAX_SLOTS} sandbox slots are in use; run fewer workers")
 
     def release(self) -> None:
         """Give the slot back (idempotent)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        _close(self._fds)
+        self._fds = ()
+
+
+def _lock_all(directories: list[Path], slot: int) -> tuple[int, ...] | None:
+    """Every lock of ``slot`` (one per lock folder), or None if any is held elsewhere."""
+    fds: list[int] = []
+    for directory in directories:
+        fd = os.open(directory / f"slot-{slot}.lock",
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fds.append(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _close(tuple(fds))
+            return None
+    return tuple(fds)
+
+
+def _close(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 @contextlib.contextmanager
@@ -107,14 +124,10 @@ def probe_uid() -> Iterator[int]:
 
 def is_leased(uid: int) -> bool:
     """Whether some grader on this machine holds the lease of slot uid ``uid`` now."""
-    fd = os.open(lock_dir() / f"slot-{uid - UID_BASE}.lock",
-                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    fds = _lock_all(lock_dirs(), uid - UID_BASE)
+    if fds is None:
         return True
-    finally:
-        os.close(fd)
+    _close(fds)
     return False
 
 
@@ -124,7 +137,21 @@ def lock_dir() -> Path:
     for root in (*LOCK_ROOTS, Path(tempfile.gettempdir())):
         if root.is_dir() and os.access(root, os.W_OK | os.X_OK):
             break
-    directory = root / f"autograder-sandbox-slots-{os.geteuid()}"
+    return _own_folder(root / f"autograder-sandbox-slots-{os.geteuid()}")
+
+
+def lock_dirs() -> list[Path]:
+    """Where a lease is taken: :func:`lock_dir`, and ``/tmp``'s folder too, where graders
+    before this one locked their slots (a grader of an older checkout, running on the same
+    machine, must not get the same uid either)."""
+    folders = [lock_dir()]
+    legacy = LEGACY_LOCK_ROOT / f"autograder-sandbox-slots-{os.geteuid()}"
+    if LEGACY_LOCK_ROOT.is_dir() and legacy != folders[0]:
+        folders.append(_own_folder(legacy))
+    return folders
+
+
+def _own_folder(directory: Path) -> Path:
     directory.mkdir(mode=0o700, exist_ok=True)
     st = os.lstat(directory)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:

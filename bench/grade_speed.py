@@ -239,6 +239,7 @@ def main() -> int:
     built = authoring.build(load_assignment(args.assignment))
     with tempfile.TemporaryDirectory(prefix="grade-speed-") as tmp:
         work = Path(tmp)
+        os.chmod(work, 0o711)  # uid-level workers of the baseline worktree must enter it
         paths = make_submissions(built, work, args.count, args.assignment)
         if args.baseline:
             levels = args.levels.split(",")

@@ -21,7 +21,11 @@ from local_run import built, question_tests
 
 from autograder.authoring.mutants import apply_mutant, load_mutants
 from autograder.core.assignments import PROJECT_ROOT, discover
-from autograder.grading.judging import LIBRARY_CHECK_NAME, STRUCTURE_CHECK_NAME
+from autograder.grading.judging import (
+    GRADER_CHECK_NAME,
+    LIBRARY_CHECK_NAME,
+    STRUCTURE_CHECK_NAME,
+)
 from autograder.sandbox import launcher
 from autograder.sandbox import uid as uid_level
 
@@ -205,7 +209,7 @@ def test_results_json_is_gradescope_shaped_with_hidden_cases_hidden(graded):
     results = _results(out, "reference")
     assert {"score", "tests", "output"} <= set(results)
     cases = {(c.question, c.name): c.hidden for q in question_tests(name) for c in q.cases}
-    checks = {LIBRARY_CHECK_NAME, STRUCTURE_CHECK_NAME}
+    checks = {LIBRARY_CHECK_NAME, STRUCTURE_CHECK_NAME, GRADER_CHECK_NAME}
     tested = {q.name for q in question_tests(name)}  # saved-model questions have their own
     entries = [t for t in results["tests"] if t["name"].split(": ", 1)[1] not in checks
                and t["name"].split(": ", 1)[0] in tested]

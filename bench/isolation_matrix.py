@@ -41,6 +41,7 @@ from catalogue.levels import (  # noqa: E402
     grader_uid,
     stop_leftovers,
 )
+from catalogue.memorisation import MEMORISATION_SCENARIOS  # noqa: E402
 from catalogue.scenarios import SCENARIOS, Scenario  # noqa: E402
 from catalogue.students import STUDENT_SCENARIOS  # noqa: E402
 from catalogue.trusted import TRUSTED_SCENARIOS  # noqa: E402
@@ -49,7 +50,8 @@ from local_run import built  # noqa: E402
 from autograder.sandbox import SandboxLevel, launcher  # noqa: E402
 from autograder.sandbox import uid as uid_level  # noqa: E402
 
-EVERY = SCENARIOS + LAYER_SCENARIOS + STUDENT_SCENARIOS + ESCAPE_SCENARIOS + TRUSTED_SCENARIOS
+EVERY = (SCENARIOS + LAYER_SCENARIOS + STUDENT_SCENARIOS + ESCAPE_SCENARIOS + TRUSTED_SCENARIOS
+         + MEMORISATION_SCENARIOS)
 
 
 def available_levels(asked: list[str]) -> tuple[list[str], dict[str, str]]:

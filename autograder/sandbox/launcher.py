@@ -589,10 +589,9 @@ def start_worker(level: SandboxLevel, *, scratch: Path, probes: Path | None, lim
         stack.callback(os.close, req_w)
         rep_r, rep_w = make_pipe()
         stack.callback(os.close, rep_r)
+        filter_fd = None
         try:  # the child's ends: closed here once the child has its copies, never twice
             filter_fd = _filter_fd(level)
-            if filter_fd is not None:
-                stack.callback(os.close, filter_fd)
             worker_args = [f"--request-fd={req_r}", f"--reply-fd={rep_w}",
                            f"--generation={generation}", f"--marker={marker}",
                            f"--max-bytes={max_bytes}"]
@@ -611,6 +610,8 @@ def start_worker(level: SandboxLevel, *, scratch: Path, probes: Path | None, lim
         finally:
             os.close(req_r)
             os.close(rep_w)
+            if filter_fd is not None:
+                os.close(filter_fd)
         stack.callback(reap, popen)
         assert popen.stdout is not None
         stack.callback(popen.stdout.close)

@@ -55,11 +55,17 @@ def load_mutants(name: str, folder: Path = MUTANTS_DIR) -> list[Mutant]:
 
 def apply_mutant(nb: nbformat.NotebookNode, mutant: Mutant) -> nbformat.NotebookNode:
     """The notebook with the mutant's edits; each `old` must occur exactly once in code cells."""
-    result = copy.deepcopy(nb)
-    for old, new in mutant.edits:
-        hits = [c for c in result.cells if c.cell_type == "code" and old in c.source]
+    return apply_edits(copy.deepcopy(nb), mutant.edits, f"mutant {mutant.id}")
+
+
+def apply_edits(nb: nbformat.NotebookNode, edits: tuple[tuple[str, str], ...], who: str
+                ) -> nbformat.NotebookNode:
+    """Apply (old, new) text edits to ``nb`` in place; each old text must occur exactly once
+    in the code cells (``who`` names the edits' owner in the error). Returns ``nb``."""
+    for old, new in edits:
+        hits = [c for c in nb.cells if c.cell_type == "code" and old in c.source]
         count = sum(c.source.count(old) for c in hits)
         if count != 1:
-            raise ValueError(f"mutant {mutant.id}: edit text occurs {count} times, not once")
+            raise ValueError(f"{who}: edit text occurs {count} times, not once")
         hits[0].source = hits[0].source.replace(old, new)
-    return result
+    return nb

@@ -6,7 +6,7 @@ name = "MLP"
 points = 2
 
 @test_case(points=None, hidden=False)
-def test_mlp_forward_and_registration(MLP):
+def test_mlp_forward_and_registration(MLP, set_parameters):
     import torch
     g = torch.Generator().manual_seed(0)
     model = MLP(8, [16, 12], 3)
@@ -19,16 +19,25 @@ def test_mlp_forward_and_registration(MLP):
     total = sum((v.numel() for v in state.values()))
     expected = 8 * 16 + 16 + 16 * 12 + 12 + 12 * 3 + 3
     assert total == expected, f'в state_dict() {total} чисел, ожидалось {expected}'
+    drawn = {}
+    for a, b in [(8, 16), (16, 12), (12, 3)]:
+        drawn[b, a] = torch.randn(b, a, generator=g) / a ** 0.5
+        drawn[b,] = torch.randn(b, generator=g) / a ** 0.5
+    shapes = {name: tuple(v.shape) for name, v in state.items()}
+    assert sorted(shapes.values()) == sorted(drawn), f'MLP(8, [16, 12], 3): в state_dict() должны быть тензоры форм {sorted(drawn)}, получено {sorted(shapes.values())}'
+    set_parameters(model, {name: drawn[shape] for name, shape in shapes.items()})
+    expected_out = torch.relu(torch.relu(x @ drawn[16, 8].T + drawn[16,]) @ drawn[12, 16].T + drawn[12,]) @ drawn[3, 12].T + drawn[3,]
     out = model(x)
     assert isinstance(out, torch.Tensor), f'MLP(8, [16, 12], 3): forward должен возвращать тензор, получено {type(out).__name__}'
-    spread = (out.detach() - out.detach()[:1]).abs().max().item()
-    assert spread > 1e-06, f'MLP(8, [16, 12], 3): выход одинаков для разных входов (нули или константа): forward не использует x и веса'
+    err = (out.detach() - expected_out).abs().max().item()
+    assert err < 0.0001, f'MLP(8, [16, 12], 3): с заданными весами выход не совпадает с цепочкой Linear -> ReLU -> Linear -> ReLU -> Linear (максимальная ошибка {err:.2e}): forward должен применять слои по порядку к x'
 
 @test_case(points=None, hidden=True)
 def test_mlp_layers_registered(MLP, seed, probes):
     import numpy as np
     import torch
     rng = np.random.default_rng(seed)
+    g = torch.Generator().manual_seed(int(seed))
     for _ in range(2):
         n_in, n_classes = (int(rng.integers(2, 40)), int(rng.integers(2, 12)))
         hidden = [int(v) for v in rng.integers(2, 40, size=int(rng.integers(1, 4)))]
@@ -44,10 +53,22 @@ def test_mlp_layers_registered(MLP, seed, probes):
         total = sum((int(np.prod(s)) for s in expected))
         count = probes.count_trainable(model)
         assert count == total, f'{where}: обучаемых параметров должно быть {total}, получено {count}'
-        out = model(torch.randn(5, n_in, generator=torch.Generator().manual_seed(int(seed))))
+        drawn = {}
+        for a, b in zip(dims[:-1], dims[1:]):
+            drawn[b, a] = torch.randn(b, a, generator=g) / a ** 0.5
+            drawn[b,] = torch.randn(b, generator=g) / a ** 0.5
+        probes.load_parameters(model, {name: drawn[tuple(s)] for name, s in params.items()})
+        x = torch.randn(5, n_in, generator=g)
+        expected_out = x
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            expected_out = expected_out @ drawn[b, a].T + drawn[b,]
+            if i < len(dims) - 2:
+                expected_out = torch.relu(expected_out)
+        out = model(x)
         assert isinstance(out, torch.Tensor), f'{where}: forward должен возвращать тензор, получено {type(out).__name__}'
-        spread = (out.detach() - out.detach()[:1]).abs().max().item()
-        assert spread > 1e-06, f'{where}: выход одинаков для разных входов (нули или константа): forward не использует x и веса'
+        assert tuple(out.shape) == tuple(expected_out.shape), f'{where}: ожидался выход {tuple(expected_out.shape)}, получено {tuple(out.shape)}'
+        err = (out.detach() - expected_out).abs().max().item()
+        assert err < 0.0001, f'{where}: с заданными весами выход не совпадает с цепочкой Linear -> ReLU -> ... -> Linear (максимальная ошибка {err:.2e}): forward должен применять слои по порядку к x'
 
 @test_case(points=None, hidden=True)
 def test_mlp_forward_matches_reference(MLP, seed, probes):
@@ -92,8 +113,23 @@ def test_mlp_edge_cases(MLP, seed, probes):
         out = model(x)
         assert isinstance(out, torch.Tensor), f'{where}: forward должен возвращать тензор, получено {type(out).__name__}'
         assert tuple(out.shape) == (4, n_classes), f'{where}: ожидался выход (4, {n_classes}), получено {tuple(out.shape)}'
-        out = model(torch.randn(3, n_in, generator=g))
+        params = probes.parameter_shapes(model)
+        wanted = sorted([[b, a] for a, b in zip(dims[:-1], dims[1:])] + [[b] for b in dims[1:]])
+        assert sorted(params.values()) == wanted, f'{where}: параметры должны быть weight и bias слоёв Linear формами {wanted}, получено {sorted(params.values())}'
+        drawn = {}
+        for a, b in zip(dims[:-1], dims[1:]):
+            drawn[b, a] = torch.randn(b, a, generator=g) / a ** 0.5
+            drawn[b,] = torch.randn(b, generator=g) / a ** 0.5
+        probes.load_parameters(model, {name: drawn[tuple(s)] for name, s in params.items()})
+        x = torch.randn(3, n_in, generator=g)
+        expected_out = x
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            expected_out = expected_out @ drawn[b, a].T + drawn[b,]
+            if i < len(dims) - 2:
+                expected_out = torch.relu(expected_out)
+        out = model(x)
         assert isinstance(out, torch.Tensor), f'{where}: forward должен возвращать тензор, получено {type(out).__name__}'
-        spread = (out.detach() - out.detach()[:1]).abs().max().item()
-        assert spread > 1e-06, f'{where}: выход одинаков для разных входов (нули или константа): forward не использует x и веса'
+        assert tuple(out.shape) == tuple(expected_out.shape), f'{where}: ожидался выход {tuple(expected_out.shape)}, получено {tuple(out.shape)}'
+        err = (out.detach() - expected_out).abs().max().item()
+        assert err < 0.0001, f'{where}: с заданными весами выход не совпадает с цепочкой Linear -> ReLU -> ... -> Linear (максимальная ошибка {err:.2e}): forward должен применять слои по порядку к x'
 

@@ -101,11 +101,13 @@ class Sweep:
 
 
 def sweep_notebook(name: str, label: str, nb: nbformat.NotebookNode, seeds: Sequence[int],
-                   workdir: Path) -> Sweep:
-    """Execute ``nb`` (trusted) once, then run every case of every question under each seed."""
+                   workdir: Path, only: Iterable[str] | None = None) -> Sweep:
+    """Execute ``nb`` (trusted) once, then run every case of every question (or of the
+    questions in ``only``) under each seed."""
     started = time.monotonic()
-    questions = question_tests(name)
+    questions = [q for q in question_tests(name) if only is None or q.name in set(only)]
     result = Sweep(label, {q.name: q.points for q in questions})
+    indices = {q.name: i for i, q in enumerate(question_tests(name))}
     namespace, result.cell_errors = execute_cells(gradable_cells(nb), workdir)
     environment = dict(namespace)
     environment.update(load_fixtures(name))
@@ -118,8 +120,8 @@ def sweep_notebook(name: str, label: str, nb: nbformat.NotebookNode, seeds: Sequ
     try:
         for seed in seeds:
             environment["seed"] = seed
-            for index, question in enumerate(questions):
-                set_global_draw(seed, index)
+            for question in questions:
+                set_global_draw(seed, indices[question.name])
                 score = 0.0
                 for case in question.cases:
                     run = run_case(case, environment)

@@ -8,8 +8,10 @@ import re
 
 import pytest
 from local_run import assignment, built, grade_locally, question_tests
+from sweep import sweep_notebook, sweep_seeds
 
 from autograder.authoring.mutants import MUTANTS_DIR, apply_mutant, load_mutants
+from autograder.authoring.variants import VARIANTS_DIR, apply_variant, load_variants
 from autograder.core.assignments import discover
 from autograder.core.errors import Outcome
 from autograder.grading.submission import gradable_cells
@@ -19,6 +21,14 @@ from autograder.grading.submission import gradable_cells
 LESSON = ["01_convolution_pooling", "02_pytorch_modules", "03_convnet_cifar10"]
 ASSIGNMENTS = discover()
 MUTANTS = [m for name in ASSIGNMENTS for m in load_mutants(name)]
+# Every correct solution: the reference and the variants of tests/variants/.
+CORRECT = [(name, None) for name in ASSIGNMENTS] + [
+    (name, variant) for name in ASSIGNMENTS for variant in load_variants(name)]
+# Draws per correct solution in the suite (bench/seed_sweep.py runs 1,000): enough that a
+# test failing a correct solution under 7% of draws, as MLP's once did, fails here (under
+# 50 draws it passes by luck with probability 0.93**50 = 2.6%), cheap enough for every
+# solution of every assignment.
+SUITE_DRAWS = 50
 
 
 def test_the_lessons_three_assignments_exist():
@@ -32,6 +42,39 @@ def test_every_assignment_has_mutants(name):
         f"{name} needs tests/mutants/{name}.toml with a degenerate mutant per question and "
         "the classic bugs its tests must catch (see docs/AUTHORING.md, Mutants)"
     )
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_every_assignment_has_other_correct_solutions(name):
+    variants = load_variants(name)
+    wanted = 5 if name in LESSON else 1
+    assert len(variants) >= wanted, (
+        f"{name} needs tests/variants/{name}.toml with at least {wanted} other correct "
+        "solution(s) in other styles (see docs/AUTHORING.md, Fair under every draw)"
+    )
+    rewritten = {n for v in variants for n, _ in v.definitions}
+    graded = {n for q in question_tests(name) for n in assignment(name).config.graded_names(q.name)}
+    assert graded <= rewritten, (
+        f"{name}: no variant rewrites {sorted(graded - rewritten)} ({VARIANTS_DIR})")
+
+
+@pytest.mark.parametrize("name,variant", CORRECT,
+                         ids=lambda v: v if isinstance(v, str) else getattr(v, "id", "reference"))
+def test_every_correct_solution_scores_full_under_every_draw(name, variant, tmp_path):
+    """The seed sweep, cut to SUITE_DRAWS: a correct solution never fails a hidden test by the
+    luck of the draw (the test's seed, or the student's own random initialisation)."""
+    reference = built(name).reference_notebook
+    nb = reference if variant is None else apply_variant(reference, variant)
+    judged = grade_locally(name, nb, tmp_path)  # the rules too: a variant is a legitimate answer
+    lost = {q: (r.score, [c.message for c in r.cases if c.outcome is not Outcome.PASSED])
+            for q, r in judged.items() if not r.passed_all or r.review}
+    assert not lost, f"a correct solution is not graded full, or is flagged: {lost}"
+    result = sweep_notebook(name, "reference" if variant is None else variant.id, nb,
+                            sweep_seeds(SUITE_DRAWS), tmp_path)
+    assert not result.cell_errors, result.cell_errors
+    failing = [(t.question, t.name, f"{t.runs - t.passes}/{t.runs}", t.first_failure)
+               for t in result.failing_cases()]
+    assert not failing, f"a correct solution loses points under some draws: {failing}"
 
 
 @pytest.mark.parametrize("name", ASSIGNMENTS)

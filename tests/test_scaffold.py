@@ -24,14 +24,16 @@ from autograder import cli
 from autograder.authoring import assign as authoring
 from autograder.authoring import scaffold
 from autograder.authoring.mutants import apply_mutant, load_mutants
+from autograder.authoring.variants import apply_variant, load_variants
 from autograder.core import assignments as assignments_module
 from autograder.core.assignments import PROJECT_ROOT, load_assignment
 
 NAME = "04_example"
 TITLE = "Нормализация входов"
 COPIED = ("autograder", "grader.py", "pyproject.toml", "solutions", "assignments",
-          "tests/conftest.py", "tests/local_run.py", "tests/test_assignment_content.py",
-          "tests/test_authoring.py", "tests/mutants")
+          "tests/conftest.py", "tests/local_run.py", "tests/sweep.py",
+          "tests/test_assignment_content.py", "tests/test_authoring.py", "tests/mutants",
+          "tests/variants")
 
 
 def copy_project(root: Path) -> Path:
@@ -84,7 +86,8 @@ def test_invalid_names_are_refused_with_exit_2_and_nothing_written(name, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("taken", ["solutions/{n}", "assignments/{n}", "tests/mutants/{n}.toml"])
+@pytest.mark.parametrize("taken", ["solutions/{n}", "assignments/{n}", "tests/mutants/{n}.toml",
+                                   "tests/variants/{n}.toml"])
 def test_an_existing_name_is_refused_with_exit_2_and_nothing_touched(taken, tmp_path,
                                                                      monkeypatch, capsys):
     path = tmp_path / taken.format(n=NAME)
@@ -149,6 +152,10 @@ def test_the_config_and_mutants_load_and_the_config_allows_numpy(tmp_path):
     assert nb.cells[1].source.startswith(f"# Задание {NAME}\n")
     for mutant in mutants:  # every edit applies exactly once to the master's code cells
         apply_mutant(nb, mutant)
+    variants = load_variants(NAME, tmp_path / "tests" / "variants")
+    assert [v.definitions[0][0] for v in variants] == [scaffold.EXAMPLE_QUESTION]
+    rewritten = apply_variant(nb, variants[0])
+    assert "channels.sum(axis=1)" in "".join(c.source for c in rewritten.cells)
 
 
 def test_the_example_question_is_named_after_the_function_it_grades(tmp_path):
@@ -217,6 +224,8 @@ def test_the_content_tests_check_the_new_assignment_too(project):
     listed = run_in(project, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider",
                     "tests/test_assignment_content.py", "tests/test_authoring.py", "-k", NAME)
     for check in ("test_reference_solution_passes_every_public_and_hidden_test",
+                  "test_every_correct_solution_scores_full_under_every_draw",
+                  "test_every_assignment_has_other_correct_solutions",
                   "test_stub_scores_zero_on_every_question_without_crashing",
                   "test_mutant_loses_exactly_the_questions_it_breaks",
                   "test_every_question_has_a_degenerate_mutant",

@@ -31,6 +31,9 @@ class Mutant:
     # sandboxed run records: such mutants are checked through the real grader alone)
     caught_by: str = "tests"
     scores_zero: bool = False  # a degenerate answer: the broken questions must score exactly 0
+    # Why this mutant may keep its points under a share of the hidden tests' draws (the seed
+    # sweep, bench/seed_sweep.py, prints the share); empty: it must lose them under every draw.
+    luck: str = ""
 
 
 def load_mutants(name: str, folder: Path = MUTANTS_DIR) -> list[Mutant]:
@@ -48,6 +51,7 @@ def load_mutants(name: str, folder: Path = MUTANTS_DIR) -> list[Mutant]:
             edits=tuple((edit["old"], edit["new"]) for edit in entry["edit"]),
             caught_by=entry.get("caught_by", "tests"),
             scores_zero=bool(entry.get("scores_zero", False)),
+            luck=entry.get("luck", ""),
         )
         for entry in data.get("mutant", [])
     ]

@@ -1,6 +1,6 @@
 """``grader.py new NAME``: a new assignment that assigns and grades as it is.
 
-``create`` writes three files under a project root:
+``create`` writes four files under a project root:
 
 - ``solutions/<name>/<name>.ipynb``: a master notebook in otter-assign's v1 format, laid out
   like the lesson's own (raw config cell, ``# BEGIN QUESTION`` ... ``# END QUESTION``, a
@@ -11,7 +11,9 @@
   sandbox;
 - ``tests/mutants/<name>.toml``: a degenerate answer and two classic bugs of the example
   question, so that the test suite's per-assignment checks pass on the new assignment as it
-  is.
+  is;
+- ``tests/variants/<name>.toml``: another correct solution of the example question, which the
+  suite grades under many draws beside the reference (the seed sweep).
 
 The caller (``cli.cmd_new``) then generates ``assignments/<name>/`` and
 ``solutions/<name>/tests/`` as ``grader.py assign NAME`` does.
@@ -44,11 +46,12 @@ class Scaffold:
     master: str
     config: str
     mutants: str
+    variants: str
 
     @property
     def files(self) -> tuple[str, ...]:
         """Every file written, in the order they were written."""
-        return (self.master, self.config, self.mutants)
+        return (self.master, self.config, self.mutants, self.variants)
 
 
 def check_name(name: str) -> None:
@@ -61,11 +64,13 @@ def check_name(name: str) -> None:
         )
 
 
-def paths_for(name: str, root: Path) -> tuple[Path, Path, Path]:
-    """(master notebook, assignment.toml, mutants file) of assignment ``name`` under ``root``."""
+def paths_for(name: str, root: Path) -> tuple[Path, Path, Path, Path]:
+    """(master notebook, assignment.toml, mutants file, variants file) of assignment ``name``
+    under ``root``."""
     source = root / "solutions" / name
     mutants = root / "tests" / "mutants" / f"{name}.toml"
-    return source / f"{name}.ipynb", source / CONFIG_FILE, mutants
+    variants = root / "tests" / "variants" / f"{name}.toml"
+    return source / f"{name}.ipynb", source / CONFIG_FILE, mutants, variants
 
 
 def existing_files(name: str, root: Path) -> list[Path]:
@@ -73,7 +78,7 @@ def existing_files(name: str, root: Path) -> list[Path]:
     candidates = [
         root / "solutions" / name,
         root / "assignments" / name,
-        paths_for(name, root)[2],
+        *paths_for(name, root)[2:],
     ]
     return [path for path in candidates if path.exists()]
 
@@ -95,15 +100,17 @@ def create(name: str, title: str | None = None, root: Path = PROJECT_ROOT) -> Sc
     title = (title or "").strip() or f"Задание {name}"
     if "\n" in title:
         raise ScaffoldError("the title must be one line")
-    master, config, mutants = paths_for(name, root)
+    master, config, mutants, variants = paths_for(name, root)
     master.parent.mkdir(parents=True)
     nbformat.write(master_notebook(name, title), master)
     config.write_text(CONFIG_TEMPLATE.format(name=name), encoding="utf-8")
     mutants.parent.mkdir(parents=True, exist_ok=True)
     mutants.write_text(MUTANTS_TEMPLATE.format(name=name), encoding="utf-8")
+    variants.parent.mkdir(parents=True, exist_ok=True)
+    variants.write_text(VARIANTS_TEMPLATE.format(name=name), encoding="utf-8")
     return Scaffold(
         name,
-        *(path.relative_to(root).as_posix() for path in (master, config, mutants)),
+        *(path.relative_to(root).as_posix() for path in (master, config, mutants, variants)),
     )
 
 
@@ -135,9 +142,11 @@ def report(made: Scaffold, generated: list[str]) -> str:
         "next:",
         f"  1. open {made.master} in Jupyter; replace the example question "
         f"`{EXAMPLE_QUESTION}` with yours (docs/AUTHORING.md)",
-        f"  2. write a degenerate and a classic-bug mutant per question in {made.mutants}",
-        f"  3. python grader.py assign {made.name}; make test; commit solutions/{made.name}/, "
-        f"assignments/{made.name}/ and {made.mutants}",
+        f"  2. write a degenerate and a classic-bug mutant per question in {made.mutants}, "
+        f"and other correct solutions in other styles in {made.variants}",
+        f"  3. python grader.py assign {made.name}; make test (every correct solution under "
+        f"50 draws); commit solutions/{made.name}/, assignments/{made.name}/, {made.mutants} "
+        f"and {made.variants}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -319,6 +328,29 @@ packages = ["numpy", "matplotlib"]
 
 # [questions.standardize]
 # no_library_routines = true   # a library convolution / pooling routine costs the question
+"""
+
+VARIANTS_TEMPLATE = """\
+# Other correct solutions of solutions/{name}, in other styles than the reference: each
+# `[[variant.define]]` replaces one top-level definition of the master notebook. The test
+# suite grades each under 50 draws of the hidden tests' randomness (bench/seed_sweep.py: 1,000)
+# and every one must score full marks under every draw (docs/AUTHORING.md, Fair under every
+# draw). When you replace the example question, write variants of yours.
+
+[[variant]]
+id = "standardize_by_hand"
+style = "mean and variance computed by hand with sums, channel axis moved first, float64"
+[[variant.define]]
+name = "standardize"
+source = '''
+def standardize(x, eps=1e-5):
+    x = np.asarray(x, dtype=np.float64)
+    channels = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
+    mean = channels.sum(axis=1) / channels.shape[1]
+    var = ((channels - mean[:, None]) ** 2).sum(axis=1) / channels.shape[1]
+    shape = (1, x.shape[1], 1, 1)
+    return (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+'''
 """
 
 MUTANTS_TEMPLATE = """\

@@ -376,6 +376,8 @@ def flagged_questions(run: LevelRun, scenario_id: str) -> set[str]:
 
 def check_scores(run: LevelRun, scenario: Scenario, row: dict[str, str]) -> None:
     """The scenario's score expectations against the controls of the same batch."""
+    missing = [c for c in ("control_reference", "control_stub") if c not in run.rows]
+    assert not missing, f"no row for the controls {missing}: the batch did not finish them"
     reference, stub = run.rows["control_reference"], run.rows["control_stub"]
     questions = questions_of(row, reference)
     full = set(questions if ALL in scenario.full_marks else scenario.full_marks)

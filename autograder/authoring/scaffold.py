@@ -145,7 +145,7 @@ def report(made: Scaffold, generated: list[str]) -> str:
         f"  2. write a degenerate and a classic-bug mutant per question in {made.mutants}, "
         f"and other correct solutions in other styles in {made.variants}",
         f"  3. python grader.py assign {made.name}; make test (every correct solution under "
-        f"50 draws); commit solutions/{made.name}/, assignments/{made.name}/, {made.mutants} "
+        f"25-50 draws); commit solutions/{made.name}/, assignments/{made.name}/, {made.mutants} "
         f"and {made.variants}",
     ]
     return "\n".join(lines) + "\n"
@@ -333,7 +333,7 @@ packages = ["numpy", "matplotlib"]
 VARIANTS_TEMPLATE = """\
 # Other correct solutions of solutions/{name}, in other styles than the reference: each
 # `[[variant.define]]` replaces one top-level definition of the master notebook. The test
-# suite grades each under 50 draws of the hidden tests' randomness (bench/seed_sweep.py: 1,000)
+# suite grades each under 25 draws of the hidden tests' randomness (bench/seed_sweep.py: 1,000)
 # and every one must score full marks under every draw (docs/AUTHORING.md, Fair under every
 # draw). When you replace the example question, write variants of yours.
 

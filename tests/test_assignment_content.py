@@ -63,8 +63,9 @@ def test_every_assignment_has_other_correct_solutions(name):
 @pytest.mark.parametrize("name,variant", CORRECT,
                          ids=lambda v: v if isinstance(v, str) else getattr(v, "id", "reference"))
 def test_every_correct_solution_scores_full_under_every_draw(name, variant, tmp_path):
-    """The seed sweep, cut to 50 draws (25 for a variant): a correct solution never fails a hidden test by the
-    luck of the draw (the test's seed, or the student's own random initialisation)."""
+    """The seed sweep, cut to 50 draws (25 for a variant): a correct solution never fails a
+    hidden test by the luck of the draw (the test's seed, or the student's own random
+    initialisation)."""
     reference = built(name).reference_notebook
     nb = reference if variant is None else apply_variant(reference, variant)
     judged = grade_locally(name, nb, tmp_path)  # the rules too: a variant is a legitimate answer

@@ -24,11 +24,12 @@ MUTANTS = [m for name in ASSIGNMENTS for m in load_mutants(name)]
 # Every correct solution: the reference and the variants of tests/variants/.
 CORRECT = [(name, None) for name in ASSIGNMENTS] + [
     (name, variant) for name in ASSIGNMENTS for variant in load_variants(name)]
-# Draws in the suite (bench/seed_sweep.py runs 1,000 per solution): the reference under 50, each
-# other correct solution under 25, or 10 where a draw is costly (03's ConvNets on 32x32
+# Draws in the suite (bench/seed_sweep.py runs 1,000 per solution): the reference under 50,
+# each other correct solution under 25, or 10 where a draw is costly (03's ConvNets on 32x32
 # images: 1.5-4.5 min for 25 draws of one variant in a suite run beside other work). A test
-# failing a correct solution under 7% of draws, as MLP's once did, passes the reference's 50 by luck with probability 0.93**50 = 2.6%, and
-# the six other solutions of 01 or 02 too with 0.93**200 < 1e-6 (03: 0.93**110 < 1e-3).
+# failing a correct solution under 7% of draws, as MLP's once did, passes the reference's 50
+# by luck with probability 0.93**50 = 2.6%, and the six other solutions of 01 or 02 too with
+# 0.93**200 < 1e-6 (03: 0.93**110 < 1e-3).
 SUITE_DRAWS = 50
 VARIANT_DRAWS = 25
 COSTLY_DRAWS = {"03_convnet_cifar10": 10}

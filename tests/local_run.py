@@ -77,6 +77,16 @@ def execute_cells(cells: list[CodeCell], workdir: Path) -> tuple[dict, list[str]
     return namespace, errors
 
 
+def trusted_environment(name: str, namespace: dict, seed: int) -> dict:
+    """What the tests are bound to: the notebook's names, the assignment's fixtures (as the
+    grader binds them instead of notebook helpers), ``seed`` and the probes."""
+    environment = dict(namespace)
+    environment.update(load_fixtures(name))
+    environment["seed"] = seed
+    environment["probes"] = load_probes(name)
+    return environment
+
+
 def grade_locally(
     name: str, nb: nbformat.NotebookNode, workdir: Path, seed: int = 1234
 ) -> dict[str, QuestionResult]:
@@ -88,10 +98,7 @@ def grade_locally(
     """
     cells = gradable_cells(nb)
     namespace, _ = execute_cells(cells, workdir)
-    environment = dict(namespace)
-    environment.update(load_fixtures(name))
-    environment["seed"] = seed
-    environment["probes"] = load_probes(name)
+    environment = trusted_environment(name, namespace, seed)
     config = assignment(name).config
     notebook = GradedNotebook(cells, environment, namespace.__contains__)
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import torch
-from local_run import execute_cells, load_fixtures, load_probes, question_tests
+from local_run import execute_cells, question_tests, trusted_environment
 
 from autograder.grading.submission import gradable_cells
 from autograder.grading.testfiles import run_case
@@ -78,24 +78,6 @@ class Sweep:
     cell_errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
-    @property
-    def draws(self) -> int:
-        return max((len(s) for s in self.scores.values()), default=0)
-
-    def full_share(self, question: str) -> float:
-        """Share of draws under which ``question`` earned every point."""
-        scores = self.scores[question]
-        return sum(s >= self.max_points[question] - 1e-9 for s in scores) / len(scores)
-
-    def positive_share(self, question: str) -> float:
-        """Share of draws under which ``question`` earned any point."""
-        scores = self.scores[question]
-        return sum(s > 1e-9 for s in scores) / len(scores)
-
-    def short_draws(self, questions: Iterable[str]) -> dict[str, int]:
-        """For each of ``questions``, how many draws left it short of full marks."""
-        return {q: sum(s < self.max_points[q] - 1e-9 for s in self.scores[q]) for q in questions}
-
     def failing_cases(self) -> list[CaseTally]:
         return [tally for tally in self.cases.values() if tally.passes < tally.runs]
 
@@ -109,9 +91,7 @@ def sweep_notebook(name: str, label: str, nb: nbformat.NotebookNode, seeds: Sequ
     result = Sweep(label, {q.name: q.points for q in questions})
     indices = {q.name: i for i, q in enumerate(question_tests(name))}
     namespace, result.cell_errors = execute_cells(gradable_cells(nb), workdir)
-    environment = dict(namespace)
-    environment.update(load_fixtures(name))
-    environment["probes"] = load_probes(name)
+    environment = trusted_environment(name, namespace, seed=0)
     for question in questions:
         result.scores[question.name] = []
         for case in question.cases:

@@ -14,6 +14,11 @@ def test_convnet_output_shape(ConvNet):
     assert isinstance(out, torch.Tensor), f'ConvNet должна возвращать тензор логитов, а вернула {type(out).__name__}'
     assert tuple(out.shape) == (4, 10), f'для входа формы (4, 3, 32, 32) ожидался выход (4, 10), получено {tuple(out.shape)}'
     spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    for _ in range(3):
+        if spread > 1e-06:
+            break
+        again = ConvNet()(x)
+        spread = (again.detach() - again.detach()[:1]).abs().max().item()
     assert spread > 1e-06, 'ConvNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 
 @test_case(points=None, hidden=False)
@@ -23,9 +28,15 @@ def test_convnet_parameter_budget(ConvNet):
     n = sum((v.numel() for v in model.state_dict().values()))
     assert n > 0, 'у ConvNet нет ни параметров, ни буферов'
     assert n <= 5000000, f'в state_dict ConvNet {n:,} чисел, а обучаемых параметров допускается не больше 5,000,000'
-    out = model(torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    out = model(x)
     assert isinstance(out, torch.Tensor), f'ConvNet должна возвращать тензор, а вернула {type(out).__name__}'
     spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    for _ in range(3):
+        if spread > 1e-06:
+            break
+        again = ConvNet()(x)
+        spread = (again.detach() - again.detach()[:1]).abs().max().item()
     assert spread > 1e-06, 'ConvNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 
 @test_case(points=None, hidden=True)
@@ -49,6 +60,11 @@ def test_convnet_any_batch_size(ConvNet, seed, probes):
     err = (together - one_by_one).abs().max().item()
     assert err <= 0.0001 * (1.0 + together.abs().max().item()), f'в режиме eval ответ для картинки должен зависеть только от неё самой: выходы для батча из {odd} картинок и для тех же картинок по одной расходятся на {err:.3g}'
     spread = (together.detach() - together.detach()[:1]).abs().max().item()
+    for _ in range(3):
+        if spread > 1e-06:
+            break
+        again = ConvNet()(x)
+        spread = (again.detach() - again.detach()[:1]).abs().max().item()
     assert spread > 1e-06, 'ConvNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 
 @test_case(points=None, hidden=True)
@@ -58,9 +74,15 @@ def test_convnet_within_budget(ConvNet, seed, probes):
     n = probes.count_parameters(model)
     assert 0 < n <= 5000000, f'у ConvNet {n:,} обучаемых параметров, а нужно от 1 до 5,000,000'
     probes.set_mode(model, False)
-    out = model(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(seed)))
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    out = model(x)
     assert isinstance(out, torch.Tensor), f'ConvNet должна возвращать тензор, а вернула {type(out).__name__}'
     spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    for _ in range(3):
+        if spread > 1e-06:
+            break
+        again = ConvNet()(x)
+        spread = (again.detach() - again.detach()[:1]).abs().max().item()
     assert spread > 1e-06, 'ConvNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 
 @test_case(points=None, hidden=True)
@@ -72,6 +94,11 @@ def test_convnet_random_init(ConvNet, seed, probes):
     assert isinstance(first, torch.Tensor) and tuple(first.shape) == (4, 10), 'ConvNet должна возвращать тензор формы (B, 10)'
     assert not torch.allclose(first, second), 'ConvNet(), созданные при разных torch.manual_seed, отвечают одинаково: сеть должна начинать со случайных весов (не загружайте веса и не задавайте seed в конструкторе)'
     spread = (first.detach() - first.detach()[:1]).abs().max().item()
+    for _ in range(3):
+        if spread > 1e-06:
+            break
+        again = ConvNet()(images)
+        spread = (again.detach() - again.detach()[:1]).abs().max().item()
     assert spread > 1e-06, 'ConvNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 
 @test_case(points=None, hidden=True)
@@ -90,6 +117,11 @@ def test_convnet_reloads_its_state_dict(ConvNet, seed, probes):
     err = (expected - got).abs().max().item()
     assert err <= 1e-05 * (1.0 + expected.abs().max().item()), f'новая ConvNet() с загруженным state_dict обученной сети отвечает иначе (расхождение {err:.3g}): грейдер восстанавливает сеть из convnet.pt именно так'
     spread = (expected.detach() - expected.detach()[:1]).abs().max().item()
+    for _ in range(3):
+        if spread > 1e-06:
+            break
+        again = ConvNet()(x)
+        spread = (again.detach() - again.detach()[:1]).abs().max().item()
     assert spread > 1e-06, 'ConvNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 
 @test_case(points=None, hidden=True)
@@ -103,5 +135,10 @@ def test_convnet_returns_logits(ConvNet, seed, probes):
     looks_like_probabilities = bool((out >= 0).all()) and bool(torch.allclose(out.sum(dim=1), torch.ones(6), atol=0.0001))
     assert not looks_like_probabilities, 'ConvNet возвращает вероятности (строки неотрицательны и в сумме дают 1), а нужны логиты: уберите softmax из forward, nn.CrossEntropyLoss применит его сама'
     spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    for _ in range(3):
+        if spread > 1e-06:
+            break
+        again = ConvNet()(x)
+        spread = (again.detach() - again.detach()[:1]).abs().max().item()
     assert spread > 1e-06, 'ConvNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 

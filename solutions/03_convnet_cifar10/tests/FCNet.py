@@ -14,6 +14,11 @@ def test_fcnet_output_shape(FCNet):
     assert isinstance(out, torch.Tensor), f'FCNet должна возвращать тензор логитов, а вернула {type(out).__name__}'
     assert tuple(out.shape) == (4, 10), f'для входа формы (4, 3, 32, 32) ожидался выход (4, 10), получено {tuple(out.shape)}'
     spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    for _ in range(3):
+        if spread > 1e-06:
+            break
+        again = FCNet()(x)
+        spread = (again.detach() - again.detach()[:1]).abs().max().item()
     assert spread > 1e-06, 'FCNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 
 @test_case(points=None, hidden=True)
@@ -37,6 +42,11 @@ def test_fcnet_any_batch_size(FCNet, seed, probes):
     err = (together - one_by_one).abs().max().item()
     assert err <= 0.0001 * (1.0 + together.abs().max().item()), f'в режиме eval ответ для картинки должен зависеть только от неё самой: выходы для батча из {odd} картинок и для тех же картинок по одной расходятся на {err:.3g}'
     spread = (together.detach() - together.detach()[:1]).abs().max().item()
+    for _ in range(3):
+        if spread > 1e-06:
+            break
+        again = FCNet()(x)
+        spread = (again.detach() - again.detach()[:1]).abs().max().item()
     assert spread > 1e-06, 'FCNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 
 @test_case(points=None, hidden=True)
@@ -50,5 +60,10 @@ def test_fcnet_returns_logits(FCNet, seed, probes):
     looks_like_probabilities = bool((out >= 0).all()) and bool(torch.allclose(out.sum(dim=1), torch.ones(6), atol=0.0001))
     assert not looks_like_probabilities, 'FCNet возвращает вероятности (строки неотрицательны и в сумме дают 1), а нужны логиты: уберите softmax из forward, nn.CrossEntropyLoss применит его сама'
     spread = (out.detach() - out.detach()[:1]).abs().max().item()
+    for _ in range(3):
+        if spread > 1e-06:
+            break
+        again = FCNet()(x)
+        spread = (again.detach() - again.detach()[:1]).abs().max().item()
     assert spread > 1e-06, 'FCNet отвечает одинаково на разные картинки (нули или константа): forward не использует вход'
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..core.archives import extract_tar
 from ..core.assignments import Assignment, tested_question_names
 from ..grading.pipeline import (
     GradedSubmission,
@@ -258,7 +259,7 @@ def unpack(packed: bytes, into: Path) -> None:
     """The inverse of :func:`pack` (the tar is the driver's own; the filter still refuses
     absolute paths and members outside ``into``)."""
     with tarfile.open(fileobj=io.BytesIO(packed)) as tar:
-        tar.extractall(into, filter="tar")
+        extract_tar(tar, into, "tar")
 
 
 def _ray_task(job: Found, packed: bytes, context: BatchContext, data: Any,

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.archives import extract_tar
 from .datasets import BATCHES, CIFAR10, CLASSES, DatasetError, ImageSet, dataset_dir, load_npy_pair
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
@@ -193,7 +194,7 @@ def _extract(archive: Path, into: Path) -> None:
                 zf.extractall(into)
         else:
             with tarfile.open(archive) as tar:
-                tar.extractall(into, filter="data")
+                extract_tar(tar, into, "data")
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
         raise DatasetError(f"{archive}: cannot unpack it ({type(exc).__name__}: {exc})") from None
 

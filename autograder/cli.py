@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .authoring import assign as authoring
-from .core.assignments import PROJECT_ROOT, Assignment, ConfigError, discover, load_assignment
+from .core.assignments import PROJECT_ROOT, Assignment, discover, load_assignment
+from .core.errors import UsageError
 from .core.text import visible
-from .grading.testfiles import TestFileError
 from .integrations.bundles import check_tests_choice
 from .outputs import writers
-from .sandbox.devices import DeviceUnavailable, choose_device
-from .sandbox.packages import PackageError
+from .sandbox.devices import choose_device
 
 if TYPE_CHECKING:
     from .batch.executors import Executor
@@ -25,8 +24,9 @@ if TYPE_CHECKING:
 
 DEFAULT_DATA_ROOT = PROJECT_ROOT / "data"  # autograder.grading.datasets.DEFAULT_ROOT, without numpy
 EXIT_OK = 0
-EXIT_STALE = 1
-EXIT_USAGE = 2
+EXIT_STALE = 1  # `assign --check`: generated files differ
+EXIT_BUG = 1  # the grader's own bug (the traceback is written to a file, named)
+EXIT_USAGE = 2  # a UsageError: the instructor's to fix, the message says how
 EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
 LEVELS = ("bwrap", "uid", "process")  # autograder.sandbox.SandboxLevel, strongest first
 SANDBOX_ENV = "AUTOGRADER_SANDBOX"  # the default of --sandbox (Gradescope's bundle sets it too)
@@ -65,36 +65,25 @@ def cmd_new(args: argparse.Namespace) -> int:
     """Scaffold a new assignment that assigns and grades as it is, then generate it."""
     from .authoring import scaffold
 
-    try:
-        made = scaffold.create(args.name, args.title, PROJECT_ROOT)
-    except scaffold.ScaffoldError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    made = scaffold.create(args.name, args.title, PROJECT_ROOT)
     print(scaffold.report(made, scaffold.generate(made.name, PROJECT_ROOT)), end="")
     return EXIT_OK
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
     """Grade submissions in sandboxed workers; write gradebook, results and feedback."""
-    from .batch.collect import CollectError
-    from .batch.executors import BatchStopped, ExecutorError
+    from .batch.executors import BatchStopped
     from .batch.progress import BatchProgress
-    from .batch.runner import OutputDirError, batch_seed, grade_batch
-    from .grading.datasets import DatasetError
+    from .batch.runner import batch_seed, grade_batch
     from .grading.pipeline import GradeOptions
-    from .sandbox import SandboxUnavailable, choose_isolation
+    from .sandbox import choose_isolation
 
     assignment = load_assignment(args.assignment)
     check_tests_choice(assignment, args.tests)  # a student kit has no hidden tests
-    try:
-        isolation = choose_isolation(args.sandbox)
-        data = _evaluation_data(args, assignment)
-        device = choose_device(args.device)
-        executor = _executor(args, device)
-    except (SandboxUnavailable, DatasetError, DeviceUnavailable, RuntimeError,
-            ValueError) as exc:  # ValueError: a level named in $AUTOGRADER_SANDBOX is unknown
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    isolation = choose_isolation(args.sandbox)
+    data = _evaluation_data(args, assignment)
+    device = choose_device(args.device)
+    executor = _executor(args, device)
     seed = batch_seed(args.out, assignment, args.seed, args.regrade,
                       lambda: secrets.randbelow(2**31))
     options = GradeOptions(
@@ -119,9 +108,6 @@ def cmd_grade(args: argparse.Namespace) -> int:
             )
     except BatchStopped as exc:
         return _stopped(exc)
-    except (CollectError, OutputDirError, ExecutorError) as exc:
-        print(f"error: {visible(exc)}", file=sys.stderr)  # may name a submission's files
-        return EXIT_USAGE
     except KeyboardInterrupt:
         return _interrupted(args.out, progress.finished)
     models = f", models on {data.dataset} ({device})" if data is not None else ""
@@ -138,13 +124,13 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 def _executor(args: argparse.Namespace, device: str) -> Executor:
     """The local pool, or Ray (checked importable now, not half-way through a batch)."""
-    from .batch.executors import LocalPool, RayPool, require_ray
+    from .batch.executors import ExecutorError, LocalPool, RayPool, require_ray
 
     if args.executor == "ray":
         require_ray()
         return RayPool(args.address, args.jobs, gpu=device == "cuda")
     if args.address:
-        raise RuntimeError("--address is for --executor ray")
+        raise ExecutorError("--address is for --executor ray")
     return LocalPool(args.jobs)
 
 
@@ -197,26 +183,22 @@ def cmd_data(args: argparse.Namespace) -> int:
     looks."""
     from .grading import datasets, imagesets
 
-    try:
-        if args.which == datasets.CIFAR10 and args.source is not None:
-            folder = datasets.dataset_dir(args.root, datasets.CIFAR10)
-            done = imagesets.install(args.source, folder)
-            print(f"cifar10: {folder} now holds {done['name']} ({done['kind']}, "
-                  f"{', '.join(f'{n} {s} images' for s, n in done['splits'].items())}, "
-                  f"sha256 {done['digest'][:16]}...), read from {args.source}; grade uses it "
-                  f"when {folder / datasets.BATCHES} (the official files) is absent")
-            return EXIT_OK
-        if args.source is not None:
-            raise datasets.DatasetError("--from is for `data cifar10`")
-        if args.which == datasets.CIFAR10:
-            folder = datasets.fetch_cifar10(args.root)
-            count = len(datasets.load_cifar10_test(args.root).labels)
-        else:
-            folder = datasets.write_synthetic(args.root)
-            count = len(datasets.load_synthetic_test(args.root).labels)
-    except datasets.DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    if args.which == datasets.CIFAR10 and args.source is not None:
+        folder = datasets.dataset_dir(args.root, datasets.CIFAR10)
+        done = imagesets.install(args.source, folder)
+        print(f"cifar10: {folder} now holds {done['name']} ({done['kind']}, "
+              f"{', '.join(f'{n} {s} images' for s, n in done['splits'].items())}, "
+              f"sha256 {done['digest'][:16]}...), read from {args.source}; grade uses it "
+              f"when {folder / datasets.BATCHES} (the official files) is absent")
+        return EXIT_OK
+    if args.source is not None:
+        raise datasets.DatasetError("--from is for `data cifar10`")
+    if args.which == datasets.CIFAR10:
+        folder = datasets.fetch_cifar10(args.root)
+        count = len(datasets.load_cifar10_test(args.root).labels)
+    else:
+        folder = datasets.write_synthetic(args.root)
+        count = len(datasets.load_synthetic_test(args.root).labels)
     print(f"{args.which}: {folder} ({count} test images, checked by torchvision's CIFAR10)")
     return EXIT_OK
 
@@ -235,14 +217,18 @@ def _write_report(out: Path, after_batch: bool) -> int:
     try:
         path = write_report(out)
     except ReportError as exc:
+        if not after_batch:
+            raise
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_OK if after_batch else EXIT_USAGE
+        return EXIT_OK
     except Exception:  # the grader's bug: the batch's results stand, the report can be redone
+        if not after_batch:
+            raise
         traceback.print_exc()
         print(f"error: report.html could not be written (the traceback above is a grader bug); "
               f"the results in {out} are complete. Retry with `python grader.py report {out}`.",
               file=sys.stderr)
-        return EXIT_OK if after_batch else EXIT_USAGE
+        return EXIT_OK
     print(f"report: {path}")
     return EXIT_OK
 
@@ -250,13 +236,8 @@ def _write_report(out: Path, after_batch: bool) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Verify the assignments and grade example submissions of each."""
     from .demo import run_demo
-    from .sandbox import SandboxUnavailable
 
-    try:
-        return run_demo(args.out, args.names or None, args.jobs, args.sandbox)
-    except SandboxUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return run_demo(args.out, args.names or None, args.jobs, args.sandbox)
 
 
 def _positive(value: str) -> float:
@@ -419,9 +400,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, authoring.AuthoringError, TestFileError, PackageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except UsageError as exc:  # the instructor's to fix; the message says how
+        print(f"error: {visible(exc)}", file=sys.stderr)  # may name a submission's files
         return EXIT_USAGE
+    except Exception as exc:  # anything else is the grader's own bug
+        return _grader_bug(exc)
+
+
+def _grader_bug(exc: BaseException) -> int:
+    """Say plainly that the grader failed (not the instructor), write the traceback to a file
+    and name it; results already written stay where they are."""
+    import tempfile
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False, suffix=".txt",
+                                     prefix=f"grader-bug-{time.strftime('%Y%m%d-%H%M%S')}-") as f:
+        f.write(text)
+    print(f"error: this is a bug in the grader, not a mistake in what you asked "
+          f"({type(exc).__name__}: {visible(str(exc))[:300]}). The traceback is in {f.name}; "
+          "please report it with that file. Results already written are kept; running the same "
+          "command again grades only what is missing.", file=sys.stderr)
+    return EXIT_BUG
 
 
 if __name__ == "__main__":

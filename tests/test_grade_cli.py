@@ -289,6 +289,45 @@ def test_unwritable_output_folder_is_an_instructor_error(tmp_path):
     assert "--out" in done.stderr
 
 
+def test_an_unknown_sandbox_level_is_an_instructor_error(tmp_path):
+    done = subprocess.run([*GRADER, "grade", "--assignment", discover()[0], str(tmp_path)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT),
+                               "AUTOGRADER_SANDBOX": "chroot"})
+    assert done.returncode == 2 and "sandbox level must be" in done.stderr, done.stderr
+    assert "bug" not in done.stderr
+
+
+@pytest.mark.parametrize("where,bug", [
+    ("autograder.cli.choose_device", ValueError("an internal table is inconsistent")),
+    ("autograder.batch.runner.grade_batch", ZeroDivisionError("division by zero")),
+])
+def test_a_grader_bug_exits_1_saying_bug_and_where_the_traceback_is(where, bug, tmp_path,
+                                                                    monkeypatch, capsys):
+    """A bug inside the harness (here: an exception raised where the grader's own code runs)
+    is never dressed as the instructor's mistake: exit 1, "bug", the traceback in a file.
+    Before, a ValueError there was printed as `error: ...` with exit 2."""
+    from autograder import cli
+
+    def broken(*args, **kwargs):
+        raise bug
+
+    module, name = where.rsplit(".", 1)
+    monkeypatch.setattr(f"{module}.{name}", broken)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # where the traceback goes
+    path = tmp_path / "reference.ipynb"
+    nbformat.write(built(discover()[0]).reference_notebook, path)
+    status = cli.main(["grade", "--assignment", discover()[0], str(path), "--out",
+                       str(tmp_path / "out"), "--sandbox", "process"])
+    said = capsys.readouterr().err
+    assert status == cli.EXIT_BUG == 1, said
+    assert "bug in the grader" in said and type(bug).__name__ in said, said
+    written = list(tmp_path.glob("grader-bug-*.txt"))
+    assert len(written) == 1 and str(written[0]) in said, (said, written)
+    trace = written[0].read_text(encoding="utf-8")
+    assert "Traceback" in trace and "broken" in trace and str(bug) in trace
+
+
 def _with_cells(nb, *sources):
     import copy
 

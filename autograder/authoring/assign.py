@@ -20,6 +20,7 @@ from pathlib import Path
 import nbformat
 
 from ..core.assignments import PROJECT_ROOT, Assignment
+from ..core.errors import UsageError
 
 SETUP_CELL_TAG = "otter_ignore"
 _SETUP_TEMPLATE = """\
@@ -50,7 +51,7 @@ print("Готово: проверяйте решения ячейками grader
 """
 
 
-class AuthoringError(RuntimeError):
+class AuthoringError(UsageError, RuntimeError):
     """otter assign failed or produced something we cannot use; the message says what."""
 
 

@@ -29,12 +29,13 @@ from pathlib import Path
 import nbformat
 
 from ..core.assignments import CONFIG_FILE, PROJECT_ROOT
+from ..core.errors import UsageError
 
 NAME_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9_]{0,62}[a-z0-9])?")
 EXAMPLE_QUESTION = "standardize"
 
 
-class ScaffoldError(ValueError):
+class ScaffoldError(UsageError, ValueError):
     """The requested assignment cannot be created; the message says why and what to do."""
 
 

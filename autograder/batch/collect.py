@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from ..core.errors import UsageError
 from ..core.text import visible
 from ..outputs.layout import id_key, numbered, safe_id
 
@@ -40,7 +41,7 @@ GRADESCOPE_METADATA = "submission_metadata.yml"
 SUBMISSION_SUFFIXES = (".ipynb", ".zip")
 
 
-class CollectError(ValueError):
+class CollectError(UsageError, ValueError):
     """What was passed cannot be read as submissions (the instructor's to fix)."""
 
 

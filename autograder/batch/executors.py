@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from ..core.archives import extract_tar
 from ..core.assignments import Assignment, tested_question_names
+from ..core.errors import UsageError
 from ..grading.pipeline import (
     GradedSubmission,
     GradeOptions,
@@ -43,7 +44,7 @@ from .resume import InFlight
 GRADER_ERROR_FILE = GRADER_ERROR
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(UsageError, RuntimeError):
     """The executor cannot start (Ray unreachable, say): nothing was graded; what to do."""
 
 
@@ -293,11 +294,11 @@ def _project_root() -> Path:
 
 
 def require_ray() -> Any:
-    """The ray module, or a RuntimeError saying how to install it."""
+    """The ray module, or an ExecutorError saying how to install it."""
     try:
         import ray
     except ImportError:
-        raise RuntimeError(
+        raise ExecutorError(
             "--executor ray needs Ray: pip install 'ray>=2.9' (or pip install -e '.[cluster]')"
         ) from None
     return ray

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..core.assignments import Assignment, question_order
 from ..core.atomic import atomic_write
+from ..core.errors import UsageError
 from ..core.results import SubmissionResult, SubmissionStatus
 from ..grading.pipeline import GradedSubmission, GradeOptions, failed_result
 from ..grading.testfiles import QuestionTests
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 
-class OutputDirError(RuntimeError):
+class OutputDirError(UsageError, RuntimeError):
     """The output folder cannot be used (the instructor's mistake; the message says why)."""
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # autograder/core/assignments.py
 CONFIG_FILE = "assignment.toml"
 PROBES_FILE = "probes.py"
@@ -27,7 +29,7 @@ BUNDLE_FILE = "bundle.toml"
 STRUCTURES = ("convolutional", "fully_connected")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """The instructor's assignment configuration is invalid; the message names the key."""
 
 

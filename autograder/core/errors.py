@@ -1,8 +1,11 @@
-"""The two error families: failures that belong to a submission, and the grader's own errors.
+"""The error families: a submission's failures, the instructor's mistakes, the grader's bugs.
 
-A :class:`SubmissionFailure` is written into that submission's feedback and costs only it.
-Anything else raised while grading is a grader error: reported to the instructor with its
-traceback, and still never allowed to stop the rest of a batch.
+A :class:`SubmissionFailure` is written into that submission's feedback and costs only it;
+it never reaches the command line. A :class:`UsageError` is the instructor's mistake, or
+something this machine lacks: its message says what to do next and the CLI exits 2 with it
+(``autograder.cli.main`` is the one place that maps errors to exit codes). Anything else is
+a bug of the grader: inside a batch it costs only the submission being graded (and says so
+in the summary); outside one the CLI exits 1, says it is a bug and where the traceback is.
 """
 
 from __future__ import annotations
@@ -18,6 +21,15 @@ class Outcome(StrEnum):
     ERROR = "error"  # the student's code raised, or returned something unusable
     TIMEOUT = "timeout"  # the student's code ran past its time budget
     SKIPPED = "skipped"  # not run: a prerequisite (a name, an earlier step) was missing
+
+
+class GraderError(Exception):
+    """An error the grader raises on purpose (not a bug)."""
+
+
+class UsageError(GraderError):
+    """The instructor asked for something that cannot be done here; the message says what to
+    do next. The CLI prints it and exits 2."""
 
 
 class SubmissionFailure(Exception):

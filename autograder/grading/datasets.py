@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.assignments import PROJECT_ROOT
+from ..core.errors import UsageError
 
 DEFAULT_ROOT = PROJECT_ROOT / "data"
 CIFAR10, SYNTHETIC = "cifar10", "synthetic"
@@ -44,7 +45,7 @@ GRID_STEP = 8  # class motifs sit at one of 4 x 4 grid positions (plus a pixel o
 CLUTTER = 1
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UsageError, RuntimeError):
     """The dataset is missing, corrupt or stale; the message names the path and what to do."""
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from otter.test_files import ExceptionTestFile
 
+from ..core.errors import UsageError
+
 # Names the harness binds itself; they are never looked up in the student's notebook.
 HARNESS_NAMES = frozenset({"seed", "probes", "env"})
 # Module names a test may take as parameters: the harness's own imports.
@@ -31,7 +33,7 @@ ALLOWED_MODULES: Mapping[str, str] = {
 }
 
 
-class TestFileError(RuntimeError):
+class TestFileError(UsageError, RuntimeError):
     """A grader-side test file is broken (the instructor's problem, not the student's)."""
 
 

@@ -30,13 +30,14 @@ from ..core.assignments import (
     ConfigError,
     tested_question_names,
 )
+from ..core.errors import UsageError
 from ..grading.testfiles import TestFileError, parse_question_tests
 
 PACKAGE = "autograder"
 HEADER_NAMES = frozenset({"OK_FORMAT", "name", "points"})  # module-level names otter reads
 
 
-class PackagingError(RuntimeError):
+class PackagingError(UsageError, RuntimeError):
     """A packaged copy cannot be made safely; the message says what to fix."""
 
 

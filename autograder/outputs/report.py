@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..core.atomic import atomic_write
-from ..core.errors import Outcome
+from ..core.errors import Outcome, UsageError
 from ..core.results import SubmissionResult, SubmissionStatus
 from . import similarity
 from .layout import (
@@ -47,7 +47,7 @@ SLOWEST = 10
 FEEDBACK_FILES = (FEEDBACK_HTML, FEEDBACK_MD)
 
 
-class ReportError(RuntimeError):
+class ReportError(UsageError, RuntimeError):
     """The report cannot be written (the message says what to do)."""
 
 

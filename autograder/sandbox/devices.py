@@ -13,8 +13,10 @@ from __future__ import annotations
 import glob
 import os
 
+from ..core.errors import UsageError
 
-class DeviceUnavailable(RuntimeError):
+
+class DeviceUnavailable(UsageError, RuntimeError):
     """The requested device cannot be used here; the message says what to do."""
 
 
@@ -42,7 +44,7 @@ def choose_device(requested: str) -> str:
     if requested == "cpu":
         return "cpu"
     if requested not in ("auto", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, not {requested!r}")
+        raise DeviceUnavailable(f"device must be auto, cpu or cuda, not {requested!r}")
     if cuda_usable():
         return "cuda"
     if requested == "auto":

@@ -29,6 +29,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.errors import UsageError
 from . import seccomp, slots
 from . import uid as uid_level
 from .devices import bwrap_gpu_args
@@ -84,7 +85,7 @@ HOST_ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fon
 READ_CHUNK = 1 << 20
 
 
-class SandboxUnavailable(SandboxError):
+class SandboxUnavailable(SandboxError, UsageError):
     """The requested isolation level cannot run on this machine."""
 
 
@@ -172,7 +173,7 @@ def choose_isolation(requested: str) -> Isolation:
     """``"auto"``: the strongest level that works here; a level's name insists on it
     (SandboxUnavailable, saying what to do, where it cannot run)."""
     if requested not in ("auto", *LEVEL_NAMES):
-        raise ValueError(f"sandbox level must be 'auto' or one of {', '.join(LEVEL_NAMES)}, "
+        raise UsageError(f"sandbox level must be 'auto' or one of {', '.join(LEVEL_NAMES)}, "
                          f"not {requested!r}")
     passed_over: list[tuple[str, str]] = []
     for level in SandboxLevel:

@@ -22,6 +22,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.errors import UsageError
 from .wire import SandboxError
 
 WORKER_NEEDS = ("msgpack",)  # the codec; everything else the worker uses is stdlib
@@ -36,7 +37,7 @@ OTHER_SITE_GLOBS = (
 )
 
 
-class PackageError(SandboxError):
+class PackageError(SandboxError, UsageError):
     """An allowed package is not installed here (the instructor's config or environment)."""
 
 

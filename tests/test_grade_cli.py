@@ -388,3 +388,36 @@ def test_process_fallback_grades_and_says_isolation_is_weaker(tmp_path):
     assert results["score"] == results["extra_data"]["max_score"]
     feedback = (out / "submissions" / "reference" / "feedback.md").read_text(encoding="utf-8")
     assert "изоляция слабее" in feedback and "--sandbox process was asked for" in feedback
+
+
+def test_the_student_reads_one_plain_sentence_about_isolation_never_the_machines_reasons(
+        tmp_path):
+    """Below bubblewrap the student is told so in one sentence; why the stronger levels could
+    not run (a traceback, the interpreter, the grader's folders, a chmod hint) is the
+    instructor's: in extra_data.isolation, never in feedback.md/html or the visible output."""
+    from autograder.batch.executors import tests_for
+    from autograder.core.assignments import load_assignment
+    from autograder.grading.pipeline import GradeOptions, grade_submission
+    from autograder.outputs.writers import feedback_html, feedback_markdown
+    from autograder.sandbox import Isolation, SandboxLevel
+
+    machine = {"bwrap": "Traceback (most recent call last): missing /usr/bin/bwrap",
+               "uid": "Python 3.11.2 cannot start from /root/.cache/grader-homes: "
+                      "run chmod o+x /root"}
+    isolation = Isolation(SandboxLevel.PROCESS, "process limits", tuple(machine.items()))
+    name = discover()[0]
+    assignment = load_assignment(name)
+    path = tmp_path / "reference.ipynb"
+    nbformat.write(built(name).reference_notebook, path)
+    graded = grade_submission(path, "reference", assignment, tests_for(assignment, False),
+                              GradeOptions(level=SandboxLevel.PROCESS, seed=1,
+                                           isolation=isolation), tmp_path / "work")
+    result, notices = graded.result, graded.notices
+    assert result.score == result.max_score
+    student_reads = [feedback_markdown(result, notices), feedback_html(result, notices),
+                     *notices, result.message]
+    assert any("без bubblewrap" in text for text in notices), notices
+    for text in student_reads:
+        for leak in ("Traceback", "/root", "/usr/bin", "chmod", "3.11.2", "grader-homes"):
+            assert leak not in text, (leak, text[:2000])
+    assert result.details["isolation"]["stronger_levels_not_used"] == machine  # the instructor's

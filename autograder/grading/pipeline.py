@@ -190,8 +190,9 @@ def _model_notices(assignment: Assignment, data: EvaluationData | None) -> list[
 
 
 def _isolation_notice(isolation: Isolation) -> str:
-    """For the student: the check ran below bubblewrap, how, and why (the machine's reason)."""
-    why = "; ".join(f"{name}: {reason}" for name, reason in isolation.passed_over)
+    """For the student, in one plain sentence: the check ran below bubblewrap, and how. The
+    machine's reasons (paths, versions, tracebacks) are the instructor's: they are in the
+    summary line, ``extra_data.isolation`` and the report, never in the student's feedback."""
     if isolation.level is SandboxLevel.UID:
         how = ("код выполнялся от имени отдельного непривилегированного пользователя"
                + (" с ограничениями Landlock" if "Landlock ABI" in isolation.confinement
@@ -199,7 +200,7 @@ def _isolation_notice(isolation: Isolation) -> str:
     else:
         how = ("изоляция слабее: только лимиты процесса; недоступные в задании пакеты не "
                "спрятаны, а только запрещены к импорту")
-    return f"проверка шла без bubblewrap ({why}): {how}"
+    return f"проверка шла без bubblewrap (на машине проверяющего он сейчас недоступен): {how}"
 
 
 def _shared(settings: Evaluation, options: GradeOptions) -> Evaluation:

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .authoring import assign as authoring
-from .core.assignments import PROJECT_ROOT, Assignment, discover, load_assignment
+from .core.assignments import PROJECT_ROOT, discover, load_assignment
 from .core.errors import UsageError
 from .core.text import visible
-from .integrations.bundles import check_tests_choice
 from .outputs import writers
-from .sandbox.devices import choose_device
-
-if TYPE_CHECKING:
-    from .batch.executors import Executor
-    from .grading.evaluation import EvaluationData
 
 DEFAULT_DATA_ROOT = PROJECT_ROOT / "data"  # autograder.grading.datasets.DEFAULT_ROOT, without numpy
 EXIT_OK = 0
@@ -72,110 +64,40 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     """Grade submissions in sandboxed workers; write gradebook, results and feedback."""
-    from .batch.executors import BatchStopped
+    from .batch.entry import BatchInterrupted, BatchStopped, grade_class
     from .batch.progress import BatchProgress
-    from .batch.runner import batch_seed, grade_batch
-    from .grading.pipeline import GradeOptions
-    from .sandbox import choose_isolation
 
-    assignment = load_assignment(args.assignment)
-    check_tests_choice(assignment, args.tests)  # a student kit has no hidden tests
-    isolation = choose_isolation(args.sandbox)
-    data = _evaluation_data(args, assignment)
-    device = choose_device(args.device)
-    executor = _executor(args, device)
-    seed = batch_seed(args.out, assignment, args.seed, args.regrade,
-                      lambda: secrets.randbelow(2**31))
-    options = GradeOptions(
-        level=isolation.level,
-        isolation=isolation,
-        seed=seed,
-        public_only=args.tests == "public",
-        cell_timeout_s=args.timeout_cell,
-        call_timeout_s=args.timeout_call,
-        evaluation=data,
-        device=device,
-        retrain=args.retrain,
-        threads=max(1, (os.cpu_count() or 1) // args.jobs),
-        gpu_share=0.9 / args.jobs,  # workers on one GPU share it (a courtesy cap each)
-    )
-    progress = BatchProgress()
     try:
-        with progress:
-            summary = grade_batch(
-                args.submissions, assignment, options, args.out, args.jobs, progress.done,
-                regrade=args.regrade, executor=executor, on_plan=progress.plan,
-            )
-    except BatchStopped as exc:
-        return _stopped(exc)
-    except KeyboardInterrupt:
-        return _interrupted(args.out, progress.finished)
-    models = f", models on {data.dataset} ({device})" if data is not None else ""
-    print(
-        f"{assignment.name}: {summary.one_line()} (sandbox: {isolation.one_line()}, "
-        f"seed: {seed}{models}); results in {summary.out_dir}"
-    )
-    listing = writers.review_list(summary.results)
-    if listing:
-        print("\n" + listing, end="")
-    _write_report(summary.out_dir, after_batch=True)
+        with BatchProgress() as progress:
+            graded = grade_class(_grade_request(args), progress.plan, progress.done)
+    except (BatchStopped, BatchInterrupted) as exc:  # every sandbox is stopped already
+        return _exit_now(f"{'' if isinstance(exc, BatchInterrupted) else 'error: '}{exc}",
+                         EXIT_INTERRUPTED if isinstance(exc, BatchInterrupted) else EXIT_USAGE)
+    print(graded.one_line())
+    listing = writers.review_list(graded.summary.results)
+    print("\n" + listing if listing else "", end="")
+    print(f"report: {graded.report}" if graded.report else f"error: {graded.report_problem}",
+          file=sys.stdout if graded.report else sys.stderr)
     return EXIT_OK
 
 
-def _executor(args: argparse.Namespace, device: str) -> Executor:
-    """The local pool, or Ray (checked importable now, not half-way through a batch)."""
-    from .batch.executors import ExecutorError, LocalPool, RayPool, require_ray
+def _grade_request(args: argparse.Namespace):
+    """``grade``'s options as a :class:`~.batch.entry.GradeRequest`."""
+    from .batch.entry import GradeRequest
 
-    if args.executor == "ray":
-        require_ray()
-        return RayPool(args.address, args.jobs, gpu=device == "cuda")
-    if args.address:
-        raise ExecutorError("--address is for --executor ray")
-    return LocalPool(args.jobs)
+    return GradeRequest(
+        args.assignment, tuple(args.submissions), args.out, args.tests, args.sandbox, args.seed,
+        args.regrade, args.jobs, args.timeout_cell, args.timeout_call, args.data_dir,
+        args.dataset, args.test_set, args.secret_set, args.retrain, args.device, args.executor,
+        args.address)
 
 
-def _interrupted(out: Path, finished: int) -> int:
-    """Ctrl-C: kill the running sandboxes, say what is kept, exit now (130) without waiting
-    for the abandoned grading threads."""
-    from .batch.resume import clear_markers
-    from .sandbox.process import kill_all_workers
-    from .sandbox.uid import remove_live_areas, restore_modes
-
-    killed = kill_all_workers()
-    remove_live_areas()
-    restore_modes()
-    clear_markers(out, os.getpid())  # the instructor stopped it: no submission is to blame
-    print(f"\ninterrupted: {finished} result(s) finished in this run are in {out}; "
-          f"{killed} running submission(s) stopped. Run the same command again to grade "
-          "only what is missing.", file=sys.stderr)
+def _exit_now(message: str, status: int) -> int:
+    """Say why and exit at once, without waiting for the abandoned grading threads."""
+    print(f"\n{message}", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(EXIT_INTERRUPTED)
-
-
-def _stopped(exc: Exception) -> int:
-    """A batch that must not go on: stop the sandboxes still running, say why, exit now (2)
-    without waiting for the other grading threads."""
-    from .sandbox.process import kill_all_workers
-    from .sandbox.uid import remove_live_areas, restore_modes
-
-    kill_all_workers()
-    remove_live_areas()
-    restore_modes()
-    print(f"error: {exc}", file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(EXIT_USAGE)
-
-
-def _evaluation_data(args: argparse.Namespace, assignment: Assignment) -> EvaluationData | None:
-    """The test sets for the saved models, loaded before any grading starts (or None)."""
-    if not assignment.config.accuracy or args.tests == "public":
-        return None
-    from .grading.evaluation import load_data
-
-    return load_data(args.dataset, args.data_dir, args.secret_set, assignment.config.evaluation,
-                     with_train=args.retrain, test_set=args.test_set)
+    os._exit(status)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -391,7 +313,7 @@ def cmd_run_gradescope(args: argparse.Namespace) -> int:
     from .integrations import gradescope
 
     sandbox = os.environ.get(gradescope.SANDBOX_ENV, "") or "auto"
-    return gradescope.run_autograder(args.root, args.name, sandbox, grade=main)
+    return gradescope.run_autograder(args.root, args.name, sandbox)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

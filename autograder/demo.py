@@ -10,7 +10,6 @@ else on the synthetic set (written there first if missing), and the demo says wh
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 from pathlib import Path
@@ -23,7 +22,8 @@ from rich.text import Text
 
 from .authoring import assign as authoring
 from .authoring.mutants import apply_mutant, load_mutants
-from .batch.runner import BatchSummary, grade_batch
+from .batch.entry import GradeRequest, grade_class
+from .batch.runner import BatchSummary
 from .core.assignments import (
     PROJECT_ROOT,
     Assignment,
@@ -33,11 +33,9 @@ from .core.assignments import (
 )
 from .core.text import visible
 from .grading import datasets, imagesets
-from .grading.evaluation import EvaluationData, load_data
-from .grading.pipeline import GradeOptions
+from .grading.evaluation import EvaluationData
 from .outputs import writers
-from .outputs.report import write_report
-from .sandbox import Isolation, choose_isolation
+from .sandbox import choose_isolation
 
 EXAMPLES_DIR = PROJECT_ROOT / "examples" / "submissions"
 FULL_MARKS_EXAMPLE = "good"  # the reference with trained weights, where models are graded
@@ -80,24 +78,27 @@ def make_examples(name: str, built: authoring.BuiltAssignment, folder: Path,
     return paths
 
 
-def _demo_data(assignment: Assignment) -> EvaluationData | None:
+def _demo_dataset(assignment: Assignment) -> str | None:
     """Real CIFAR-10 when present under data/, else the synthetic set (made if missing)."""
     if not assignment.config.accuracy:
         return None
     root = datasets.DEFAULT_ROOT
-    if not imagesets.real_cifar10_under(root):
-        folder = datasets.dataset_dir(root, datasets.CIFAR10)
-        if not (datasets.dataset_dir(root, datasets.SYNTHETIC) / datasets.MANIFEST).is_file():
-            datasets.write_synthetic(root)
-        print(f"[data] no real CIFAR-10 under {folder} (`grader.py data cifar10`, or `data "
-              f"cifar10 --from COPY`): models are graded on the SYNTHETIC set in CIFAR-10's "
-              f"format ({datasets.dataset_dir(root, datasets.SYNTHETIC)})")
-    data = load_data("auto", root, None, assignment.config.evaluation)
+    if imagesets.real_cifar10_under(root):
+        return datasets.CIFAR10
+    folder = datasets.dataset_dir(root, datasets.CIFAR10)
+    if not (datasets.dataset_dir(root, datasets.SYNTHETIC) / datasets.MANIFEST).is_file():
+        datasets.write_synthetic(root)
+    print(f"[data] no real CIFAR-10 under {folder} (`grader.py data cifar10`, or `data "
+          f"cifar10 --from COPY`): models are graded on the SYNTHETIC set in CIFAR-10's "
+          f"format ({datasets.dataset_dir(root, datasets.SYNTHETIC)})")
+    return datasets.SYNTHETIC
+
+
+def _data_line(name: str, data: EvaluationData) -> str:
     official = data.official.describe()
-    print(f"[data] {assignment.name}: models graded on {data.dataset}: {official['name']} "
-          f"({official['kind']}, {official['images']} test images, sha256 "
-          f"{official['digest']}...)")
-    return data
+    return (f"[data] {name}: models graded on {data.dataset}: {official['name']} "
+            f"({official['kind']}, {official['images']} test images, sha256 "
+            f"{official['digest']}...)")
 
 
 def gradebook_table(summary: BatchSummary) -> Table:
@@ -149,9 +150,7 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2,
     1 when assignments/ is stale or a reference, stub or full-marks example is graded
     wrong (each named), else 0."""
     names = names or discover()
-    isolation: Isolation = choose_isolation(sandbox)
-    level = isolation.level.value
-    print(f"[sandbox] {isolation.one_line()}")
+    print(f"[sandbox] {choose_isolation(sandbox).one_line()}")
     stale_any = False
     wrong: list[str] = []
     for name in names:
@@ -160,24 +159,25 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2,
         stale = authoring.stale_files(built, assignment)
         stale_any |= bool(stale)
         print(f"[assign] {name}: {'up to date' if not stale else f'STALE: {stale}'}")
-        data = _demo_data(assignment)
-        submissions = make_examples(name, built, out_dir / "submissions" / name,
-                                    data.dataset if data is not None else None)
-        options = GradeOptions(level=isolation.level, isolation=isolation,
-                               seed=secrets.randbelow(2**31),
-                               evaluation=data,
-                               threads=max(1, (os.cpu_count() or 1) // jobs))
-        summary = grade_batch(submissions, assignment, options, out_dir / name, jobs)
-        print(f"[grade] {name} (sandbox: {level}, seed: {options.seed}): "
-              f"{summary.one_line()}")
+        dataset = _demo_dataset(assignment)
+        submissions = make_examples(name, built, out_dir / "submissions" / name, dataset)
+        graded = grade_class(GradeRequest(
+            name, tuple(submissions), out_dir / name, sandbox=sandbox, jobs=jobs,
+            seed=secrets.randbelow(2**31), data_dir=datasets.DEFAULT_ROOT,
+            dataset=dataset or "auto"))
+        if graded.evaluation is not None:
+            print(_data_line(name, graded.evaluation))
+        level = graded.isolation.level.value
+        print(f"[grade] {name} (sandbox: {level}, seed: {graded.seed}): "
+              f"{graded.summary.one_line()}")
         Console(width=max(160, shutil.get_terminal_size().columns)).print(
-            gradebook_table(summary))
-        print(f"    -> {summary.out_dir / 'gradebook.csv'}")
-        print(f"    -> {write_report(summary.out_dir)}")
-        listing = writers.review_list(summary.results)
+            gradebook_table(graded.summary))
+        print(f"    -> {graded.summary.out_dir / 'gradebook.csv'}")
+        print(f"    -> {graded.report or graded.report_problem}")
+        listing = writers.review_list(graded.summary.results)
         if listing:
             print("    " + listing.replace("\n", "\n    ").rstrip())
-        wrong += wrong_grades(assignment, summary, level)
+        wrong += wrong_grades(assignment, graded.summary, level)
     if stale_any:
         print("assignments/ is stale: run `python grader.py assign` and commit the result")
     if wrong:

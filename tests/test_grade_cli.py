@@ -299,8 +299,8 @@ def test_an_unknown_sandbox_level_is_an_instructor_error(tmp_path):
 
 
 @pytest.mark.parametrize("where,bug", [
-    ("autograder.cli.choose_device", ValueError("an internal table is inconsistent")),
-    ("autograder.batch.runner.grade_batch", ZeroDivisionError("division by zero")),
+    ("autograder.sandbox.devices.choose_device", ValueError("an internal table is inconsistent")),
+    ("autograder.batch.entry.grade_batch", ZeroDivisionError("division by zero")),
 ])
 def test_a_grader_bug_exits_1_saying_bug_and_where_the_traceback_is(where, bug, tmp_path,
                                                                     monkeypatch, capsys):

@@ -27,7 +27,6 @@ from ..core.assignments import (
     CONFIG_FILE,
     PROJECT_ROOT,
     Assignment,
-    ConfigError,
     tested_question_names,
 )
 from ..core.errors import UsageError
@@ -39,19 +38,6 @@ HEADER_NAMES = frozenset({"OK_FORMAT", "name", "points"})  # module-level names 
 
 class PackagingError(UsageError, RuntimeError):
     """A packaged copy cannot be made safely; the message says what to fix."""
-
-
-def check_tests_choice(assignment: Assignment, tests: str) -> None:
-    """Refuse ``--tests all`` on a copy that has no hidden tests (a student kit).
-
-    Grading a kit "with all tests" would quietly grade with the public ones only.
-    """
-    if tests != "public" and not assignment.has_hidden_tests:
-        raise ConfigError(
-            f"{assignment.name} here is a student kit: it holds the public tests only (no hidden "
-            "tests, no solutions), so it cannot grade with all tests. Run grade with "
-            "--tests public; final grades come from the instructor's grader."
-        )
 
 
 def _test_case_hidden(decorator: ast.expr, where: str, function: str) -> bool | None:

@@ -29,10 +29,11 @@ import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
+from ..batch.entry import GradeRequest, grade_class
 from ..core.assignments import Assignment, ConfigError, load_assignment
+from ..core.errors import UsageError
 from ..outputs.layout import RESULTS, submission_dirs
 from .bundles import TORCH_PIN, PackagingError, bundle_files, check_fresh, grader_files
 
@@ -190,11 +191,10 @@ def _fallback(results: Path, message: str, details: dict) -> None:
                        encoding="utf-8")
 
 
-def run_autograder(root: Path, name: str, sandbox: str, grade: Callable[[list[str]], int]
-                   ) -> int:
-    """Grade ``root/submission`` with all tests; write ``root/results/results.json``.
-    ``grade`` is grader.py's own entry point (``cli.main``), handed down by the command that
-    runs this (``grader.py run-gradescope``), so this module never imports the CLI above it."""
+def run_autograder(root: Path, name: str, sandbox: str) -> int:
+    """Grade ``root/submission`` with all tests through :func:`~..batch.entry.grade_class`;
+    write ``root/results/results.json`` (for the student, with no machine detail when grading
+    could not finish: the reason goes to stderr, which Gradescope shows the instructor)."""
     source, results = root / "source", root / "results" / "results.json"
     results.parent.mkdir(parents=True, exist_ok=True)
     if sandbox not in SANDBOX_LEVELS:
@@ -211,11 +211,8 @@ def run_autograder(root: Path, name: str, sandbox: str, grade: Callable[[list[st
         return 0
     with tempfile.TemporaryDirectory(prefix="gradescope-") as tmp:
         out = Path(tmp) / "out"
-        argv = ["grade", "--assignment", name, str(target), "--tests", "all", "--out", str(out),
-                "--sandbox", sandbox]
-        if (source / DATA_DIR).is_dir():
-            argv += ["--data-dir", str(source / DATA_DIR)]
-        code = grade(argv)
+        data_dir = source / DATA_DIR if (source / DATA_DIR).is_dir() else None
+        code = _grade(GradeRequest(name, (target,), out, sandbox=sandbox, data_dir=data_dir))
         produced = [folder / RESULTS for folder in submission_dirs(out)
                     if (folder / RESULTS).is_file()]
         if len(produced) == 1:
@@ -227,6 +224,23 @@ def run_autograder(root: Path, name: str, sandbox: str, grade: Callable[[list[st
         print(f"grade exited {code} and wrote {len(produced)} results.json file(s); see the "
               "messages above", file=sys.stderr)
         return 1
+
+
+def _grade(request: GradeRequest) -> int:
+    """0 graded; 2 the set-up's mistake (said on stderr); 1 a grader bug (its traceback on
+    stderr, which Gradescope shows the instructor, never the student)."""
+    import traceback
+
+    try:
+        graded = grade_class(request)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception:  # the grader's bug: the fallback results.json says so to the student
+        traceback.print_exc()
+        return 1
+    print(graded.one_line(), file=sys.stderr)
+    return 0
 
 
 def cmd_gradescope(args: argparse.Namespace) -> int:

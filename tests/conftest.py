@@ -37,3 +37,15 @@ def confining_level() -> tuple[str | None, str]:
         return "uid", ""
     return None, (f"hostile code runs only where it is confined (bwrap: {bwrap}; uid: {uid}); "
                   "apt-get install -y bubblewrap, or run as root on a kernel with Landlock")
+
+
+def pytest_report_header(config) -> list[str]:
+    """At the suite's start: which isolation levels it tests here, and why any is not."""
+    from autograder.sandbox import SandboxLevel, launcher
+
+    lines = []
+    for level in SandboxLevel:
+        problem = launcher.level_problem(level)
+        lines.append(f"isolation level {level.value}: "
+                     + ("tested here" if problem is None else f"NOT tested here: {problem}"))
+    return lines

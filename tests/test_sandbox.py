@@ -37,6 +37,7 @@ from autograder.sandbox import (
     slots,
 )
 from autograder.sandbox import uid as uid_level
+from autograder.core.errors import UsageError
 
 HAVE_BWRAP = os.access("/usr/bin/bwrap", os.X_OK)
 IS_ROOT = os.geteuid() == 0
@@ -96,7 +97,7 @@ def test_choose_level():
     expected = (SandboxLevel.BWRAP if launcher.bwrap_problem() is None
                 else SandboxLevel.UID if UID_PROBLEM is None else SandboxLevel.PROCESS)
     assert choose_level("auto") is expected
-    with pytest.raises(ValueError, match="'auto' or one of bwrap, uid, process"):
+    with pytest.raises(UsageError, match="'auto' or one of bwrap, uid, process"):
         choose_level("docker")
 
 

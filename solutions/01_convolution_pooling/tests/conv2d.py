@@ -40,12 +40,13 @@ def test_conv2d_random_configs(conv2d, seed):
     import numpy as np
     import torch
     rng = np.random.default_rng([seed, 41])
-    for _ in range(4):
-        n, c, f = (int(v) for v in rng.integers(1, 4, size=3))
+    for s, p in ((1, 0), (2, 1), (3, 2), (2, 0)):
+        n, c = (int(v) for v in rng.integers(1, 4, size=2))
+        f = int(rng.integers(2, 5))
         kh, kw = (int(v) for v in rng.integers(1, 5, size=2))
-        s, p = (int(rng.integers(1, 4)), int(rng.integers(0, 3)))
-        h = int(rng.integers(max(1, kh - 2 * p), 11))
-        wd = int(rng.integers(max(1, kw - 2 * p), 11))
+        more = s if s > 1 else 0
+        h = int(rng.integers(max(1, kh - 2 * p + more), 11))
+        wd = int(rng.integers(max(1, kw - 2 * p + more), 11))
         x = rng.standard_normal((n, c, h, wd))
         w = rng.standard_normal((f, c, kh, kw))
         b = rng.standard_normal(f)

@@ -45,7 +45,7 @@ def test_evaluate_accuracy_uneven_batches(evaluate, seed, probes):
     shift = torch.from_numpy(rng.integers(1, 10, n))
     labels = torch.where(correct, predictions, (predictions + shift) % 10)
     expected = correct.sum().item() / n
-    model = probes.make_spy_linear(weight, bias, batchnorm=True)
+    model = probes.make_spy_linear(weight, bias)
     accuracy = evaluate(model, probes.make_loader(images, labels, batch_size), 'cpu')
     assert accuracy is not None, 'evaluate должна вернуть точность, а вернула None'
     accuracy = float(accuracy)
@@ -66,6 +66,7 @@ def test_evaluate_eval_mode_without_grad(evaluate, seed, probes):
     predictions = (images.flatten(1) @ weight.T).argmax(dim=1)
     correct = torch.rand(n, generator=gen) < 0.6
     correct[0], correct[1] = (True, False)
+    correct[18:] = True
     labels = torch.where(correct, predictions, (predictions + 1) % 10)
     model = probes.make_spy_linear(weight, torch.zeros(10), batchnorm=True)
     probes.set_mode(model, True)

@@ -9,16 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .authoring import assign as authoring
-from .core.assignments import PROJECT_ROOT, discover, load_assignment
-from .core.errors import UsageError
-from .core.text import visible
+from .core.assignments import PROJECT_ROOT, discover
+from .core.errors import EXIT_USAGE, UsageError, exit_status
 from .outputs import writers
 
 DEFAULT_DATA_ROOT = PROJECT_ROOT / "data"  # autograder.grading.datasets.DEFAULT_ROOT, without numpy
 EXIT_OK = 0
 EXIT_STALE = 1  # `assign --check`: generated files differ
-EXIT_BUG = 1  # the grader's own bug (the traceback is written to a file, named)
-EXIT_USAGE = 2  # a UsageError: the instructor's to fix, the message says how
 EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
 LEVELS = ("bwrap", "uid", "process")  # autograder.sandbox.SandboxLevel, strongest first
 SANDBOX_ENV = "AUTOGRADER_SANDBOX"  # the default of --sandbox (Gradescope's bundle sets it too)
@@ -32,23 +29,13 @@ def cmd_assign(args: argparse.Namespace) -> int:
     """Regenerate (or, with --check, verify) the student notebooks and grader-side tests."""
     names = _selected_assignments(args.names)
     if not names:
-        print("no assignments found under solutions/", file=sys.stderr)
-        return EXIT_USAGE
-    stale_total: list[str] = []
-    for name in names:
-        assignment = load_assignment(name)
-        built = authoring.build(assignment)
-        if args.check:
-            stale = authoring.stale_files(built, assignment)
-            stale_total.extend(stale)
-            print(f"{name}: {'up to date' if not stale else f'{len(stale)} stale file(s)'}")
-        else:
-            changed = authoring.write(built, assignment)
-            print(f"{name}: {len(built.files)} file(s) generated, {len(changed)} changed")
-    if stale_total:
+        raise UsageError("no assignments found under solutions/: add one with "
+                         "`python grader.py new NAME`")
+    done = authoring.regenerate(names, args.check)
+    print("\n".join(done.lines))
+    if done.stale:
         print("\nstale generated files (run `python grader.py assign` and commit):")
-        for rel in stale_total:
-            print(f"  {rel}")
+        print("\n".join(f"  {rel}" for rel in done.stale))
         return EXIT_STALE
     return EXIT_OK
 
@@ -103,25 +90,9 @@ def _exit_now(message: str, status: int) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     """Put CIFAR-10 (torchvision, or a copy of its images) or the synthetic set where grade
     looks."""
-    from .grading import datasets, imagesets
+    from .grading import imagesets
 
-    if args.which == datasets.CIFAR10 and args.source is not None:
-        folder = datasets.dataset_dir(args.root, datasets.CIFAR10)
-        done = imagesets.install(args.source, folder)
-        print(f"cifar10: {folder} now holds {done['name']} ({done['kind']}, "
-              f"{', '.join(f'{n} {s} images' for s, n in done['splits'].items())}, "
-              f"sha256 {done['digest'][:16]}...), read from {args.source}; grade uses it "
-              f"when {folder / datasets.BATCHES} (the official files) is absent")
-        return EXIT_OK
-    if args.source is not None:
-        raise datasets.DatasetError("--from is for `data cifar10`")
-    if args.which == datasets.CIFAR10:
-        folder = datasets.fetch_cifar10(args.root)
-        count = len(datasets.load_cifar10_test(args.root).labels)
-    else:
-        folder = datasets.write_synthetic(args.root)
-        count = len(datasets.load_synthetic_test(args.root).labels)
-    print(f"{args.which}: {folder} ({count} test images, checked by torchvision's CIFAR10)")
+    print(imagesets.put_in_place(args.which, args.root, args.source))
     return EXIT_OK
 
 
@@ -298,31 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run grader.py with ``argv``; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except UsageError as exc:  # the instructor's to fix; the message says how
-        print(f"error: {visible(exc)}", file=sys.stderr)  # may name a submission's files
-        return EXIT_USAGE
-    except Exception as exc:  # anything else is the grader's own bug
-        return _grader_bug(exc)
-
-
-def _grader_bug(exc: BaseException) -> int:
-    """Say plainly that the grader failed (not the instructor), write the traceback to a file
-    and name it; results already written stay where they are."""
-    import tempfile
-    import time
-    import traceback
-
-    text = "".join(traceback.format_exception(exc))
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False, suffix=".txt",
-                                     prefix=f"grader-bug-{time.strftime('%Y%m%d-%H%M%S')}-") as f:
-        f.write(text)
-    print(f"error: this is a bug in the grader, not a mistake in what you asked "
-          f"({type(exc).__name__}: {visible(str(exc))[:300]}). The traceback is in {f.name}; "
-          "please report it with that file. Results already written are kept; running the same "
-          "command again grades only what is missing.", file=sys.stderr)
-    return EXIT_BUG
+    return exit_status(lambda: args.func(args))
 
 
 if __name__ == "__main__":

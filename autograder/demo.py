@@ -35,7 +35,6 @@ from .core.text import visible
 from .grading import datasets, imagesets
 from .grading.evaluation import EvaluationData
 from .outputs import writers
-from .sandbox import choose_isolation
 
 EXAMPLES_DIR = PROJECT_ROOT / "examples" / "submissions"
 FULL_MARKS_EXAMPLE = "good"  # the reference with trained weights, where models are graded
@@ -150,7 +149,6 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2,
     1 when assignments/ is stale or a reference, stub or full-marks example is graded
     wrong (each named), else 0."""
     names = names or discover()
-    print(f"[sandbox] {choose_isolation(sandbox).one_line()}")
     stale_any = False
     wrong: list[str] = []
     for name in names:
@@ -165,6 +163,8 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2,
             name, tuple(submissions), out_dir / name, sandbox=sandbox, jobs=jobs,
             seed=secrets.randbelow(2**31), data_dir=datasets.DEFAULT_ROOT,
             dataset=dataset or "auto"))
+        if name == names[0]:  # the level chosen for the first batch, probed once by it
+            print(f"[sandbox] {graded.isolation.one_line()}")
         if graded.evaluation is not None:
             print(_data_line(name, graded.evaluation))
         level = graded.isolation.level.value

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder.core.errors import UsageError
 from autograder.sandbox import (
     CallTimeout,
     CellStatus,
@@ -37,7 +38,6 @@ from autograder.sandbox import (
     slots,
 )
 from autograder.sandbox import uid as uid_level
-from autograder.core.errors import UsageError
 
 HAVE_BWRAP = os.access("/usr/bin/bwrap", os.X_OK)
 IS_ROOT = os.geteuid() == 0

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..core.assignments import PROJECT_ROOT, Assignment
+from ..core.assignments import PROJECT_ROOT, Assignment, load_assignment
 from ..core.errors import UsageError
 
 SETUP_CELL_TAG = "otter_ignore"
@@ -205,3 +205,29 @@ def stale_files(
                 and _relative(path, root) not in built.files
             )
     return sorted(set(stale))
+
+
+@dataclass(frozen=True)
+class Regenerated:
+    """What ``grader.py assign`` did: a line per assignment, and the stale files ``--check``
+    found (project-relative)."""
+
+    lines: list[str]
+    stale: list[str]
+
+
+def regenerate(names: list[str], check: bool, root: Path = PROJECT_ROOT) -> Regenerated:
+    """Build every named assignment and write its files, or with ``check`` only compare them
+    with what is on disk."""
+    lines, stale_total = [], []
+    for name in names:
+        assignment = load_assignment(name, root)
+        built = build(assignment, root)
+        if check:
+            stale = stale_files(built, assignment, root)
+            stale_total.extend(stale)
+            lines.append(f"{name}: {'up to date' if not stale else f'{len(stale)} stale file(s)'}")
+        else:
+            changed = write(built, assignment, root)
+            lines.append(f"{name}: {len(built.files)} file(s) generated, {len(changed)} changed")
+    return Regenerated(lines, stale_total)

@@ -316,3 +316,27 @@ def install(source: Path, target: Path, classes: tuple[str, ...] = CLASSES) -> d
             summary["splits"][split] = int(len(labels))
     (target / INSTALLED).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return summary
+
+
+def put_in_place(which: str, data_root: Path, source: Path | None = None) -> str:
+    """``grader.py data``: put CIFAR-10 (torchvision's download, or with ``source`` a copy of
+    its images) or the synthetic set under ``data_root`` where grade looks; returns what is
+    there now, in a sentence."""
+    from . import datasets
+
+    if which == CIFAR10 and source is not None:
+        folder = dataset_dir(data_root, CIFAR10)
+        done = install(source, folder)
+        return (f"cifar10: {folder} now holds {done['name']} ({done['kind']}, "
+                f"{', '.join(f'{n} {s} images' for s, n in done['splits'].items())}, "
+                f"sha256 {done['digest'][:16]}...), read from {source}; grade uses it "
+                f"when {folder / BATCHES} (the official files) is absent")
+    if source is not None:
+        raise DatasetError("--from is for `data cifar10`")
+    if which == CIFAR10:
+        folder = datasets.fetch_cifar10(data_root)
+        count = len(datasets.load_cifar10_test(data_root).labels)
+    else:
+        folder = datasets.write_synthetic(data_root)
+        count = len(datasets.load_synthetic_test(data_root).labels)
+    return f"{which}: {folder} ({count} test images, checked by torchvision's CIFAR10)"

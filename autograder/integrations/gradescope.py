@@ -32,8 +32,8 @@ import zipfile
 from pathlib import Path
 
 from ..batch.entry import GradeRequest, grade_class
-from ..core.assignments import Assignment, ConfigError, load_assignment
-from ..core.errors import UsageError
+from ..core.assignments import Assignment, load_assignment
+from ..core.errors import exit_status
 from ..outputs.layout import RESULTS, submission_dirs
 from .bundles import TORCH_PIN, PackagingError, bundle_files, check_fresh, grader_files
 
@@ -229,28 +229,18 @@ def run_autograder(root: Path, name: str, sandbox: str) -> int:
 def _grade(request: GradeRequest) -> int:
     """0 graded; 2 the set-up's mistake (said on stderr); 1 a grader bug (its traceback on
     stderr, which Gradescope shows the instructor, never the student)."""
-    import traceback
 
-    try:
-        graded = grade_class(request)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception:  # the grader's bug: the fallback results.json says so to the student
-        traceback.print_exc()
-        return 1
-    print(graded.one_line(), file=sys.stderr)
-    return 0
+    def grade() -> int:
+        print(grade_class(request).one_line(), file=sys.stderr)
+        return 0
+
+    return exit_status(grade, traceback_to_stderr=True)
 
 
 def cmd_gradescope(args: argparse.Namespace) -> int:
     """Build the Gradescope autograder zip of one assignment (all tests)."""
-    try:
-        assignment = load_assignment(args.name)
-        path = build_zip(assignment, args.out)
-    except (ConfigError, PackagingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    assignment = load_assignment(args.name)  # its errors: cli.main's one mapping
+    path = build_zip(assignment, args.out)
     print(f"{assignment.name}: Gradescope autograder in {path} (all tests, hidden ones "
           "included; no master notebook). Keep it private.")
     print("Note: on Gradescope bubblewrap usually cannot create namespaces, so submissions are "

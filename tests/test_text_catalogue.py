@@ -58,6 +58,23 @@ def test_every_message_has_a_russian_translation_with_the_same_fields():
             f"{english!r} is 'translated' to {russian[english]!r}, not Russian")
 
 
+def test_no_message_is_translated_two_ways_in_two_domains():
+    from babel.messages.pofile import read_po
+
+    seen: dict[str, tuple[str, str]] = {}
+    clashes = []
+    for path in sorted((catalogue.LOCALE_DIR / "ru" / "LC_MESSAGES").glob("*.po")):
+        with path.open("rb") as handle:
+            for message in read_po(handle):
+                if not message.id:
+                    continue
+                earlier = seen.setdefault(message.id, (path.stem, message.string))
+                if earlier[1] != message.string:
+                    clashes.append(f"{message.id!r}: {earlier} vs {(path.stem, message.string)}")
+    assert not clashes, ("one English message, two Russian texts (make the English messages "
+                         "differ): " + "; ".join(clashes))
+
+
 def test_english_is_the_messages_themselves_and_an_unknown_language_is_refused():
     some = next(iter(translations("ru")))
     assert gettext_in("en", some) == some

@@ -9,19 +9,19 @@ and what is printed to a terminal with its control characters made visible.
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 from collections.abc import Sequence
 
+from ..core.catalogue import N_, _, current_language
 from ..core.errors import Outcome
 from ..core.results import (
     CaseResult,
-    QuestionResult,
     ReviewFlag,
     SubmissionResult,
     SubmissionStatus,
 )
+from ..core.templates import render
 from ..core.text import visible
 
 GRADEBOOK_FIXED = ("submission", "score", "max_score")
@@ -116,7 +116,7 @@ def _gradescope_test(case: CaseResult, number: str) -> dict:
     return entry
 
 
-REVIEW_RU = "нужна проверка преподавателем (баллы могут измениться)"
+REVIEW = N_("needs a teacher's review (the points may change)")
 
 
 def _rule_entry(question: str, number: str, label: str, text: str, status: str) -> dict:
@@ -146,7 +146,7 @@ def gradescope_results(result: SubmissionResult, max_score: float | None = None)
         for note in question.notes:
             tests.append(_rule_entry(question.name, f"{q_index}.0", "rule", note, "failed"))
         for flag in question.review:
-            text = f"{REVIEW_RU}: {flag.describe_ru()}"
+            text = f"{_(REVIEW)}: {flag.describe_ru()}"
             tests.append(_rule_entry(question.name, f"{q_index}.0", "needs review", text,
                                      "passed"))
     document: dict = {
@@ -186,20 +186,33 @@ def _md_escape(text: str) -> str:
     return text.replace("```", "`\u200b``")
 
 
-_OUTCOME_RU = {
-    Outcome.PASSED: "пройден",
-    Outcome.FAILED: "не пройден",
-    Outcome.ERROR: "ошибка в коде",
-    Outcome.TIMEOUT: "превышено время",
-    Outcome.SKIPPED: "не запускался",
+OUTCOME_TEXT = {
+    Outcome.PASSED: N_("passed"),
+    Outcome.FAILED: N_("failed"),
+    Outcome.ERROR: N_("error in the code"),
+    Outcome.TIMEOUT: N_("time limit exceeded"),
+    Outcome.SKIPPED: N_("not run"),
+}
+ISOLATION_TEXT = {
+    "bwrap": N_("bubblewrap sandbox (full isolation)"),
+    "uid": N_("a separate unprivileged user (no bubblewrap)"),
+    "process": N_("a separate process with limits (no bubblewrap: weaker isolation)"),
+}
+DATASET_TEXT = {
+    "cifar10": N_("the real CIFAR-10 test set"),
+    "synthetic": N_("a synthetic set in the CIFAR-10 format"),
+}
+CELL_TEXT = {
+    "error": N_("error"),
+    "timeout": N_("time limit exceeded"),
+    "died": N_("the Python process ended"),
+    "interrupted": N_("interrupted"),
+    "refused": N_("not executed"),
 }
 
 
-_ISOLATION_RU = {
-    "bwrap": "песочница bubblewrap (полная изоляция)",
-    "uid": "отдельный непривилегированный пользователь (без bubblewrap)",
-    "process": "отдельный процесс с лимитами (без bubblewrap: изоляция слабее)",
-}
+SCORED_ZERO = N_("Question scored 0:")
+NEEDS_REVIEW = N_("Needs a teacher's review:")
 
 
 def isolation_level(details: dict) -> str | None:
@@ -210,60 +223,61 @@ def isolation_level(details: dict) -> str | None:
         level = isolation.get("level")
         return level if isinstance(level, str) else None
     return isolation if isinstance(isolation, str) else None
-_DATASET_RU = {
-    "cifar10": "настоящий тестовый набор CIFAR-10",
-    "synthetic": "синтетический набор в формате CIFAR-10",
-}
-_CELL_RU = {
-    "error": "ошибка",
-    "timeout": "превышено время",
-    "died": "процесс Python завершился",
-    "interrupted": "прервана",
-    "refused": "не выполнялась",
-}
 
 
-def run_facts_ru(result: SubmissionResult) -> list[str]:
+def _translated(table: dict[str, str], key: str) -> str:
+    return _(table[key]) if key in table else key
+
+
+def run_facts(result: SubmissionResult) -> list[str]:
     """How the work was checked (for the student): isolation, tests, data, cells that failed."""
     details = result.details
     facts = []
     isolation = isolation_level(details)
     if isolation:
-        tests = "только открытые" if details.get("tests") == "public" else "открытые и скрытые"
-        facts.append(f"Проверка: {_ISOLATION_RU.get(isolation, isolation)}; тесты: {tests}.")
+        tests = _("public only") if details.get("tests") == "public" else _("public and hidden")
+        facts.append(_("Checked in: {isolation}; tests: {tests}.").format(
+            isolation=_translated(ISOLATION_TEXT, isolation), tests=tests))
     evaluation = details.get("evaluation")
     if isinstance(evaluation, dict) and evaluation.get("dataset"):
         dataset = evaluation["dataset"]
-        facts.append(f"Точность моделей измерена на данных: {_DATASET_RU.get(dataset, dataset)}.")
+        facts.append(_("The models' accuracy was measured on: {dataset}.").format(
+            dataset=_translated(DATASET_TEXT, dataset)))
     failed = [
-        f"{cell['index'] + 1} ({_CELL_RU.get(cell['status'], cell['status'])})"
+        f"{cell['index'] + 1} ({_translated(CELL_TEXT, cell['status'])})"
         for cell in details.get("cells", ())
-        if isinstance(cell, dict) and cell.get("status") in _CELL_RU
+        if isinstance(cell, dict) and cell.get("status") in CELL_TEXT
     ]
     if failed:
-        facts.append("Ячейки, которые не выполнились как надо: " + ", ".join(failed) + ".")
+        facts.append(_("Cells that did not run as they should: {cells}.").format(
+            cells=", ".join(failed)))
     return facts
+
+
+def _case_label(case: CaseResult) -> str:
+    return _("hidden test") if case.hidden else _("test")
+
+
+def _review_text(flag: ReviewFlag) -> str:
+    return _("{reason}. A person will look at this code; the points may change.").format(
+        reason=flag.describe_ru())
 
 
 def feedback_markdown(result: SubmissionResult, notices: Sequence[str] = ()) -> str:
     """The student's feedback: totals, then each question with what failed and why."""
     lines = [
-        f"# Результаты проверки: {_md_escape(result.submission_id)}",
+        "# " + _("Grading results: {submission}").format(
+            submission=_md_escape(result.submission_id)),
         "",
-        f"**Итог: {_number(result.score)} из {_number(result.max_score)}**",
+        "**" + _("Total: {score} of {max_score}").format(
+            score=_number(result.score), max_score=_number(result.max_score)) + "**",
         "",
     ]
-    for fact in run_facts_ru(result):
+    for fact in run_facts(result):
         lines += [_md_escape(fact), ""]
     if result.status is SubmissionStatus.ERROR:
-        lines += [
-            "Работу не удалось проверить полностью:",
-            "",
-            "```",
-            _md_escape(result.message),
-            "```",
-            "",
-        ]
+        lines += [_("The work could not be fully graded:"), "", "```",
+                  _md_escape(result.message), "```", ""]
     for notice in notices:
         lines += [f"> {_md_escape(one_line(notice, 1000))}", ""]
     for question in result.questions:
@@ -272,14 +286,11 @@ def feedback_markdown(result: SubmissionResult, notices: Sequence[str] = ()) -> 
         )
         lines.append("")
         for note in question.notes:
-            lines += [f"**Вопрос оценён в 0:** {_md_escape(note)}", ""]
+            lines += [f"**{_(SCORED_ZERO)}** {_md_escape(note)}", ""]
         for flag in question.review:
-            lines += [f"**Нужна проверка преподавателем:** {_md_escape(flag.describe_ru())}. "
-                      "Этот код посмотрит человек; баллы могут измениться.", ""]
+            lines += [f"**{_(NEEDS_REVIEW)}** {_md_escape(_review_text(flag))}", ""]
         for case in question.cases:
-            label = "скрытый тест" if case.hidden else "тест"
-            status = _OUTCOME_RU[case.outcome]
-            lines.append(f"- {label} `{case.name}`: {status}")
+            lines.append(f"- {_case_label(case)} `{case.name}`: {_(OUTCOME_TEXT[case.outcome])}")
             if case.message:  # failures say why; measurements say what was measured
                 lines += [
                     "",
@@ -293,81 +304,19 @@ def feedback_markdown(result: SubmissionResult, notices: Sequence[str] = ()) -> 
 
 # ----------------------------------------------------------------------------- feedback.html
 
-_HTML_STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
-       line-height: 1.45; color: #1b1b1b; }
-h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
-table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: .3rem .6rem; }
-td.num { text-align: right; }
-pre { background: #f5f5f5; padding: .6rem; overflow-x: auto; white-space: pre-wrap; }
-.passed { color: #1a7f37; } .failed { color: #b42318; }
-.notice { border-left: 4px solid #d0a000; padding-left: .6rem; }
-.flag { border-left: 4px solid #7a4cc2; padding-left: .6rem; }
-"""
-
-
-def _h(text: object) -> str:
-    """Escape anything for HTML text and attribute values."""
-    return html.escape(str(text), quote=True)
-
-
-def _html_case(case: CaseResult) -> list[str]:
-    label = "скрытый тест" if case.hidden else "тест"
-    css = "passed" if case.outcome is Outcome.PASSED else "failed"
-    parts = [f'<li><span class="{css}">{_h(label)} <code>{_h(case.name)}</code>: '
-             f"{_h(_OUTCOME_RU[case.outcome])}</span>"]
-    if case.message:  # a failure says what was expected and what came; a measurement, its value
-        parts.append(f"<pre>{_h(case.message)}</pre>")
-    parts.append("</li>")
-    return ["".join(parts)]
-
-
-def _html_question(question: QuestionResult) -> list[str]:
-    lines = [f'<section class="question"><h2>{_h(question.name)}: '
-             f"{_h(_number(question.score))} / {_h(_number(question.max_score))}</h2>"]
-    for note in question.notes:
-        lines.append(f"<p><strong>Вопрос оценён в 0:</strong> {_h(note)}</p>")
-    for flag in question.review:
-        lines.append(f'<p class="flag"><strong>Нужна проверка преподавателем:</strong> '
-                     f"{_h(flag.describe_ru())}. Этот код посмотрит человек; баллы могут "
-                     "измениться.</p>")
-    lines.append("<ul>")
-    for case in question.cases:
-        lines += _html_case(case)
-    lines += ["</ul>", "</section>"]
-    return lines
-
-
-def _html_scores(result: SubmissionResult) -> list[str]:
-    rows = [f'<tr><td>{_h(q.name)}</td><td class="num">{_h(_number(q.score))}</td>'
-            f'<td class="num">{_h(_number(q.max_score))}</td></tr>' for q in result.questions]
-    return ['<table class="scores"><tr><th>вопрос</th><th>баллы</th><th>из</th></tr>',
-            *rows, "</table>"]
-
 
 def feedback_html(result: SubmissionResult, notices: Sequence[str] = ()) -> str:
-    """The student's feedback as a standalone HTML page: the same content as feedback.md.
-
-    Everything from the submission (ids, messages, output, seen code) is HTML-escaped.
-    """
-    title = f"Результаты проверки: {result.submission_id}"
-    lines = [
-        "<!DOCTYPE html>", '<html lang="ru">', "<head>", '<meta charset="utf-8">',
-        f"<title>{_h(title)}</title>", f"<style>{_HTML_STYLE}</style>", "</head>", "<body>",
-        f"<h1>{_h(title)}</h1>",
-        f'<p class="total"><strong>Итог: {_h(_number(result.score))} из '
-        f"{_h(_number(result.max_score))}</strong></p>",
+    """The student's feedback as a standalone HTML page (templates/feedback.html): the same
+    content as feedback.md. The template autoescapes everything from the submission (ids,
+    messages, output, seen code)."""
+    questions = [
+        {"question": q, "score": _number(q.score), "max_score": _number(q.max_score),
+         "review": [_review_text(flag) for flag in q.review],
+         "cases": [{"case": c, "label": _case_label(c), "passed": c.outcome is Outcome.PASSED,
+                    "outcome": _(OUTCOME_TEXT[c.outcome])} for c in q.cases]}
+        for q in result.questions
     ]
-    lines += [f'<p class="fact">{_h(fact)}</p>' for fact in run_facts_ru(result)]
-    if result.status is SubmissionStatus.ERROR:
-        lines += ["<p>Работу не удалось проверить полностью:</p>",
-                  f'<pre class="error">{_h(result.message)}</pre>']
-    if notices:
-        lines.append('<ul class="notices">')
-        lines += [f'<li class="notice">{_h(one_line(n, 1000))}</li>' for n in notices]
-        lines.append("</ul>")
-    lines += _html_scores(result)
-    for question in result.questions:
-        lines += _html_question(question)
-    lines += ["</body>", "</html>"]
-    return "\n".join(lines) + "\n"
+    return render("feedback.html", language=current_language(), result=result,
+                  score=_number(result.score), max_score=_number(result.max_score),
+                  facts=run_facts(result), failed=result.status is SubmissionStatus.ERROR,
+                  notices=[one_line(n, 1000) for n in notices], questions=questions)

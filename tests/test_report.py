@@ -261,6 +261,27 @@ def test_a_report_of_one_submission_with_a_flag_and_model_accuracies(tmp_path):
     assert load_results(tmp_path).results[0].submission_id == "solo"
 
 
+def test_axes_that_count_submissions_have_integer_ticks(tmp_path, monkeypatch):
+    """Three submissions: the histograms' counts axis reads 0, 1, 2, ..., never 0.5."""
+    from matplotlib.figure import Figure
+
+    drawn = []
+    savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (drawn.append(self),
+                                                                  savefig(self, *a, **k))[1])
+    details = {"evaluation": {"models": {"convnet_accuracy": {"accuracy": 0.61}}}}
+    for name, score in (("a", 1.0), ("b", 2.0), ("c", 2.0)):
+        _store(tmp_path, _graded(name, score, details))
+    write_report(tmp_path)
+    counted = [f.axes[0] for f in drawn if f.axes[0].get_ylabel() == "submissions"]
+    assert len(counted) == 2, [f.axes[0].get_title() for f in drawn]  # scores, accuracy
+    for axes in counted:
+        ticks = [t for t in axes.get_yticks() if axes.get_ylim()[0] <= t <= axes.get_ylim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), (axes.get_title(), ticks)
+    scores = next(a for a in counted if a.get_xlabel() == "score")
+    assert all(float(t).is_integer() for t in scores.get_xticks()), scores.get_xticks()
+
+
 def test_failures_are_counted_per_case_with_hidden_ones_first(tmp_path):
     _store(tmp_path, _graded("a", 1.0), _graded("b", 1.0), _graded("c", 0.0), _graded("d", 2.0))
     text = write_report(tmp_path).read_text(encoding="utf-8")

@@ -719,6 +719,37 @@ def test_process_fallback_refuses_the_imports_it_cannot_hide(tmp_path):
 
 
 @pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("language", [None, "en"])
+def test_the_worker_writes_in_the_graders_language(tmp_path, monkeypatch, level, language):
+    """The grader's AUTOGRADER_LANGUAGE reaches the worker through its clean environment at
+    every level, with the translations of what the worker writes (it cannot read the
+    catalogue): Russian by default, English when the grader runs in English."""
+    pytest.importorskip("torch")
+    if language is None:
+        monkeypatch.delenv("AUTOGRADER_LANGUAGE", raising=False)
+    else:
+        monkeypatch.setenv("AUTOGRADER_LANGUAGE", language)
+    with make_session(tmp_path, level, probes=False, packages=("numpy", "torch")) as s:
+        cell = run(s, 0, "import os; print(os.environ.get('AUTOGRADER_LANGUAGE'))\n")
+        assert cell.stdout_tail == f"{language or 'ru'}\n", cell
+        cell = run(s, 1, "import scipy\n")  # the import guard's message, built in the worker
+        assert cell.status is CellStatus.ERROR, cell
+        with pytest.raises(StudentCodeError) as info:  # models.py's WeightsError
+            s.probe("retrain_epoch", [], {}, 60, module="models")
+    assert info.value.error_type == "WeightsError"
+    if language == "en":
+        assert cell.error_message == ("package scipy is not available in this assignment: "
+                                      "here you may import the Python standard library and "
+                                      "numpy, torch")
+        assert info.value.message == "retraining has not been started"
+    else:
+        assert cell.error_message == ("пакет scipy недоступен в этом задании: здесь можно "
+                                      "импортировать стандартную библиотеку Python и numpy, "
+                                      "torch")
+        assert info.value.message == "переобучение не начато"
+
+
+@pytest.mark.parametrize("level", LEVELS)
 def test_calls_carry_a_record_of_the_numpy_routines_they_reached(tmp_path, level):
     with make_session(tmp_path, level, probes=False, watch={"numpy"}) as s:
         cell = run(s, 0, """\

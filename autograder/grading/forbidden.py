@@ -21,6 +21,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ..core.catalogue import N_, _
 from ..core.results import ReviewFlag
 from .code_index import Definition, NotebookIndex, dotted, notebook_index
 from .routines import ALIASES
@@ -84,37 +85,39 @@ FORBIDDEN_METHODS: frozenset[str] = frozenset(
     }
 )
 
-# What hides a call, by kind: (qualified-name prefixes or names, the reason in Russian).
+# What hides a call, by kind: (qualified-name prefixes or names, the reason: an English
+# message marked for the catalogue, translated where a flag is made).
 _HIDING: dict[str, tuple[tuple[str, ...], str]] = {
     "dynamic_import": (
         ("importlib", "__import__", "imp", "runpy", "pkgutil", "zipimport"),
-        "импорт во время выполнения (importlib, __import__, reload): по тексту не видно, что "
-        "вызывается",
+        N_("an import at run time (importlib, __import__, reload): the text does not show "
+           "what is called"),
     ),
     "dynamic_code": (
         ("eval", "exec", "compile"),
-        "код собирается из строки (eval, exec, compile): по тексту не видно, что вызывается",
+        N_("code is built from a string (eval, exec, compile): the text does not show what "
+           "is called"),
     ),
     "sys_modules": (
         ("sys.modules",),
-        "функции берутся из sys.modules: по тексту не видно, что вызывается",
+        N_("functions are taken from sys.modules: the text does not show what is called"),
     ),
     "namespace_lookup": (
         ("vars", "globals", "locals"),
-        "имена ищутся в словаре пространства имён (vars, globals, __dict__)",
+        N_("names are looked up in a namespace dictionary (vars, globals, __dict__)"),
     ),
     "builtins_lookup": (
         ("__builtins__", "builtins"),
-        "функции берутся из builtins: по тексту не видно, что вызывается",
+        N_("functions are taken from builtins: the text does not show what is called"),
     ),
     "native_code": (
         ("ctypes", "cffi", "_ctypes"),
-        "вызывается машинный код (ctypes, cffi): его нельзя прочитать",
+        N_("machine code is called (ctypes, cffi): it cannot be read"),
     ),
     "introspection": (
         ("gc", "inspect", "types.FunctionType", "types.CodeType", "marshal"),
-        "используются внутренности интерпретатора (gc, inspect, __closure__, __wrapped__, "
-        "__globals__, __code__)",
+        N_("interpreter internals are used (gc, inspect, __closure__, __wrapped__, "
+           "__globals__, __code__)"),
     ),
 }
 _HIDING_ATTRIBUTES = {
@@ -131,16 +134,17 @@ _OPERATOR_LOOKUPS = {"operator.attrgetter", "operator.methodcaller", "operator.i
 _CODE_SUFFIXES = (".py", ".pyc", ".so", ".pyd", ".pyw")
 _WRITERS = {"open", "write_text", "write_bytes", "copy", "copy2", "copyfile", "writestr",
             "move", "rename", "symlink_to", "urlretrieve"}
-REASONS = {
-    **{kind: reason for kind, (_, reason) in _HIDING.items()},
-    "computed_attribute": "имя атрибута вычисляется при выполнении (getattr / setattr с "
-    "переменной): по тексту не видно, что вызывается",
-    "unknown_module": "вызывается код модуля, которого нет ни в стандартной библиотеке, ни среди "
-    "установленных пакетов (файл, записанный ноутбуком или приложенный к нему): его текст "
-    "проверка не видит",
-    "writes_module": "ноутбук записывает файл с кодом Python, который затем можно импортировать",
-    "not_defined_by_hand": "имя не определено через def/class в ячейках (создано exec, "
-    "присвоено из другого объекта или переопределено через globals()): его код нельзя прочитать",
+REASONS = {  # English, marked for the catalogue: translate with _() where a flag is made
+    **{kind: reason for kind, (_prefixes, reason) in _HIDING.items()},
+    "computed_attribute": N_("the attribute's name is computed at run time (getattr / setattr "
+                             "with a variable): the text does not show what is called"),
+    "unknown_module": N_("code is called from a module that is neither in the standard library "
+                         "nor among the installed packages (a file the notebook wrote or "
+                         "brought along): the grader cannot see its text"),
+    "writes_module": N_("the notebook writes a file of Python code that can then be imported"),
+    "not_defined_by_hand": N_("the name is not defined with def/class in the cells (it was "
+                              "created by exec, assigned from another object or redefined "
+                              "through globals()): its code cannot be read"),
 }
 
 
@@ -155,10 +159,9 @@ class Finding:
 
     def describe(self) -> str:
         """A one-line, student-facing description."""
-        return (
-            f"`{self.definition}` использует `{self.routine}` "
-            f"(ячейка {self.cell_index + 1}, строка {self.line})"
-        )
+        return _("`{definition}` uses `{routine}` (cell {cell}, line {line})").format(
+            definition=self.definition, routine=self.routine, cell=self.cell_index + 1,
+            line=self.line)
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ class _Reader:
     flags: list[ReviewFlag] = field(default_factory=list)
 
     def flag(self, kind: str, entry: Definition, node: ast.AST) -> None:
-        self.flags.append(ReviewFlag(self.question, kind, REASONS[kind], entry.cell_index + 1,
+        self.flags.append(ReviewFlag(self.question, kind, _(REASONS[kind]), entry.cell_index + 1,
                                      getattr(node, "lineno", 0), entry.parsed.seen(node)))
 
     def find(self, routine: str, definition: str, entry: Definition, node: ast.AST) -> None:
@@ -208,7 +211,7 @@ def _is_forbidden(qualified: str, allowed: frozenset[str]) -> bool:
 
 
 def _hiding_kind(qualified: str) -> str | None:
-    for kind, (prefixes, _) in _HIDING.items():
+    for kind, (prefixes, _reason) in _HIDING.items():
         for prefix in prefixes:
             if qualified == prefix or qualified.startswith(prefix + "."):
                 return kind
@@ -304,7 +307,7 @@ def writes_code_file(node: ast.AST) -> bool:
 
 def _writes_code_files(index: NotebookIndex, question: str) -> list[ReviewFlag]:
     """Calls anywhere in the notebook that write a file named like Python code."""
-    return [ReviewFlag(question, "writes_module", REASONS["writes_module"], parsed.index + 1,
+    return [ReviewFlag(question, "writes_module", _(REASONS["writes_module"]), parsed.index + 1,
                        node.lineno, parsed.seen(node))
             for parsed in index.cells for node in ast.walk(parsed.tree)
             if writes_code_file(node)]
@@ -334,7 +337,7 @@ def read_graded_code(
         installed_modules() if known_modules is None else known_modules,
     )
     if graded_name not in index.definitions:
-        reason = REASONS["not_defined_by_hand"]
+        reason = _(REASONS["not_defined_by_hand"])
         return StaticReading((), (ReviewFlag(graded_name, "not_defined_by_hand", reason),))
     seen: set[str] = set()
     pending = [graded_name]

@@ -26,6 +26,7 @@ import importlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from ..core.catalogue import _
 from ..core.errors import Outcome, SubmissionFailure
 from ..sandbox import (
     CallRecord,
@@ -49,28 +50,32 @@ def _short_traceback(text: str) -> str:
 def _failure(exc: Exception, what: str, timeout_s: float) -> SubmissionFailure:
     if isinstance(exc, StudentCodeError) and exc.error_type == "WireError":
         return SubmissionFailure(
-            f"{what}: ваш код вернул то, что нельзя передать на проверку ({exc.message})",
+            _("{what}: your code returned something that cannot be passed on for checking "
+              "({error})").format(what=what, error=exc.message),
             Outcome.ERROR,
         )
     if isinstance(exc, StudentCodeError):
         trace = _short_traceback(exc.traceback)
-        message = f"{what}: ваш код выбросил {exc.error_type}: {exc.message}"
+        message = _("{what}: your code raised {error_type}: {error}").format(
+            what=what, error_type=exc.error_type, error=exc.message)
         return SubmissionFailure(f"{message}\n{trace}" if trace else message, Outcome.ERROR)
     if isinstance(exc, CallTimeout):
         return SubmissionFailure(
-            f"{what}: не завершилось за {timeout_s:g} с (бесконечный цикл или слишком медленный "
-            "код?); процесс с вашим кодом перезапущен",
+            _("{what}: did not finish within {timeout_s:g} s (an endless loop or code that is "
+              "too slow?); the process running your code was restarted").format(
+                what=what, timeout_s=timeout_s),
             Outcome.TIMEOUT,
         )
     if isinstance(exc, WorkerDied):
         return SubmissionFailure(
-            f"{what}: процесс Python с вашим кодом завершился во время вызова ({exc}); "
-            "он перезапущен, следующие тесты идут дальше",
+            _("{what}: the Python process running your code exited during the call ({error}); "
+              "it was restarted, and the remaining tests still run").format(what=what, error=exc),
             Outcome.ERROR,
         )
     if isinstance(exc, WireError):
         return SubmissionFailure(
-            f"{what}: ваш код вернул то, что нельзя проверить ({exc})", Outcome.ERROR
+            _("{what}: your code returned something that cannot be checked ({error})").format(
+                what=what, error=exc), Outcome.ERROR
         )
     raise exc
 
@@ -122,9 +127,10 @@ class RemoteCaller:
         try:
             handle = self._session.get(name, self._timeout_s)
         except Exception as exc:
-            raise _failure(exc, f"передача {name}", self._timeout_s) from None
+            raise _failure(exc, _("passing {name}").format(name=name), self._timeout_s) from None
         if not isinstance(handle, Handle):
-            raise SubmissionFailure(f"{name} в ноутбуке больше не функция и не класс")
+            raise SubmissionFailure(
+                _("{name} in the notebook is no longer a function or a class").format(name=name))
         return handle
 
     def call(self, target: str | Handle, what: str, args: tuple, kwargs: dict) -> Any:
@@ -162,8 +168,9 @@ class RemoteCaller:
         """Run function ``name`` of a trusted file (``probes`` or ``fixtures``) in the worker;
         ``timeout_s`` overrides the per-call budget (training a model takes minutes)."""
         limit = self._timeout_s if timeout_s is None else timeout_s
-        what = {"probes": f"проверка {name}", "fixtures": f"вспомогательный объект {name}",
-                "models": "проверка сохранённой модели"}.get(module, name)
+        what = {"probes": _("the check {name}").format(name=name),
+                "fixtures": _("the helper object {name}").format(name=name),
+                "models": _("checking the saved model")}.get(module, name)
         try:
             result = self._session.probe(
                 name, self.to_wire(list(args)), self.to_wire(dict(kwargs)), limit, module=module,
@@ -189,7 +196,8 @@ class RemoteName:
         self.kind = kind
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._caller.call(self.name, f"вызов {self.name}(...)", args, kwargs)
+        what = _("calling {name}(...)").format(name=self.name)
+        return self._caller.call(self.name, what, args, kwargs)
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("__"):
@@ -208,7 +216,8 @@ class RemoteObject:
         self.handle = handle
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        what = f"вызов объекта {self.handle.type_name}"
+        what = _("calling an object of type {type_name}").format(
+            type_name=self.handle.type_name)
         return self._caller.call(self.handle, what, args, kwargs)
 
     def __getattr__(self, attr: str) -> Any:
@@ -281,7 +290,8 @@ class ProxyEnvironment(Mapping[str, Any]):
         try:
             return self._session.describe([name], self._timeout_s)[name].source
         except Exception as exc:
-            raise _failure(exc, f"поиск {name}", self._timeout_s) from None
+            raise _failure(exc, _("looking up {name}").format(name=name),
+                           self._timeout_s) from None
 
     def kind_of(self, name: str) -> str:
         """What ``name`` is in the student's namespace: function, class, data, module, missing."""
@@ -290,7 +300,8 @@ class ProxyEnvironment(Mapping[str, Any]):
                 info = self._session.describe([name], self._timeout_s)[name]
                 self._kinds[name] = info.kind
             except Exception as exc:
-                raise _failure(exc, f"поиск {name}", self._timeout_s) from None
+                raise _failure(exc, _("looking up {name}").format(name=name),
+                               self._timeout_s) from None
         return self._kinds[name]
 
     def is_defined(self, name: str) -> bool:
@@ -313,7 +324,8 @@ class ProxyEnvironment(Mapping[str, Any]):
         try:
             value = self._session.get(name, self._timeout_s)
         except Exception as exc:
-            raise _failure(exc, f"значение {name}", self._timeout_s) from None
+            raise _failure(exc, _("the value of {name}").format(name=name),
+                           self._timeout_s) from None
         return self._caller.from_wire(value)
 
     def __getitem__(self, name: str) -> Any:

@@ -29,6 +29,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..core.catalogue import N_, _
 from .code_index import (
     NotebookIndex,
     ParsedCell,
@@ -130,28 +131,31 @@ _NOTABLE = (RECORDER_ATTRIBUTES | FRAME_ATTRIBUTES | GC_ATTRIBUTES | INTERNAL_AT
             | _MODULE_ATTRIBUTES | {"__builtins__", "__dict__"})
 
 DECISIVE_KINDS = frozenset({"grader_reach", "recorder_patch"})
-REASONS = {
+REASONS = {  # English, marked for the catalogue: translated where read (Evidence.reason)
     **HIDING_REASONS,
-    "grader_reach": "код обращается к модулям самой проверяющей системы (autograder): "
-    "честному решению это не нужно",
-    "recorder_patch": "код трогает механизмы, которыми проверка записывает вызовы (режимы "
-    "диспетчеризации torch, закрытые функции torch._C, аудит-хуки, глобальные хуки модулей): "
-    "честному решению это не нужно",
-    "code_swap": "код меняет код или методы объекта после его определения (__code__, метод "
-    "класса, setattr, __class__, types.MethodType): проверка прочитала одно определение, а "
-    "выполняться может другое",
-    "walks_objects": "код обходит объекты интерпретатора (gc.get_objects, get_referrers): так "
-    "достижим любой объект, в том числе объекты проверки",
-    "walks_frames": "код читает кадры стека (sys._getframe, inspect.currentframe, f_back, "
-    "f_globals, tb_frame, settrace): так достижимы объекты проверки",
-    "internals": "код использует внутренности интерпретатора (__subclasses__, __globals__, "
-    "__closure__, __self__, __reduce__, закрытые части sys), через которые достижим любой "
-    "объект",
-    "unreadable_cell": "ячейку не удалось разобрать (слишком глубокая вложенность или размер): "
-    "её код проверка не прочитала",
-    "module_object": "модуль sys, gc, builtins, inspect, importlib или ctypes используется как "
-    "значение (присвоен, передан, взят через другой модуль), а не через известный безопасный "
-    "атрибут: по тексту не видно, что с ним делают",
+    "grader_reach": N_("the code reaches into the modules of the grading system itself "
+                       "(autograder): an honest solution has no need for this"),
+    "recorder_patch": N_("the code touches the machinery the grader records calls with "
+                         "(torch dispatch modes, private torch._C functions, audit hooks, "
+                         "global module hooks): an honest solution has no need for this"),
+    "code_swap": N_("the code changes an object's code or methods after it was defined "
+                    "(__code__, a method of a class, setattr, __class__, types.MethodType): "
+                    "the grader read one definition, but another one may be what runs"),
+    "walks_objects": N_("the code walks the interpreter's objects (gc.get_objects, "
+                        "get_referrers): that way any object can be reached, the grader's "
+                        "own included"),
+    "walks_frames": N_("the code reads stack frames (sys._getframe, inspect.currentframe, "
+                       "f_back, f_globals, tb_frame, settrace): that way the grader's objects "
+                       "can be reached"),
+    "internals": N_("the code uses interpreter internals (__subclasses__, __globals__, "
+                    "__closure__, __self__, __reduce__, private parts of sys) through which "
+                    "any object can be reached"),
+    "unreadable_cell": N_("the cell could not be parsed (nested too deeply or too large): the "
+                          "grader did not read its code"),
+    "module_object": N_("the module sys, gc, builtins, inspect, importlib or ctypes is used as "
+                        "a value (assigned, passed, reached through another module) rather "
+                        "than through a known safe attribute: the text does not show what is "
+                        "done with it"),
 }
 
 
@@ -176,12 +180,13 @@ class Evidence:
 
     @property
     def reason(self) -> str:
-        """Why this was noted, for the student and the reviewer (Russian)."""
-        return REASONS[self.kind]
+        """Why this was noted, for the student and the reviewer (the run's language)."""
+        return _(REASONS[self.kind])
 
     def describe(self) -> str:
         """``ячейка 3, строка 2: `sys.modules[...]` `` for feedback."""
-        return f"ячейка {self.cell}, строка {self.line}: `{self.seen}`"
+        return _("cell {cell}, line {line}: `{seen}`").format(
+            cell=self.cell, line=self.line, seen=self.seen)
 
 
 @dataclass(frozen=True)

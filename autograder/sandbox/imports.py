@@ -6,24 +6,91 @@ sentence for the student. In the process fallback the files do exist, so the ``b
 are hidden from every finder on ``sys.meta_path`` (not found, exactly as if absent): hygiene
 that a determined student can undo, which the results say (weaker isolation). At the uid
 level a Landlock ruleset also makes their files unreadable, so undoing it gains nothing.
+
+It also translates what the worker writes for the student (here and in ``models.py``). The
+worker cannot read the grader's catalogue: it sees only this package, and Babel is not among
+an assignment's packages. So the launcher hands it, through its environment, the grader's
+language and the translations of the worker's own domains (:func:`worker_environment`, run on
+the grader's side); nothing flows back.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.machinery
+import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+LANGUAGE_ENV = "AUTOGRADER_LANGUAGE"  # the grader's language (core/catalogue.LANGUAGE_ENV)
+MESSAGES_ENV = "AUTOGRADER_WORKER_MESSAGES"  # JSON: English message -> its translation
+WORKER_DOMAINS = ("sandbox.imports", "sandbox.models")  # the catalogues of what the worker writes
+
+
+def worker_environment() -> dict[str, str]:
+    """Grader side: the variables that give a worker the grader's language (the environment's
+    ``AUTOGRADER_LANGUAGE``, else the process's language) and the translations of
+    :data:`WORKER_DOMAINS` in it."""
+    from ..core.catalogue import LANGUAGE_ENV as CATALOGUE_ENV
+    from ..core.catalogue import LANGUAGES, current_language
+
+    language = os.environ.get(CATALOGUE_ENV)
+    if language not in LANGUAGES:
+        language = current_language()
+    return {LANGUAGE_ENV: language, MESSAGES_ENV: _domain_messages(language)}
+
+
+@functools.cache
+def _domain_messages(language: str) -> str:
+    """The translations of the worker's domains into ``language``, as JSON (ASCII)."""
+    from babel.messages.pofile import read_po
+
+    from ..core.catalogue import LOCALE_DIR, SOURCE_LANGUAGE
+
+    table: dict[str, str] = {}
+    for domain in WORKER_DOMAINS if language != SOURCE_LANGUAGE else ():
+        path = LOCALE_DIR / language / "LC_MESSAGES" / f"{domain}.po"
+        with path.open("rb") as handle:
+            catalog = read_po(handle, locale=language, domain=domain)
+        table.update({str(m.id): str(m.string) for m in catalog
+                      if m.id and m.string and not m.fuzzy})
+    return json.dumps(table, sort_keys=True)
+
+
+@functools.cache
+def _worker_messages() -> dict[str, str] | None:
+    """The translations the launcher handed this worker (None: not in a worker)."""
+    text = os.environ.get(MESSAGES_ENV)
+    if text is None:
+        return None
+    try:
+        table = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(table, dict):
+        return {}
+    return {k: v for k, v in table.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _(message: str) -> str:
+    """``message`` in the grader's language: in a worker from the translations its launcher
+    handed it, elsewhere from the catalogue itself."""
+    table = _worker_messages()
+    if table is None:
+        from ..core.catalogue import _ as translate
+
+        return translate(message)
+    return table.get(message, message)
+
 
 def unavailable_message(name: str, allowed: Sequence[str]) -> str:
-    """The student-facing text (Russian, the course's language) for a missing package."""
-    listed = ", ".join(sorted(allowed)) if allowed else "ничего, кроме неё"
-    return (
-        f"пакет {name} недоступен в этом задании: здесь можно импортировать "
-        f"стандартную библиотеку Python и {listed}"
-    )
+    """The student-facing text (in the grader's language) for a missing package."""
+    listed = ", ".join(sorted(allowed)) if allowed else _("nothing else")
+    return _("package {name} is not available in this assignment: here you may import the "
+             "Python standard library and {listed}").format(name=name, listed=listed)
 
 
 def explain(exc: BaseException, allowed: Sequence[str] | None) -> str | None:

@@ -33,6 +33,7 @@ from ..core.errors import UsageError
 from . import seccomp, slots
 from . import uid as uid_level
 from .devices import bwrap_gpu_args
+from .imports import worker_environment
 from .messages import output_marker
 from .packages import bwrap_args, package_view
 from .process import (
@@ -560,6 +561,9 @@ def _worker_env(home: str, tmp: str, extra: Mapping[str, str]) -> dict[str, str]
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     env.update(extra)
+    # The grader's language, and what the worker writes in it, go in last: a clean
+    # environment would drop them, and nothing else may choose them.
+    env.update(worker_environment())
     return env
 
 

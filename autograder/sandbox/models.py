@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .imports import _  # the worker's translations (it cannot read the catalogue)
+
 
 class WeightsError(Exception):
     """The weights file cannot be used with this class; the message says what to do."""
@@ -25,16 +27,19 @@ def _state_dict(data: bytes, name: str) -> dict[str, torch.Tensor]:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - unpickling refusals come in many types
         raise WeightsError(
-            f"файл {name} не удалось безопасно загрузить (torch.load с weights_only=True): "
-            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}. Сохраните веса так: "
-            f"torch.save(model.state_dict(), {name!r})"
+            _("the file {name} could not be loaded safely (torch.load with weights_only=True): "
+              "{error_type}: {error}. Save the weights like this: "
+              "torch.save(model.state_dict(), {quoted_name})").format(
+                name=name, error_type=type(exc).__name__,
+                error=str(exc).strip().splitlines()[0][:200], quoted_name=repr(name))
         ) from None
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise WeightsError(
-            f"в {name} лежит не state_dict (словарь имя -> тензор), а "
-            f"{type(state).__name__}. Сохраните torch.save(model.state_dict(), {name!r})"
+            _("{name} holds a {type_name}, not a state_dict (a dictionary name -> tensor). "
+              "Save torch.save(model.state_dict(), {quoted_name})").format(
+                name=name, type_name=type(state).__name__, quoted_name=repr(name))
         )
     return state
 
@@ -56,19 +61,22 @@ def load_model(model_class: Any, data: bytes, name: str, max_parameters: int,
         torch.cuda.set_per_process_memory_fraction(gpu_memory_fraction)
     model = model_class()
     if not isinstance(model, nn.Module):
-        raise WeightsError(f"{type(model).__name__}() не является nn.Module")
+        raise WeightsError(_("{class_name}() is not an nn.Module").format(
+            class_name=type(model).__name__))
     count = int(sum(int(p.numel()) for p in model.parameters() if p.requires_grad))
     if count > max_parameters:
         raise WeightsError(
-            f"у модели {count:,} обучаемых параметров, а допускается не больше {max_parameters:,}"
+            _("the model has {count:,} trainable parameters, but at most {max_parameters:,} "
+              "are allowed").format(count=count, max_parameters=max_parameters)
         )
     state = _state_dict(data, name)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise WeightsError(
-            f"веса из {name} не подходят к классу {type(model).__name__}: "
-            f"{str(exc)[:1200]}. Сохраните state_dict именно этой архитектуры"
+            _("the weights in {name} do not fit the class {class_name}: {error}. Save the "
+              "state_dict of exactly this architecture").format(
+                name=name, class_name=type(model).__name__, error=str(exc)[:1200])
         ) from None
     model.to(device).eval()
     return {"model": model, "parameters": count, "layers": describe_layers(model)}
@@ -137,8 +145,8 @@ def logits(model: Any, images: torch.Tensor, mean: list[float], std: list[float]
         out = model((x - m) / s)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(images), 10):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise WeightsError(f"модель должна вернуть логиты формы ({len(images)}, 10), а вернула "
-                           f"{shape}")
+        raise WeightsError(_("the model must return logits of shape ({count}, 10), but it "
+                             "returned {shape}").format(count=len(images), shape=shape))
     return out.detach().float().cpu()
 
 
@@ -168,7 +176,7 @@ def retrain_begin(model_class: Any, train_epoch: Any, settings: dict, mean: list
     from torch.utils.data import DataLoader, TensorDataset
 
     if not _TRAINING:
-        raise WeightsError("нет обучающих данных для переобучения")
+        raise WeightsError(_("there is no training data for retraining"))
     torch.manual_seed(int(settings["seed"]))
     torch.set_num_threads(max(1, int(threads)))
     model = model_class().to(device)
@@ -189,7 +197,7 @@ def retrain_begin(model_class: Any, train_epoch: Any, settings: dict, mean: list
 def retrain_epoch() -> int:
     """One pass of the student's ``train_epoch``, then the model in eval mode; returns 0."""
     if not _RETRAINING:
-        raise WeightsError("переобучение не начато")
+        raise WeightsError(_("retraining has not been started"))
     r = _RETRAINING
     r["train_epoch"](r["model"], r["loader"], r["optimizer"], r["criterion"], r["device"])
     r["model"].eval()

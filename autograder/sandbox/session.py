@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.catalogue import _
 from . import launcher, seccomp
 from . import uid as uid_level
 from .launcher import Limits
@@ -433,7 +434,8 @@ class WorkerSession:
             if not (result.timed_out or result.died) and not _is_worker_cell_reply(reply):
                 raise self._unexpected(reply)
         except (WireError, ProtocolError) as exc:
-            died = f"процесс с ноутбуком прислал некорректный ответ и был перезапущен ({exc})"
+            died = _("the process running the notebook sent a malformed reply and was "
+                     "restarted ({error})").format(error=exc)
             result = _Result(None, time.monotonic() - start, died=died)
         out = result.output or CapturedOutput("", False, 0)
         base = dict(index=record.index, stdout_tail=out.text,
@@ -486,7 +488,7 @@ class WorkerSession:
                 "or compare with the 'process' level."
             ) from None
         self.startup_seconds = time.monotonic() - worker.started_at
-        _ = worker.worker_pid  # find it now, before student code can start other processes
+        _pid = worker.worker_pid  # find it now, before student code can start other processes
         shortfall = _confinement_shortfall(spec.level, ready, worker.worker_pid)
         if shortfall is not None:
             worker.close()
@@ -560,26 +562,30 @@ def _is_worker_cell_reply(reply: Message | None) -> bool:
 
 
 def describe_exit(returncode: int | None, level: SandboxLevel) -> str:
-    """A student-facing sentence (in Russian, the course's language) for how the worker ended."""
+    """A student-facing sentence (in the run's language) for how the worker ended."""
     if returncode is None:
-        return "процесс с ноутбуком перестал отвечать"
+        return _("the process running the notebook stopped responding")
     if level is SandboxLevel.BWRAP and returncode < 0:
-        return "песочница с ноутбуком была остановлена извне"
+        return _("the sandbox running the notebook was stopped from outside")
     signum = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else None
-    hints = {
-        signal.SIGKILL: "убит (обычно: превышен лимит памяти или он был остановлен)",
-        signal.SIGSEGV: "упал с ошибкой сегментации (в нативном коде)",
-        signal.SIGXCPU: "остановлен: исчерпан лимит процессорного времени",
-        signal.SIGXFSZ: "остановлен: записан файл больше разрешённого",
-        signal.SIGABRT: "аварийно завершён (abort)",
-    }
     if signum is not None and signum > 0:
         try:
             name = signal.Signals(signum).name
         except ValueError:
             name = f"signal {signum}"
-        return f"процесс с ноутбуком {hints.get(signum, 'завершён сигналом ' + name)} ({name})"
-    return f"процесс с ноутбуком завершился с кодом {returncode} (os._exit или сбой)"
+        hints = {
+            signal.SIGKILL: _("was killed (usually: the memory limit was exceeded, or it was "
+                              "stopped)"),
+            signal.SIGSEGV: _("crashed with a segmentation fault (in native code)"),
+            signal.SIGXCPU: _("was stopped: its CPU time limit ran out"),
+            signal.SIGXFSZ: _("was stopped: it wrote a file larger than allowed"),
+            signal.SIGABRT: _("was aborted (abort)"),
+        }
+        hint = hints.get(signum) or _("was ended by signal {name}").format(name=name)
+        return _("the process running the notebook {hint} ({name})").format(hint=hint,
+                                                                            name=name)
+    return _("the process running the notebook exited with code {code} (os._exit or a "
+             "crash)").format(code=returncode)
 
 
 def _is_root() -> bool:

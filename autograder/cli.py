@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .authoring import assign as authoring
 from .core.assignments import PROJECT_ROOT, discover
+from .core.catalogue import LANGUAGES
 from .core.errors import EXIT_USAGE, UsageError, exit_status
 from .outputs import writers
 
@@ -76,7 +77,7 @@ def _grade_request(args: argparse.Namespace):
         args.assignment, tuple(args.submissions), args.out, args.tests, args.sandbox, args.seed,
         args.regrade, args.jobs, args.timeout_cell, args.timeout_call, args.data_dir,
         args.dataset, args.test_set, args.secret_set, args.retrain, args.device, args.executor,
-        args.address)
+        args.address, language=args.language)
 
 
 def _exit_now(message: str, status: int) -> int:
@@ -108,7 +109,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Verify the assignments and grade example submissions of each."""
     from .demo import run_demo
 
-    return run_demo(args.out, args.names or None, args.jobs, args.sandbox)
+    return run_demo(args.out, args.names or None, args.jobs, args.sandbox, args.language)
 
 
 def _positive(value: str) -> float:
@@ -123,6 +124,12 @@ def _count(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return number
+
+
+def _language_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--language", choices=LANGUAGES, default=None,
+                        help="what students read (feedback, messages): default the "
+                        "assignment's `language` in assignment.toml (Russian when unset)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
         "assignment.toml, tests/mutants/NAME.toml; then generate it as assign does"
     )
     new.add_argument("name", help="folder and notebook name, e.g. 04_batch_norm")
-    new.add_argument("--title", help="the notebook's heading, in Russian (default: Задание NAME)")
+    new.add_argument("--title", help="the notebook's heading, in the course's language "
+                     "(default: 'Assignment NAME' in that language)")
     new.set_defaults(func=cmd_new)
 
     grade = commands.add_parser("grade", help="grade submissions (.ipynb, folder or .zip)")
@@ -214,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--address", metavar="ADDR",
                        help="with --executor ray: the cluster's address (default: start a "
                        "local Ray instance with --jobs CPUs)")
+    _language_option(grade)
     grade.set_defaults(func=cmd_grade)
 
     data = commands.add_parser(
@@ -239,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--jobs", type=_count, default=2, metavar="N", help="submissions at once")
     demo.add_argument("--sandbox", choices=["auto", *LEVELS], default="auto",
                       help="isolation level to grade at (default: the strongest that works)")
+    _language_option(demo)
     demo.set_defaults(func=cmd_demo)
     from .integrations import (
         classroom,

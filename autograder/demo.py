@@ -144,7 +144,7 @@ def wrong_grades(assignment: Assignment, summary: BatchSummary, level: str) -> l
 
 
 def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2,
-             sandbox: str = "auto") -> int:
+             sandbox: str = "auto", language: str | None = None) -> int:
     """Check freshness, build example submissions, grade them; returns an exit status:
     1 when assignments/ is stale or a reference, stub or full-marks example is graded
     wrong (each named), else 0."""
@@ -162,7 +162,7 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2,
         graded = grade_class(GradeRequest(
             name, tuple(submissions), out_dir / name, sandbox=sandbox, jobs=jobs,
             seed=secrets.randbelow(2**31), data_dir=datasets.DEFAULT_ROOT,
-            dataset=dataset or "auto"))
+            dataset=dataset or "auto", language=language))
         if name == names[0]:  # the level chosen for the first batch, probed once by it
             print(f"[sandbox] {graded.isolation.one_line()}")
         if graded.evaluation is not None:

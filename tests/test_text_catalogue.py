@@ -85,12 +85,13 @@ def test_english_is_the_messages_themselves_and_an_unknown_language_is_refused()
 
 def test_a_process_the_batch_starts_writes_in_its_language():
     some = next(iter(translations("ru")))
-    code = ("import sys; from autograder.core.catalogue import _, use_language\n"
-            f"use_language(sys.argv[1]); import subprocess\n"
-            "print(subprocess.run([sys.executable, '-c', 'from autograder.core.catalogue "
-            f"import _; print(_({some!r}))'], capture_output=True, text=True).stdout, end='')")
+    child = "import sys; from autograder.core.catalogue import _; print(_(sys.argv[1]))"
+    code = ("import subprocess, sys; from autograder.core.catalogue import use_language\n"
+            "use_language(sys.argv[1])\n"
+            "print(subprocess.run([sys.executable, '-c', sys.argv[2], sys.argv[3]], "
+            "capture_output=True, text=True).stdout, end='')")
     for language in ("ru", "en"):
-        done = subprocess.run([sys.executable, "-c", code, language], capture_output=True,
-                              text=True, cwd=PACKAGE.parent, check=True)
+        done = subprocess.run([sys.executable, "-c", code, language, child, some],
+                              capture_output=True, text=True, cwd=PACKAGE.parent, check=True)
         assert done.stdout.strip() == gettext_in(language, some).strip(), done.stderr
     assert catalogue.current_language() == catalogue.DEFAULT_LANGUAGE

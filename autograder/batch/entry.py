@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.assignments import Assignment, ConfigError, load_assignment
+from ..core.catalogue import use_language
 from ..core.results import SubmissionResult
 from ..sandbox import Isolation
 from .collect import Collected
@@ -55,6 +56,7 @@ class GradeRequest:
     executor: str = "local"  # "local" or "ray"
     address: str | None = None  # a Ray cluster's address
     report: bool = True  # write OUT/report.html after the batch
+    language: str | None = None  # what students read; None: the assignment's language
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ def grade_class(request: GradeRequest, on_plan: OnPlan | None = None,
 
     assignment = load_assignment(request.assignment)
     _check_tests_choice(assignment, request.tests)
+    use_language(request.language or assignment.config.language)  # before any worker starts
     isolation = choose_isolation(request.sandbox)
     data = _evaluation_data(request, assignment)
     device = choose_device(request.device)

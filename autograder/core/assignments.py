@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .catalogue import DEFAULT_LANGUAGE, LANGUAGES
 from .errors import UsageError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # autograder/core/assignments.py
@@ -192,6 +193,7 @@ class AssignmentConfig:
     """Everything the grader needs to know about one assignment, validated on load."""
 
     name: str
+    language: str = DEFAULT_LANGUAGE  # what its students read (feedback, messages)
     limits: Limits = field(default_factory=Limits)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     questions: Mapping[str, QuestionRules] = field(default_factory=dict)
@@ -280,8 +282,8 @@ def parse_config(name: str, raw: Mapping[str, Any], where: str) -> AssignmentCon
     """Validate a parsed ``assignment.toml`` table into an :class:`AssignmentConfig`."""
     raw = _take(
         raw,
-        {"limits", "sandbox", "questions", "accuracy", "comparison", "evaluation", "retrain",
-         "artifacts"},
+        {"language", "limits", "sandbox", "questions", "accuracy", "comparison", "evaluation",
+         "retrain", "artifacts"},
         where,
     )
     limits = _build(Limits, raw.get("limits", {}), f"{where} [limits]")
@@ -301,8 +303,13 @@ def parse_config(name: str, raw: Mapping[str, Any], where: str) -> AssignmentCon
     evaluation = _build(Evaluation, raw.get("evaluation", {}), f"{where} [evaluation]")
     retrain = _build(Retrain, raw.get("retrain", {}), f"{where} [retrain]")
     artifacts_table = _take(raw.get("artifacts", {}), {"files"}, f"{where} [artifacts]")
+    language = raw.get("language", DEFAULT_LANGUAGE)
+    if language not in LANGUAGES:
+        raise ConfigError(f"{where}: language = {language!r}: the catalogue has "
+                          f"{', '.join(LANGUAGES)} (what students read is written in it)")
     config = AssignmentConfig(
         name=name,
+        language=language,
         limits=limits,
         sandbox=sandbox,
         questions=questions,

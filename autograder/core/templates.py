@@ -3,8 +3,8 @@
 One environment serves every template: HTML templates (``*.html``) are autoescaped, so
 whatever a submission wrote (its id, messages, code, output) is escaped wherever a page
 shows it; text templates are not. A template's sentences are catalogue messages
-(``{{ _("English {field}").format(field=...) }}``, translated by :mod:`.catalogue` in the run's language), so the
-course server's pages can share these templates and their text.
+(``{{ _("English {field}").format(field=...) }}``, translated by :mod:`.catalogue` in the
+run's language), so the course server's pages can share these templates and their text.
 """
 
 from __future__ import annotations

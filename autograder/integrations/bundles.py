@@ -252,10 +252,14 @@ def requirements_text(root: Path = PROJECT_ROOT) -> str:
 
 
 def grader_files(root: Path = PROJECT_ROOT) -> dict[str, bytes]:
-    """grader.py, every module of the package and requirements.txt, by relative path."""
+    """grader.py, every module of the package, its templates and catalogue, and
+    requirements.txt, by relative path."""
     files = {"grader.py": (root / "grader.py").read_bytes(),
              "requirements.txt": requirements_text(root).encode()}
-    for path in sorted((root / PACKAGE).rglob("*.py")):
+    package = root / PACKAGE
+    shipped = [*package.rglob("*.py"), *package.glob("locale/*/LC_MESSAGES/*.po"),
+               *(p for p in package.glob("templates/*") if p.is_file())]
+    for path in sorted(shipped):
         if "__pycache__" not in path.parts:
             files[path.relative_to(root).as_posix()] = path.read_bytes()
     return files

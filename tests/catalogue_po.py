@@ -1,6 +1,7 @@
 """Reading and writing the catalogue's .po files (Babel), for its test and for maintainers.
 
-    python tests/catalogue_po.py extract          # every _() message in autograder/, by file
+    python tests/catalogue_po.py extract          # every _() message in autograder/ (code and
+                                                  # templates), by file
     python tests/catalogue_po.py missing          # messages with no Russian translation
 
 To add translations from code, ``add(domain, {english: russian, ...})`` merges them into
@@ -49,10 +50,12 @@ def add(domain: str, messages: dict[str, str], language: str = "ru") -> Path:
 
 
 def extract() -> dict[str, list[str]]:
-    """Every message the code passes to ``_`` (a literal), with the files that use it."""
+    """Every message the code and the templates (autograder/templates/, Jinja2's Babel
+    extractor) pass to ``_`` (a literal), with the files that use it."""
     found: dict[str, list[str]] = {}
     for filename, _lineno, message, _comments, _context in extract_from_dir(
-            str(PACKAGE), method_map=[("**.py", "python")], keywords={"_": None, "N_": None}):
+            str(PACKAGE), method_map=[("**.py", "python"), ("templates/**", "jinja2")],
+            keywords={"_": None, "N_": None}):
         if isinstance(message, str) and message:
             found.setdefault(message, []).append(filename)
     return found

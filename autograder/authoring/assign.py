@@ -21,34 +21,10 @@ import nbformat
 
 from ..core.assignments import PROJECT_ROOT, Assignment, load_assignment
 from ..core.errors import UsageError
+from ..core.templates import render
 
 SETUP_CELL_TAG = "otter_ignore"
-_SETUP_TEMPLATE = """\
-# @title Подготовка самопроверки (запустите эту ячейку первой)
-# Ячейка устанавливает otter-grader, если его нет (например, в Google Colab),
-# и создаёт папку tests/ с публичными тестами для grader.check("...").
-# Скрытые тесты, которыми оценивается работа, здесь не лежат.
-import importlib.util
-import json
-import os
-import subprocess
-import sys
-
-if importlib.util.find_spec("otter") is None:
-    print("otter-grader не найден: устанавливаю его для самопроверки...")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "otter-grader"], check=True)
-
-_PUBLIC_TESTS = json.loads(r\'\'\'{tests_json}\'\'\')
-os.makedirs("tests", exist_ok=True)
-for _file_name, _source in _PUBLIC_TESTS.items():
-    with open(os.path.join("tests", _file_name), "w", encoding="utf-8") as _file:
-        _file.write(_source)
-
-import otter
-
-grader = otter.Notebook("{notebook}", tests_dir="tests")
-print("Готово: проверяйте решения ячейками grader.check(...).")
-"""
+SETUP_TEMPLATE = "setup_cell.py.j2"  # under autograder/templates/
 
 
 class AuthoringError(UsageError, RuntimeError):
@@ -96,7 +72,7 @@ def _setup_cell(name: str, public_tests: dict[str, str]) -> nbformat.NotebookNod
         raise AuthoringError(
             f"{name}: a public test contains ''' which the set-up cell cannot embed"
         )
-    source = _SETUP_TEMPLATE.format(tests_json=tests_json, notebook=f"{name}.ipynb")
+    source = render(SETUP_TEMPLATE, tests_json=tests_json, notebook=f"{name}.ipynb")
     cell = nbformat.v4.new_code_cell(source)
     cell.metadata = {
         "tags": [SETUP_CELL_TAG],

@@ -29,7 +29,9 @@ from pathlib import Path
 import nbformat
 
 from ..core.assignments import CONFIG_FILE, PROJECT_ROOT
+from ..core.catalogue import _
 from ..core.errors import UsageError
+from ..core.templates import render
 
 NAME_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9_]{0,62}[a-z0-9])?")
 EXAMPLE_QUESTION = "standardize"
@@ -98,7 +100,7 @@ def create(name: str, title: str | None = None, root: Path = PROJECT_ROOT) -> Sc
             f"assignment {name!r} already exists ({listed}); choose another name, or edit "
             f"solutions/{name}/{name}.ipynb and run `python grader.py assign {name}`"
         )
-    title = (title or "").strip() or f"Задание {name}"
+    title = (title or "").strip() or _("Assignment {name}").format(name=name)
     if "\n" in title:
         raise ScaffoldError("the title must be one line")
     master, config, mutants, variants = paths_for(name, root)
@@ -154,124 +156,10 @@ def report(made: Scaffold, generated: list[str]) -> str:
 
 # ----------------------------------------------------------------------------- the notebook
 
-_CONFIG_CELL = """\
-# ASSIGNMENT CONFIG
-name: {name}
-init_cell: false
-check_all_cell: false
-export_cell: false
-run_tests: false
-generate: false
-tests:
-  ok_format: false
-  files: false"""
-
-_INTRO = """\
-# {title}
-
-**Что нужно сделать.** В ячейках с заданиями вместо `...` напишите свой код. Задания:
-
-| задание | что реализовать | баллы |
-|---|---|---|
-| `standardize` | стандартизация каждого канала батча изображений | 2 |
-
-**Самопроверка.** Сначала запустите первую ячейку ноутбука: она подготовит публичные тесты. После
-каждого задания есть ячейка `grader.check("...")`: она запускает публичные тесты и показывает, что
-не так. При оценивании работу проверяют и скрытые тесты на других, случайных данных, поэтому
-прохождение публичных тестов ещё не гарантирует полный балл.
-
-**Сдача.** Сохраните ноутбук и сдайте файл `{name}.ipynb`. Не переименовывайте функции и не меняйте
-их аргументы: проверка вызывает их по именам из заданий."""
-
-_IMPORTS = """\
-import numpy as np"""
-
-_EXPLANATION = """\
-## 1. Стандартизация каналов
-
-Перед обучением свёрточной сети каждый канал входа обычно приводят к нулевому среднему и
-единичной дисперсии; то же самое делает `nn.BatchNorm2d` в режиме обучения. Для батча
-$x$ формы $(N, C, H, W)$ среднее $\\mu_c$ и дисперсию $\\sigma_c^2$ канала $c$ считают по всем
-примерам и всем пикселям этого канала, то есть по осям $(N, H, W)$:
-
-$$
-y_{n,c,h,w} = \\frac{x_{n,c,h,w} - \\mu_c}{\\sqrt{\\sigma_c^2 + \\varepsilon}} .
-$$
-
-Малое $\\varepsilon$ защищает от деления на ноль, если канал постоянен."""
-
-_QUESTION = """\
-# BEGIN QUESTION
-name: standardize
-points: 2"""
-
-_PROMPT = """\
-**Задание `standardize`.** Напишите `standardize(x, eps=1e-5)`: `x` — массив формы `(N, C, H, W)`.
-Верните массив той же формы типа `float64`, в котором каждый канал стандартизован по формуле выше.
-Пригодятся `x.mean(axis=..., keepdims=True)` и `x.var(axis=..., keepdims=True)`."""
-
-_SOLUTION = """\
-def standardize(x, eps=1e-5):
-    \"\"\"Each channel of an (N, C, H, W) batch shifted to mean 0 and scaled to variance 1.\"\"\"
-    # BEGIN SOLUTION
-    x = np.asarray(x, dtype=np.float64)
-    mean = x.mean(axis=(0, 2, 3), keepdims=True)
-    var = x.var(axis=(0, 2, 3), keepdims=True)
-    return (x - mean) / np.sqrt(var + eps)
-    # END SOLUTION"""
-
-# The public test: a fixed seed, so it runs unchanged in the student's notebook. Expected
-# values are computed here, channel by channel, from the data the test drew.
-_PUBLIC_TEST = """\
-def test_standardize_three_channels(standardize):
-    import numpy as np
-    rng = np.random.default_rng(0)
-    # three channels with very different offsets and scales
-    scales = np.array([1.0, 10.0, 0.1]).reshape(1, 3, 1, 1)
-    offsets = np.array([0.0, -5.0, 3.0]).reshape(1, 3, 1, 1)
-    x = rng.standard_normal((4, 3, 5, 5)) * scales + offsets
-    got = standardize(x.copy())
-    assert isinstance(got, np.ndarray), (
-        f"standardize должна вернуть np.ndarray, а вернула {type(got).__name__}")
-    assert got.shape == x.shape, f"ожидалась форма {x.shape}, получено {got.shape}"
-    for c in range(3):
-        channel = x[:, c]
-        expected = (channel - channel.mean()) / np.sqrt(channel.var() + 1e-5)
-        err = float(np.max(np.abs(got[:, c] - expected)))
-        assert err < 1e-8, (
-            f"канал {c}: максимальная ошибка {err:.2e}. Среднее и дисперсию считайте "
-            f"по осям (N, H, W), отдельно для каждого канала")"""
-
-# The hidden test: inputs drawn from the harness's `seed`, so they differ on every grading run.
-_HIDDEN_TEST = """\
-# HIDDEN
-def test_standardize_random_batches(standardize, seed):
-    import numpy as np
-    rng = np.random.default_rng([seed, 1])
-    for _ in range(5):
-        n, c, h, w = (int(v) for v in rng.integers(2, 6, size=4))
-        scales = rng.uniform(0.1, 10.0, size=(1, c, 1, 1))
-        offsets = rng.uniform(-10.0, 10.0, size=(1, c, 1, 1))
-        x = rng.standard_normal((n, c, h, w)) * scales + offsets
-        got = standardize(x.copy())
-        assert isinstance(got, np.ndarray), (
-            f"standardize должна вернуть np.ndarray, а вернула {type(got).__name__}")
-        assert got.shape == x.shape, (
-            f"x {x.shape}: ожидалась форма {x.shape}, получено {got.shape}")
-        assert got.dtype == np.float64, f"ожидался тип float64, получено {got.dtype}"
-        for j in range(c):
-            channel = x[:, j]
-            expected = (channel - channel.mean()) / np.sqrt(channel.var() + 1e-5)
-            err = float(np.max(np.abs(got[:, j] - expected)))
-            assert err < 1e-8, (
-                f"x {x.shape}, канал {j}: максимальная ошибка {err:.2e}. Среднее и "
-                f"дисперсию считайте по осям (N, H, W), отдельно для каждого канала")"""
-
-_SUMMARY = """\
-## Итоги
-
-* Каждый канал стандартизуют своими средним и дисперсией, посчитанными по осям $(N, H, W)$.
-* Делят на $\\sqrt{\\sigma^2 + \\varepsilon}$, а не на дисперсию."""
+MASTER_TEMPLATE = "master_notebook.cells.j2"  # under autograder/templates/
+_CELL_MARKER = re.compile(r"^%% (raw|markdown|code)\n", re.MULTILINE)
+_NEW_CELL = {"raw": nbformat.v4.new_raw_cell, "markdown": nbformat.v4.new_markdown_cell,
+             "code": nbformat.v4.new_code_cell}
 
 
 def _cell_id(name: str, index: int) -> str:
@@ -279,28 +167,15 @@ def _cell_id(name: str, index: int) -> str:
 
 
 def master_notebook(name: str, title: str) -> nbformat.NotebookNode:
-    """The master notebook of a new assignment: one example question, public + hidden test."""
-    v4 = nbformat.v4
-    cells = [
-        v4.new_raw_cell(_CONFIG_CELL.format(name=name)),
-        v4.new_markdown_cell(_INTRO.format(title=title, name=name)),
-        v4.new_code_cell(_IMPORTS),
-        v4.new_markdown_cell(_EXPLANATION),
-        v4.new_raw_cell(_QUESTION),
-        v4.new_markdown_cell(_PROMPT),
-        v4.new_raw_cell("# BEGIN SOLUTION"),
-        v4.new_code_cell(_SOLUTION),
-        v4.new_raw_cell("# END SOLUTION"),
-        v4.new_raw_cell("# BEGIN TESTS"),
-        v4.new_code_cell(_PUBLIC_TEST),
-        v4.new_code_cell(_HIDDEN_TEST),
-        v4.new_raw_cell("# END TESTS"),
-        v4.new_raw_cell("# END QUESTION"),
-        v4.new_markdown_cell(_SUMMARY),
-    ]
+    """The master notebook of a new assignment: one example question, public + hidden test
+    (templates/master_notebook.cells.j2, its prose and messages in the run's language)."""
+    text = render(MASTER_TEMPLATE, assignment=name, title=title)
+    marked = _CELL_MARKER.split(text)[1:]  # kind, source, kind, source, ...
+    cells = [_NEW_CELL[kind](source.strip("\n"))
+             for kind, source in zip(marked[::2], marked[1::2], strict=True)]
     for index, cell in enumerate(cells):
         cell["id"] = _cell_id(name, index)
-    nb = v4.new_notebook(cells=cells)
+    nb = nbformat.v4.new_notebook(cells=cells)
     nb.nbformat, nb.nbformat_minor = 4, 5
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},

@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 from ..core.assignments import PROJECT_ROOT, Assignment, load_assignment
+from ..core.templates import render
 from .bundles import (
     PackagingError,
     bundle_files,
@@ -32,34 +33,7 @@ KIT_GRADER_DIR = ".grader"
 WORKFLOW_PATH = ".github/workflows/grade.yml"
 OUT_DIR = ".grader-out"  # where the workflow writes the results (ignored by git)
 
-_README = """\
-# {name}
-
-Задание урока «Свёрточные нейронные сети». Решайте его в ноутбуке `{name}.ipynb`
-(в Jupyter или Google Colab): первая ячейка готовит самопроверку, ячейки `grader.check(...)`
-запускают публичные тесты.
-
-## Автопроверка после каждого push
-
-После каждого `git push` GitHub Actions проверяет ноутбук теми же публичными тестами
-(вкладка **Actions**, запуск **Autograding Tests**): таблица баллов по заданиям и ваш отзыв
-лежат в **Summary**, строка `Points X/Y` — в журнале шага проверки. Это баллы только за
-публичные тесты: итоговую оценку преподаватель ставит после проверки скрытыми тестами.
-
-## Проверить у себя (Linux, Python 3.11)
-
-```
-pip install 'torch>=2.10,<=2.14.1' 'torchvision>=0.25,<=0.29.1' --index-url https://download.pytorch.org/whl/cpu
-pip install -r .grader/requirements.txt
-python .grader/grader.py grade --assignment {name} {name}.ipynb --tests public --out {out}
-python .grader/grader.py points {out}
-```
-
-Отзыв с подробностями — в `{out}/submissions/{name}/feedback.md`. Без bubblewrap
-(`sudo apt-get install bubblewrap`) проверка идёт в обычном процессе и сообщает об этом.
-
-Не меняйте папки `.grader/` и `.github/`: в них проверяющая программа и её настройки.
-"""
+README_TEMPLATE = "classroom_readme.md.j2"  # under autograder/templates/
 
 _GITIGNORE = """\
 {out}/
@@ -80,6 +54,12 @@ def workflow_text(name: str) -> str:
     return template.replace(PLACEHOLDER, name)
 
 
+def readme_text(name: str) -> str:
+    """The kit's README.md, for the student (in the run's language)."""
+    return render(README_TEMPLATE, assignment=name, notebook=f"{name}.ipynb", out=OUT_DIR,
+                  feedback=f"{OUT_DIR}/submissions/{name}/feedback.md")
+
+
 def kit_files(assignment: Assignment) -> dict[str, bytes]:
     """Every file of the kit by path relative to the repository's root."""
     notebook = assignment.student_notebook
@@ -88,7 +68,7 @@ def kit_files(assignment: Assignment) -> dict[str, bytes]:
                              f"{assignment.name}`")
     files = {f"{assignment.name}.ipynb": notebook.read_bytes(),
              WORKFLOW_PATH: workflow_text(assignment.name).encode("utf-8"),
-             "README.md": _README.format(name=assignment.name, out=OUT_DIR).encode("utf-8"),
+             "README.md": readme_text(assignment.name).encode("utf-8"),
              ".gitignore": _GITIGNORE.format(out=OUT_DIR).encode("utf-8")}
     packaged = {**grader_files(), **bundle_files(assignment, "public")}
     files.update({f"{KIT_GRADER_DIR}/{rel}": content for rel, content in packaged.items()})

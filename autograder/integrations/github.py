@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.catalogue import _
 from ..core.errors import UsageError
 from ..core.text import visible
 from ..outputs.layout import FEEDBACK_MD, GRADEBOOK, RESULTS, submission_file
@@ -130,17 +131,20 @@ def table_text(points: Points) -> str:
 
 
 def summary_markdown(points: Points) -> str:
-    """The job summary: a table per question (Russian, for the student), then the feedback."""
-    lines = ["## Автопроверка: публичные тесты", "",
-             "| задание | баллы | из |", "| --- | ---: | ---: |"]
+    """The job summary: a table per question (for the student, in the run's language), then the
+    feedback."""
+    lines = ["## " + _("Autograding: public tests"), "",
+             _("| question | points | out of |"), "| --- | ---: | ---: |"]
     for q in points.questions:
         mark = "✅" if q.score >= q.max_score else "❌"
         lines.append(f"| {mark} `{q.name}` | {js_number(rounded(q.score))} | "
                      f"{js_number(rounded(q.max_score))} |")
-    lines += [f"| **итого** | **{js_number(rounded(points.score))}** | "
-              f"**{js_number(rounded(points.max_score))}** |", "", points_line(points), ""]
+    lines += [_("| **total** | **{score}** | **{max_score}** |").format(
+                  score=js_number(rounded(points.score)),
+                  max_score=js_number(rounded(points.max_score))),
+              "", points_line(points), ""]
     if points.feedback:
-        lines += ["<details><summary>Отзыв проверки (feedback.md)</summary>", "",
+        lines += [f"<details><summary>{_('Grader feedback (feedback.md)')}</summary>", "",
                   points.feedback.replace("</details>", "&lt;/details&gt;"), "</details>", ""]
     return "\n".join(lines)
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ..batch.entry import GradeRequest, grade_class
 from ..core.assignments import Assignment, load_assignment
+from ..core.catalogue import _
 from ..core.errors import exit_status
 from ..outputs.layout import RESULTS, submission_dirs
 from .bundles import TORCH_PIN, PackagingError, bundle_files, check_fresh, grader_files
@@ -198,15 +199,17 @@ def run_autograder(root: Path, name: str, sandbox: str) -> int:
     source, results = root / "source", root / "results" / "results.json"
     results.parent.mkdir(parents=True, exist_ok=True)
     if sandbox not in SANDBOX_LEVELS:
-        _fallback(results, "Автопроверка настроена неверно (не ваша ошибка); преподаватель "
-                  "увидит подробности.", {"status": "error", "reason": f"{SANDBOX_ENV}={sandbox}"})
+        _fallback(results, _("The autograder is set up wrongly (not your fault); your "
+                             "instructor will see the details."),
+                  {"status": "error", "reason": f"{SANDBOX_ENV}={sandbox}"})
         print(f"{SANDBOX_ENV} must be one of {', '.join(SANDBOX_LEVELS)}, not {sandbox!r}",
               file=sys.stderr)
         return 1
     target = _target(root / "submission")
     if target is None:
-        _fallback(results, f"В отправке нет ноутбука .ipynb. Загрузите {name}.ipynb (и файлы, "
-                  "которые он сохранил, если задание их требует) или один .zip с ними.",
+        _fallback(results, _("Your submission has no .ipynb notebook. Upload {notebook} (and "
+                             "the files it saved, if the assignment needs them) or a single .zip "
+                             "with them.").format(notebook=f"{name}.ipynb"),
                   {"status": "error", "reason": "no notebook in the submission"})
         return 0
     with tempfile.TemporaryDirectory(prefix="gradescope-") as tmp:
@@ -218,8 +221,9 @@ def run_autograder(root: Path, name: str, sandbox: str) -> int:
         if len(produced) == 1:
             shutil.copyfile(produced[0], results)
             return 0
-        _fallback(results, "Автопроверка не смогла проверить работу (сбой проверяющей "
-                  "системы, не ваша ошибка); преподаватель увидит подробности.",
+        _fallback(results, _("The autograder could not check your work (a failure of the "
+                             "grading system, not your fault); your instructor will see the "
+                             "details."),
                   {"status": "error", "grader_exit": code, "results_found": len(produced)})
         print(f"grade exited {code} and wrote {len(produced)} results.json file(s); see the "
               "messages above", file=sys.stderr)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.assignments import AccuracyQuestion, ComparisonQuestion, Evaluation, Retrain
+from ..core.catalogue import _
 from ..core.errors import Outcome, SubmissionFailure
 from ..core.results import CaseResult, QuestionResult, ReviewFlag
 from . import datasets, imagesets
@@ -219,7 +220,7 @@ def _accuracy(caller: RemoteCaller, model: RemoteObject, images: ImageSet, data:
                            device), {}, module="models",
             )
             if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(batch), 10):
-                raise SubmissionFailure("модель вернула не логиты формы (N, 10)")
+                raise SubmissionFailure(_("the model did not return logits of shape (N, 10)"))
             predicted = logits.argmax(dim=1).numpy()
             correct += int((predicted == images.labels[start:start + len(batch)]).sum())
     return correct / count
@@ -230,17 +231,17 @@ def _weights_bytes(files_dir: Path | None, entry: AccuracyQuestion, settings: Ev
     """The submitted file, its size checked before anything reads it."""
     path = None if files_dir is None else files_dir / entry.weights
     if path is None or not path.is_file() or path.is_symlink():
-        raise SubmissionFailure(
-            f"нет файла {entry.weights}: сохраните веса torch.save(model.state_dict(), "
-            f"{entry.weights!r}) и отправьте его вместе с ноутбуком (папкой или .zip)"
-        )
+        raise SubmissionFailure(_(
+            "there is no file {weights}: save the weights with "
+            "torch.save(model.state_dict(), {weights_literal}) and submit the file together "
+            "with the notebook (as a folder or a .zip)"
+        ).format(weights=entry.weights, weights_literal=repr(entry.weights)))
     size = path.stat().st_size
     if size > settings.max_weights_bytes:
-        raise SubmissionFailure(
-            f"{entry.weights} весит {size / 1e6:.1f} МБ, а допускается не больше "
-            f"{settings.max_weights_bytes / 1e6:.1f} МБ (параметры и буферы вместе): модель "
-            "не может нести в себе данные"
-        )
+        raise SubmissionFailure(_(
+            "{weights} takes {size:.1f} MB, but at most {limit:.1f} MB is allowed (parameters "
+            "and buffers together): a model cannot carry data inside it"
+        ).format(weights=entry.weights, size=size / 1e6, limit=settings.max_weights_bytes / 1e6))
     return path.read_bytes()
 
 
@@ -260,7 +261,7 @@ def measure(caller: RemoteCaller, entry: AccuracyQuestion, files_dir: Path | Non
         )
         model = loaded["model"] if isinstance(loaded, dict) else None
         if not isinstance(model, RemoteObject):
-            raise SubmissionFailure("модель не удалось построить")
+            raise SubmissionFailure(_("the model could not be built"))
         layers = layers_from_report(loaded.get("layers"))
         findings = tuple(vars(f) for f in check_weights(
             structure, layers, settings.max_parameters, entry.reference_numbers,
@@ -307,12 +308,13 @@ def train_sample(data: EvaluationData, settings: Evaluation, seed: int) -> Image
 def _perturbation_ru(settings: Evaluation) -> str:
     parts = []
     if settings.shift_pixels:
-        parts.append(f"сдвиги до {settings.shift_pixels} пикс.")
+        parts.append(_("shifts of up to {pixels} px").format(pixels=settings.shift_pixels))
     if settings.flip:
-        parts.append("отражения")
+        parts.append(_("flips"))
     if settings.noise_levels:
-        parts.append("слабый шум")
-    return f", со случайными {', '.join(parts)}" if parts else ""
+        parts.append(_("slight noise"))
+    return _(", with random {perturbations}").format(perturbations=", ".join(parts)) \
+        if parts else ""
 
 
 def _stage(caller: RemoteCaller, train: ImageSet, count: int) -> None:
@@ -349,7 +351,7 @@ def retrained(caller: RemoteCaller, entry: AccuracyQuestion, data: EvaluationDat
             {}, module="models")
         model = out["model"] if isinstance(out, dict) else None
         if not isinstance(model, RemoteObject):
-            raise SubmissionFailure("переобученную модель не удалось получить")
+            raise SubmissionFailure(_("the retrained model could not be obtained"))
         started, epochs, accuracies = time.monotonic(), 0, []
         while epochs < budget.epochs and time.monotonic() - started < budget.seconds:
             left = budget.seconds - (time.monotonic() - started)
@@ -359,11 +361,13 @@ def retrained(caller: RemoteCaller, entry: AccuracyQuestion, data: EvaluationDat
             accuracies.append(_accuracy(caller, model, data.official, data, settings, rng,
                                         device))
     except SubmissionFailure as exc:
-        return None, f"переобучение не удалось: {exc.message}"
+        return None, _("retraining failed: {error}").format(error=exc.message)
     accuracy = max(accuracies)
-    note = (f"{entry.model}, заново обученная вашей {budget.function} ({epochs} эпох, "
-            f"{time.monotonic() - started:.1f} с, {budget.train_images} картинок; лучшая "
-            f"эпоха {accuracies.index(accuracy) + 1}): {accuracy:.2%}")
+    note = _("{model}, retrained by your {function} ({epochs} epochs, {seconds:.1f} s, "
+             "{images} images; best epoch {best}): {accuracy:.2%}").format(
+        model=entry.model, function=budget.function, epochs=epochs,
+        seconds=time.monotonic() - started, images=budget.train_images,
+        best=accuracies.index(accuracy) + 1, accuracy=accuracy)
     return accuracy, note
 
 
@@ -389,21 +393,24 @@ def decision_ru(measured: Measured, settings: Evaluation, retrain_gap: float,
     if measured.secret_accuracy is not None:
         secret = measured.secret_accuracy
         parts.append(
-            f"закрытый набор подтверждает запоминание ({acc:.2%} на открытом против "
-            f"{secret:.2%} на закрытом)" if acc - secret > settings.secret_gap else
-            f"на закрытом наборе {secret:.2%} против {acc:.2%} на открытом: запоминания "
-            "открытых картинок он не показал")
+            _("the secret set confirms memorisation ({public:.2%} on the public set vs. "
+              "{secret:.2%} on the secret one)").format(public=acc, secret=secret)
+            if acc - secret > settings.secret_gap else
+            _("on the secret set {secret:.2%} vs. {public:.2%} on the public one: it showed no "
+              "memorisation of the public images").format(public=acc, secret=secret))
     if with_retrain and measured.retrain_note:
         again = measured.retrained_accuracy
         parts.append(
-            "переобучить модель вашим кодом не удалось" if again is None else
-            f"переобучение подтверждает: заново обученная вашим кодом модель даёт {again:.2%} "
-            f"против {acc:.2%}" if acc - again > retrain_gap else
-            f"заново обученная вашим кодом модель даёт {again:.2%} против {acc:.2%}")
+            _("the model could not be retrained with your code") if again is None else
+            _("retraining confirms it: the model retrained with your code gets {retrained:.2%} "
+              "vs. {submitted:.2%}").format(retrained=again, submitted=acc)
+            if acc - again > retrain_gap else
+            _("the model retrained with your code gets {retrained:.2%} vs. "
+              "{submitted:.2%}").format(retrained=again, submitted=acc))
     if not parts:
-        return ("решит преподаватель: закрытого набора и переобучения (grade --secret-set, "
-                "--retrain) при этой проверке не было")
-    return "решает: " + "; ".join(parts)
+        return _("the teacher will decide: this check had neither a secret set nor retraining "
+                 "(grade --secret-set, --retrain)")
+    return _("what decides: {evidence}").format(evidence="; ".join(parts))
 
 
 def _structure_flags(entry: AccuracyQuestion, measured: Measured, settings: Evaluation,
@@ -412,21 +419,22 @@ def _structure_flags(entry: AccuracyQuestion, measured: Measured, settings: Eval
     """A review flag per kind of finding in the weights file (and for data brought beside
     it), each saying what decides; a case listing them. None of it changes the score."""
     found = [(f["kind"], f["seen"]) for f in measured.findings]
-    flags = [ReviewFlag(entry.question, kind, f"{REASONS_RU[kind]}; "
+    flags = [ReviewFlag(entry.question, kind, f"{_(REASONS_RU[kind])}; "
                         f"{decision_ru(measured, settings, retrain_gap)}", seen=seen[:800])
              for kind, seen in found]
     if side is not None:  # a table read from the notebook or a file: a retrained class reads
         flags.append(ReviewFlag(  # it too, so only the secret set decides
-            entry.question, side.kind, f"{REASONS_RU[side.kind]}; "
+            entry.question, side.kind, f"{_(REASONS_RU[side.kind])}; "
             f"{decision_ru(measured, settings, retrain_gap, with_retrain=False)}",
             seen=side.seen[:800]))
         found.append((side.kind, side.seen))
     if not found:
         return flags, None
-    kinds = ", ".join(dict.fromkeys(kind for kind, _ in found))
+    kinds = ", ".join(dict.fromkeys(kind for kind, _seen in found))
     case = CaseResult(entry.question, WEIGHTS_CASE, False, 0.0, 0.0, Outcome.FAILED,
-                      f"файл весов и данные рядом с ним: {kinds} (подробности в пометках "
-                      f"«нужна проверка»); {decision_ru(measured, settings, retrain_gap)}")
+                      _("the weights file and the data beside it: {kinds} (details in the "
+                        "\"needs a teacher's review\" marks); {decision}").format(
+                          kinds=kinds, decision=decision_ru(measured, settings, retrain_gap)))
     return flags, case
 
 
@@ -439,20 +447,20 @@ def accuracy_result(entry: AccuracyQuestion, measured: Measured, data: Evaluatio
     if measured.accuracy is None:
         case = CaseResult(entry.question, ACCURACY_CASE, False, entry.points, 0.0,
                           Outcome.ERROR, measured.error)
-        side_flags, _ = _structure_flags(entry, measured, settings, retrain_gap, side)
+        side_flags, _case = _structure_flags(entry, measured, settings, retrain_gap, side)
         return QuestionResult(entry.question, entry.points, 0.0, (case,), (),
                               tuple(side_flags))
     acc = measured.accuracy
     score = 0.0 if structure_failed else round(entry.points * credit(acc, full, zero), 4)
-    message = (
-        f"точность {entry.model} на тестовом наборе ({data.official.name}, "
-        f"{len(data.official.labels)} картинок{_perturbation_ru(settings)}): {acc:.2%}; "
-        f"полный балл от {full:.0%}, ноль при {zero:.0%} и ниже"
-    )
+    message = _(
+        "accuracy of {model} on the test set ({name}, {count} images{perturbation}): "
+        "{accuracy:.2%}; full points from {full:.0%}, zero at {zero:.0%} and below"
+    ).format(model=entry.model, name=data.official.name, count=len(data.official.labels),
+             perturbation=_perturbation_ru(settings), accuracy=acc, full=full, zero=zero)
     notes: tuple[str, ...] = ()
     if structure_failed:
-        notes = (f"{entry.model} не прошла проверку устройства сети, поэтому её точность не "
-                 "засчитывается",)
+        notes = (_("{model} did not pass the check of the network's structure, so its "
+                   "accuracy does not count").format(model=entry.model),)
     outcome = Outcome.PASSED if score >= entry.points else Outcome.FAILED
     cases = [CaseResult(entry.question, ACCURACY_CASE, False, entry.points, score, outcome,
                         message)]
@@ -462,25 +470,29 @@ def accuracy_result(entry: AccuracyQuestion, measured: Measured, data: Evaluatio
         cases.append(CaseResult(
             entry.question, SECRET_CASE, False, 0.0, 0.0,
             Outcome.PASSED if gap <= settings.secret_gap else Outcome.FAILED,
-            f"на втором, закрытом наборе: {measured.secret_accuracy:.2%}",
+            _("on the second, secret set: {accuracy:.2%}").format(
+                accuracy=measured.secret_accuracy),
         ))
         if gap > settings.secret_gap:
             flags.append(ReviewFlag(
                 entry.question, "secret_set_gap",
-                "точность на закрытом наборе заметно ниже, чем на открытом: модель могла "
-                "запомнить открытый тестовый набор",
-                seen=f"{acc:.2%} против {measured.secret_accuracy:.2%} "
-                     f"(допускается разница {settings.secret_gap:.0%})",
+                _("the accuracy on the secret set is noticeably lower than on the public one: "
+                  "the model may have memorised the public test set"),
+                seen=_("{first:.2%} vs. {second:.2%} (a difference of {allowed:.0%} is "
+                       "allowed)").format(first=acc, second=measured.secret_accuracy,
+                                          allowed=settings.secret_gap),
             ))
     if measured.train_accuracy is not None:
         cases.append(_train_case(entry, acc, measured.train_accuracy, settings))
         if acc - measured.train_accuracy > settings.train_gap:
             flags.append(ReviewFlag(
                 entry.question, "train_set_gap",
-                "на тестовом наборе модель заметно точнее, чем на картинках из обучающей "
-                "выборки: так бывает, когда модель запомнила тестовый набор, а не выучила задачу",
-                seen=f"{acc:.2%} на тесте против {measured.train_accuracy:.2%} на обучающих "
-                     f"(допускается разница {settings.train_gap:.0%})",
+                _("the model is noticeably more accurate on the test set than on images from "
+                  "the training set: this happens when a model has memorised the test set "
+                  "instead of learning the task"),
+                seen=_("{test:.2%} on the test set vs. {train:.2%} on the training images (a "
+                       "difference of {allowed:.0%} is allowed)").format(
+                    test=acc, train=measured.train_accuracy, allowed=settings.train_gap),
             ))
     if measured.retrain_note:
         cases.append(_retrain_case(entry, measured))
@@ -488,16 +500,18 @@ def accuracy_result(entry: AccuracyQuestion, measured: Measured, data: Evaluatio
         if gap is None:
             flags.append(ReviewFlag(
                 entry.question, "retrain_failed",
-                "присланная модель работает, а заново обучить её вашим же кодом не удалось: "
-                "веса могли получиться не из этого кода", seen=measured.retrain_note[:300],
+                _("the submitted model works, but it could not be retrained with your own "
+                  "code: the weights may not have come from this code"),
+                seen=measured.retrain_note[:300],
             ))
         elif gap > retrain_gap:
             flags.append(ReviewFlag(
                 entry.question, "retrain_gap",
-                "заново обученная вашим же кодом модель заметно хуже присланной: веса могли "
-                "получиться не из этого кода",
-                seen=f"{acc:.2%} против {measured.retrained_accuracy:.2%} "
-                     f"(допускается разница {retrain_gap:.0%})",
+                _("the model retrained with your own code is noticeably worse than the "
+                  "submitted one: the weights may not have come from this code"),
+                seen=_("{first:.2%} vs. {second:.2%} (a difference of {allowed:.0%} is "
+                       "allowed)").format(first=acc, second=measured.retrained_accuracy,
+                                          allowed=retrain_gap),
             ))
     more_flags, weights_case = _structure_flags(entry, measured, settings, retrain_gap, side)
     flags += more_flags
@@ -511,7 +525,8 @@ def _train_case(entry: AccuracyQuestion, test: float, train: float,
     passed = test - train <= settings.train_gap
     return CaseResult(entry.question, TRAIN_CASE, False, 0.0, 0.0,
                       Outcome.PASSED if passed else Outcome.FAILED,
-                      f"на {settings.train_sample} картинках из обучающей выборки: {train:.2%}")
+                      _("on {count} images from the training set: {accuracy:.2%}").format(
+                          count=settings.train_sample, accuracy=train))
 
 
 def _retrain_case(entry: AccuracyQuestion, measured: Measured) -> CaseResult:
@@ -528,16 +543,19 @@ def comparison_result(entry: ComparisonQuestion, accuracies: Mapping[str, Measur
     voided = [name for name in (entry.better, entry.worse) if scored[name].notes]
     if better is None or worse is None or better.accuracy is None or worse.accuracy is None:
         outcome, score = Outcome.SKIPPED, 0.0
-        message = "сравнение невозможно: точность одной из моделей не измерена"
+        message = _("no comparison is possible: the accuracy of one of the models was not "
+                    "measured")
     elif voided:
         outcome, score = Outcome.FAILED, 0.0
-        message = f"сравнение не засчитывается: {', '.join(voided)} не засчитаны"
+        message = _("the comparison does not count: {models} did not count").format(
+            models=", ".join(voided))
     else:
         diff = better.accuracy - worse.accuracy
         passed = diff >= margin
         outcome, score = (Outcome.PASSED, entry.points) if passed else (Outcome.FAILED, 0.0)
-        message = (f"разница точностей {diff:+.2%}, нужно не меньше {margin:+.0%} "
-                   f"({better.accuracy:.2%} против {worse.accuracy:.2%})")
+        message = _("difference in accuracy {difference:+.2%}, at least {margin:+.0%} needed "
+                    "({better:.2%} vs. {worse:.2%})").format(
+            difference=diff, margin=margin, better=better.accuracy, worse=worse.accuracy)
     case = CaseResult(entry.question, COMPARISON_CASE, False, entry.points, score, outcome,
                       message)
     return QuestionResult(entry.question, entry.points, score, (case,))

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.catalogue import N_, _
 from .weightsfile import FLOATS, ITEM_SIZE, UnreadableWeights, WeightsFile, read_weights
 
 SUFFIXES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -63,21 +64,25 @@ HUGE = 1e4  # |value| of a weight or bias no training of these models comes near
 SCALE = 30.0
 MAX_FINDINGS = 12  # evidence lines per kind
 
+# each kind's reason, in English (translate with _() where it is used)
 REASONS_RU = {
-    "weights_unreadable": "файл весов не удалось прочитать как обычный state_dict, не "
-                          "распаковывая его, поэтому нельзя проверить, что в нём только веса "
-                          "слоёв",
-    "weights_file_extra": "в файле весов есть данные помимо тензоров state_dict, и ноутбук "
-                          "может прочитать их оттуда",
-    "weights_not_layers": "в файле весов есть тензоры, которые не являются параметрами или "
-                          "обычными буферами слоёв torch.nn, объявленных в классе",
-    "weights_integer": "в файле весов есть целочисленные или логические тензоры, а у слоёв "
-                       "модели такой бывает только num_batches_tracked у BatchNorm",
-    "weights_storage": "тензор в файле весов — окно в хранилище большего размера или делит "
-                       "хранилище с другим тензором",
-    "weights_oversized": "в файле весов больше чисел, чем нужно объявленной архитектуре",
-    "weights_values": "числа в весах не похожи на веса, полученные обучением",
-    "side_data": "работа приносит рядом с весами много данных, которые модель может прочитать",
+    "weights_unreadable": N_("the weights file could not be read as a plain state_dict without "
+                             "unpickling it, so it cannot be checked that it holds only the "
+                             "layers' weights"),
+    "weights_file_extra": N_("the weights file holds data besides the state_dict's tensors, and "
+                             "the notebook can read it from there"),
+    "weights_not_layers": N_("the weights file holds tensors that are not parameters or "
+                             "ordinary buffers of the torch.nn layers the class declares"),
+    "weights_integer": N_("the weights file holds integer or boolean tensors, while a model's "
+                          "layers have only one such tensor: BatchNorm's num_batches_tracked"),
+    "weights_storage": N_("a tensor in the weights file is a view into a larger storage or "
+                          "shares its storage with another tensor"),
+    "weights_oversized": N_("the weights file holds more numbers than the declared architecture "
+                            "needs"),
+    "weights_values": N_("the numbers in the weights do not look like weights obtained by "
+                         "training"),
+    "side_data": N_("the submission brings a lot of data besides the weights, which the model "
+                    "can read"),
 }
 
 
@@ -102,7 +107,8 @@ class Layer:
 
 
 def _mb(count: int) -> str:
-    return f"{count / 1e6:.1f} МБ" if count >= 100_000 else f"{count:,} байт"
+    return (_("{megabytes:.1f} MB").format(megabytes=count / 1e6) if count >= 100_000
+            else _("{count:,} bytes").format(count=count))
 
 
 def _shape(shape: Sequence[int]) -> str:
@@ -208,7 +214,9 @@ class _Findings:
         found = []
         for kind, lines in self.lines.items():
             more = self.counts[kind] - len(lines)
-            found.append(Finding(kind, "; ".join(lines) + (f"; и ещё {more}" if more > 0 else "")))
+            if more > 0:
+                lines = [*lines, _("and {more} more").format(more=more)]
+            found.append(Finding(kind, "; ".join(lines)))
         return found
 
 
@@ -218,49 +226,62 @@ def _check_layers(weights: WeightsFile, layers: Sequence[Layer] | None, out: _Fi
     widths = [w for layer in layers or () if layer.torch_class in LINEAR | CONV | CONV_T
               for w in _widths(layer)]
     if layers is None:
-        out.add("weights_not_layers", "описание слоёв модели не получено")
+        out.add("weights_not_layers", _("the description of the model's layers was not "
+                                        "received"))
     for tensor in weights.tensors:
-        path, _, suffix = tensor.key.rpartition(".")
+        path, _dot, suffix = tensor.key.rpartition(".")
         where = f"{tensor.describe()}, {_mb(tensor.numel * ITEM_SIZE.get(tensor.dtype, 1))}"
         if suffix not in SUFFIXES or not re.fullmatch(r"[A-Za-z0-9_.]+", tensor.key):
-            out.add("weights_not_layers", f"`{tensor.key}` — не вес и не буфер слоя ({where})")
+            out.add("weights_not_layers", _("`{key}` is neither a weight nor a buffer of a "
+                                            "layer ({where})").format(key=tensor.key,
+                                                                      where=where))
             continue
         if layers is None:
             continue
         layer = by_path.get(path)
         if layer is None or suffix not in layer.tensors:
-            out.add("weights_not_layers", f"`{tensor.key}`: такого тензора у слоёв класса нет "
-                                          f"({where})")
+            out.add("weights_not_layers", _("`{key}`: the class's layers have no such tensor "
+                                            "({where})").format(key=tensor.key, where=where))
             continue
         if layer.torch_class in LOOKUP:
-            out.add("weights_not_layers", f"`{tensor.key}`: слой-таблица nn.{layer.torch_class} "
-                                          f"({where})")
+            out.add("weights_not_layers", _("`{key}`: a lookup-table layer nn.{layer_class} "
+                                            "({where})").format(key=tensor.key,
+                                                                layer_class=layer.torch_class,
+                                                                where=where))
             continue
         if not layer.own_class or layer.torch_class not in KNOWN:
-            out.add("weights_not_layers", f"`{tensor.key}` хранит слой собственного класса "
-                                          f"{layer.cls.rsplit('.', 1)[-1]} ({where})")
+            out.add("weights_not_layers", _("`{key}` holds a layer of a custom class "
+                                            "{own_class} ({where})").format(
+                key=tensor.key, own_class=layer.cls.rsplit(".", 1)[-1], where=where))
             continue
-        _, _, is_parameter, trainable = layer.tensors[suffix]
+        *_info, is_parameter, trainable = layer.tensors[suffix]
         if is_parameter and not trainable and tensor.numel >= VALUE_CHECK_FROM:
-            out.add("weights_oversized", f"`{tensor.key}`: замороженный параметр "
-                                         f"(requires_grad=False, {tensor.numel:,} чисел) не "
-                                         "входит в предел обучаемых параметров")
+            out.add("weights_oversized", _("`{key}`: a frozen parameter (requires_grad=False, "
+                                           "{count:,} numbers) does not count toward the "
+                                           "trainable-parameter limit").format(
+                key=tensor.key, count=tensor.numel))
         expected = expected_shapes(layer)
         if expected is None or suffix not in expected:
-            out.add("weights_oversized", f"`{tensor.key}`: размеры слоя {layer.torch_class} "
-                                         f"не описаны ({where})")
+            out.add("weights_oversized", _("`{key}`: the sizes of a {layer_class} layer are "
+                                           "unknown ({where})").format(
+                key=tensor.key, layer_class=layer.torch_class, where=where))
         elif tuple(tensor.shape) != expected[suffix]:
-            out.add("weights_oversized", f"`{tensor.key}` формы {_shape(tensor.shape)}, а слою "
-                                         f"{layer.torch_class} нужна {_shape(expected[suffix])}")
+            out.add("weights_oversized", _("`{key}` has shape {shape}, but a {layer_class} "
+                                           "layer needs {expected}").format(
+                key=tensor.key, shape=_shape(tensor.shape), layer_class=layer.torch_class,
+                expected=_shape(expected[suffix])))
         if _units(layer) > MAX_UNITS:
-            out.add("weights_oversized", f"`{path}`: {layer.torch_class} с {_units(layer):,} "
-                                         f"выходами (больше {MAX_UNITS:,})")
+            out.add("weights_oversized", _("`{path}`: {layer_class} with {units:,} outputs "
+                                           "(more than {max_units:,})").format(
+                path=path, layer_class=layer.torch_class, units=_units(layer),
+                max_units=MAX_UNITS))
         if layer.torch_class in NORM_RUNNING | {"GroupNorm", "LayerNorm"}:
             width = tensor.shape[0] if tensor.shape else 0
             if width > max(widths, default=0):
-                out.add("weights_oversized", f"`{tensor.key}`: нормализация на {width:,} "
-                                             "признаков, шире любого свёрточного или линейного "
-                                             "слоя модели")
+                out.add("weights_oversized", _("`{key}`: normalisation over {width:,} "
+                                               "features, wider than any convolutional or "
+                                               "linear layer of the model").format(
+                    key=tensor.key, width=width))
 
 
 def _check_tensors(weights: WeightsFile, out: _Findings) -> None:
@@ -272,21 +293,26 @@ def _check_tensors(weights: WeightsFile, out: _Findings) -> None:
         item = ITEM_SIZE.get(tensor.dtype, 1)
         if tensor.key.endswith(".num_batches_tracked"):
             if tensor.dtype != "int64" or tensor.numel != 1:
-                out.add("weights_integer", f"`{tensor.key}`: {tensor.dtype} "
-                                           f"{_shape(tensor.shape)} вместо одного int64")
+                out.add("weights_integer", _("`{key}`: {dtype} {shape} instead of a single "
+                                             "int64").format(key=tensor.key, dtype=tensor.dtype,
+                                                             shape=_shape(tensor.shape)))
         elif tensor.dtype not in FLOATS:
             out.add("weights_integer", f"`{tensor.key}`: {tensor.dtype} {_shape(tensor.shape)}, "
                                        f"{_mb(tensor.numel * item)}")
         if tensor.storage_numel != tensor.numel or tensor.offset != 0 or not tensor.dense:
-            out.add("weights_storage", f"`{tensor.key}` {_shape(tensor.shape)}: окно со смещением "
-                                       f"{tensor.offset:,} и шагами {_shape(tensor.stride)} в "
-                                       f"хранилище из {tensor.storage_numel:,} чисел")
+            out.add("weights_storage", _("`{key}` {shape}: a view at offset {offset:,} with "
+                                         "strides {stride} into a storage of {storage_numel:,} "
+                                         "numbers").format(
+                key=tensor.key, shape=_shape(tensor.shape), offset=tensor.offset,
+                stride=_shape(tensor.stride), storage_numel=tensor.storage_numel))
     for storage, tensors in users.items():
         views = {(t.offset, t.shape, t.stride) for t in tensors}
         if len(tensors) > 1 and len(views) > 1:
             keys = ", ".join(f"`{t.key}`" for t in tensors[:6])
-            out.add("weights_storage", f"{len(tensors)} тензора ({keys}) делят хранилище "
-                                       f"{storage} из {tensors[0].storage_numel:,} чисел")
+            out.add("weights_storage", _("{count} tensors ({keys}) share storage {storage} of "
+                                         "{storage_numel:,} numbers").format(
+                count=len(tensors), keys=keys, storage=storage,
+                storage_numel=tensors[0].storage_numel))
 
 
 def _distinct(values: np.ndarray, dtype: str, raw: bytes) -> int:
@@ -314,28 +340,33 @@ def _check_values(weights: WeightsFile, out: _Findings) -> None:
         finite = np.isfinite(values)
         bad = int(len(values) - np.count_nonzero(finite))
         if bad:
-            out.add("weights_values", f"`{key}`: {bad:,} бесконечностей или NaN среди "
-                                      f"{len(values):,} чисел")
+            out.add("weights_values", _("`{key}`: {bad:,} infinities or NaNs among {count:,} "
+                                        "numbers").format(key=key, bad=bad, count=len(values)))
             values = values[finite]
             if not len(values):
                 continue
         largest = float(np.max(np.abs(values)))
         if largest > HUGE and not key.endswith("running_var"):
-            out.add("weights_values", f"`{key}`: числа по модулю до {largest:.3g}")
+            out.add("weights_values", _("`{key}`: numbers of magnitude up to "
+                                        "{largest:.3g}").format(key=key, largest=largest))
         if key.endswith(".weight") and len(shape := shapes[key]) >= 2:
             fan_in = int(np.prod(shape[1:]))
             scale = float(np.sqrt(np.mean(np.square(values)))) * np.sqrt(3 * max(1, fan_in))
             if scale > SCALE:
-                out.add("weights_values", f"`{key}`: числа в {scale:.3g} раз крупнее "
-                                          "начального масштаба такого слоя")
+                out.add("weights_values", _("`{key}`: numbers {scale:.3g} times larger than "
+                                            "the initial scale of such a layer").format(
+                    key=key, scale=scale))
         whole = np.array_equal(values, np.rint(values))
         distinct = _distinct(values, dtype, weights.storages[storage])
         if whole and distinct > 2:
-            out.add("weights_values", f"`{key}`: все {len(values):,} чисел целые ({distinct:,} "
-                                      "разных значений), как значения пикселей")
+            out.add("weights_values", _("`{key}`: all {count:,} numbers are integers "
+                                        "({distinct:,} distinct values), like pixel "
+                                        "values").format(key=key, count=len(values),
+                                                         distinct=distinct))
         elif len(values) >= FEW_VALUES_FROM and 2 < distinct <= FEW_VALUES:
-            out.add("weights_values", f"`{key}`: всего {distinct:,} разных значений на "
-                                      f"{len(values):,} чисел")
+            out.add("weights_values", _("`{key}`: only {distinct:,} distinct values among "
+                                        "{count:,} numbers").format(key=key, distinct=distinct,
+                                                                    count=len(values)))
 
 
 def check_weights(data: bytes | WeightsFile | str, layers: Sequence[Layer] | None,
@@ -358,20 +389,24 @@ def check_weights(data: bytes | WeightsFile | str, layers: Sequence[Layer] | Non
     _check_values(data, out)
     numbers = data.numbers
     if numbers > max_parameters:
-        out.add("weights_oversized", f"{numbers:,} чисел в state_dict при пределе "
-                                     f"{max_parameters:,} обучаемых параметров")
+        out.add("weights_oversized", _("{numbers:,} numbers in the state_dict, with a limit of "
+                                       "{max_parameters:,} trainable parameters").format(
+            numbers=numbers, max_parameters=max_parameters))
     stored, reference = data.storage_bytes, 4 * reference_numbers  # the reference in float32
     if reference and reference_ratio and stored > reference_ratio * reference:
-        out.add("weights_oversized", f"тензоры занимают {_mb(stored)} — в "
-                                     f"{stored / reference:.1f} раза больше, чем эталонная "
-                                     f"модель задания во float32 ({_mb(reference)}; допускается "
-                                     f"в {reference_ratio:g} раза больше)")
+        out.add("weights_oversized", _("the tensors take {stored}, {ratio:.1f} times as much "
+                                       "as the assignment's reference model in float32 "
+                                       "({reference}; up to {allowed:g} times as much is "
+                                       "allowed)").format(
+            stored=_mb(stored), ratio=stored / reference, reference=_mb(reference),
+            allowed=reference_ratio))
     if layers is not None:
         declared = sum(int(np.prod(shape)) for layer in layers
-                       for shape, _, _, _ in layer.tensors.values())
+                       for shape, *_info in layer.tensors.values())
         if numbers > declared:
-            out.add("weights_oversized", f"{numbers:,} чисел в файле, а у слоёв класса "
-                                         f"{declared:,}")
+            out.add("weights_oversized", _("{numbers:,} numbers in the file, but the class's "
+                                           "layers have {declared:,}").format(
+                numbers=numbers, declared=declared))
     return out.result()
 
 
@@ -389,9 +424,10 @@ def side_data(folder: Path | None, skip: Iterable[str], limit: int) -> Finding |
                 or ".git" in path.relative_to(folder).parts):  # never copied to the worker
             continue
         sizes.append((path.stat().st_size, relative))
-    total = sum(size for size, _ in sizes)
+    total = sum(size for size, _name in sizes)
     if total <= limit:
         return None
     biggest = ", ".join(f"{name} ({_mb(size)})" for size, name in sorted(sizes, reverse=True)[:4])
-    return Finding("side_data", f"{_mb(total)} помимо файлов весов (больше {_mb(limit)}): "
-                                f"{biggest}")
+    return Finding("side_data", _("{total} besides the weights files (more than {limit}): "
+                                  "{biggest}").format(total=_mb(total), limit=_mb(limit),
+                                                      biggest=biggest))

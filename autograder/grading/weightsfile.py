@@ -10,11 +10,11 @@ its arguments. So the harness learns each entry's key, dtype, shape, stride, sto
 offset, and can read the numbers from the storages' bytes, while nothing the submission
 wrote ever runs here (the worker alone opens the file with ``torch.load(weights_only=True)``).
 
-Whatever a plain state_dict does not need is reported as a *problem* (evidence in Russian:
-it reaches the student's feedback with the review flag): a record that no tensor uses, bytes
-outside the records, a big pickle, a zip that two readers could read differently (duplicate
-names, compression, data before the first record). Another global or opcode, or another
-format, makes the file unreadable here: :class:`UnreadableWeights`.
+Whatever a plain state_dict does not need is reported as a *problem* (evidence in the
+run's language: it reaches the student's feedback with the review flag): a record that no
+tensor uses, bytes outside the records, a big pickle, a zip that two readers could read
+differently (duplicate names, compression, data before the first record). Another global
+or opcode, or another format, makes the file unreadable here: :class:`UnreadableWeights`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..core.catalogue import N_, _
 
 # torch's storage classes in a state_dict pickle (GLOBAL 'torch <Name>') -> dtype name
 STORAGE_DTYPES = {
@@ -62,7 +64,7 @@ ZIP_BYTES_PER_RECORD = 400  # headers, names and alignment padding per zip recor
 
 class UnreadableWeights(Exception):
     """The file is not a torch.save zip whose pickle this module can read (the message says
-    what was seen, in Russian: it reaches the feedback)."""
+    what was seen, in the run's language: it reaches the feedback)."""
 
 
 @dataclass(frozen=True)
@@ -196,33 +198,38 @@ class _Mark:
 _MARK = _Mark()
 
 
-def _ints(value: object, what: str) -> tuple[int, ...]:
+def _ints(value: object, message: str) -> tuple[int, ...]:
+    """``value`` when it is a tuple of non-negative ints; else UnreadableWeights with
+    ``message`` (an English message with a ``{value}`` field, marked with N_)."""
     if not isinstance(value, tuple) or not all(type(v) is int and v >= 0 for v in value):
-        raise UnreadableWeights(f"{what} — не кортеж неотрицательных целых: {value!r:.80}")
+        raise UnreadableWeights(_(message).format(value=repr(value)[:80]))
     return value
 
 
 def _storage_global(value: object) -> str:
     if isinstance(value, _Global):
-        module, _, name = value.name.rpartition(".")
+        module, _dot, name = value.name.rpartition(".")
         if module == "torch" and name in STORAGE_DTYPES:
             return STORAGE_DTYPES[name]
         if value.name in ("torch.UntypedStorage", "torch.storage.UntypedStorage"):
             return "uint8"
-    raise UnreadableWeights(f"хранилище неизвестного вида: {value!r:.80}")
+    raise UnreadableWeights(_("a storage of an unknown kind: {value}").format(
+        value=repr(value)[:80]))
 
 
 def _persistent(pid: object, storages: dict[str, _Storage]) -> _Storage:
     if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] in ("storage", b"storage")):
-        raise UnreadableWeights(f"persistent id, не являющийся хранилищем: {pid!r:.80}")
-    _, kind, key, location, numel = pid
+        raise UnreadableWeights(_("a persistent id that is not a storage: {pid}").format(
+            pid=repr(pid)[:80]))
+    _tag, kind, key, location, numel = pid
     if not (isinstance(key, str) and re.fullmatch(r"[0-9]{1,9}", key)
             and isinstance(location, str) and type(numel) is int and numel >= 0):
-        raise UnreadableWeights(f"неправильный id хранилища: {pid!r:.80}")
+        raise UnreadableWeights(_("an invalid storage id: {pid}").format(pid=repr(pid)[:80]))
     storage = _Storage(_storage_global(kind), key, numel)
     seen = storages.setdefault(key, storage)
     if seen != storage:
-        raise UnreadableWeights(f"хранилище {key} объявлено дважды по-разному")
+        raise UnreadableWeights(_("storage {key} is declared twice, differently").format(
+            key=key))
     return storage
 
 
@@ -230,7 +237,8 @@ def _call(func: object, args: object, problems: list[str]) -> object:
     """A REDUCE of an allowed function, evaluated as a record (nothing is called)."""
     name = func.name if isinstance(func, _Global) else repr(func)[:80]
     if not isinstance(args, tuple):
-        raise UnreadableWeights(f"{name} вызвана с аргументами типа {type(args).__name__}")
+        raise UnreadableWeights(_("{name} is called with arguments of type {type_name}").format(
+            name=name, type_name=type(args).__name__))
     if name == ORDERED_DICT and args == ():
         return _OrderedDict()
     if name in (REBUILD_V2, REBUILD_V3) and len(args) in (6, 7, 8):
@@ -239,7 +247,8 @@ def _call(func: object, args: object, problems: list[str]) -> object:
         if name == REBUILD_V3:
             dtype_global = args[6]
             if not isinstance(dtype_global, _Global) or not dtype_global.name.startswith("torch."):
-                raise UnreadableWeights(f"{name} с dtype не из torch")
+                raise UnreadableWeights(_("{name} with a dtype not from torch").format(
+                    name=name))
             dtype = dtype_global.name.removeprefix("torch.")
             if dtype not in ITEM_SIZE:
                 dtype = f"torch.{dtype}"
@@ -247,24 +256,29 @@ def _call(func: object, args: object, problems: list[str]) -> object:
         else:
             extra = args[6:]
         if not isinstance(storage, _Storage) or type(offset) is not int or offset < 0:
-            raise UnreadableWeights(f"{name} без хранилища и смещения")
+            raise UnreadableWeights(_("{name} without a storage and an offset").format(
+                name=name))
         if not isinstance(hooks, dict) or hooks:
-            problems.append("у тензора есть backward hooks")
+            problems.append(_("a tensor has backward hooks"))
         if extra and extra[0]:
-            problems.append("у тензора есть атрибуты Python (metadata)")
+            problems.append(_("a tensor has Python attributes (metadata)"))
         if dtype != storage.dtype and name == REBUILD_V2:
-            raise UnreadableWeights(f"{name} с хранилищем другого dtype")
-        shape, stride = _ints(shape, "форма"), _ints(stride, "шаги")
+            raise UnreadableWeights(_("{name} with a storage of another dtype").format(
+                name=name))
+        shape = _ints(shape, N_("the shape is not a tuple of non-negative integers: {value}"))
+        stride = _ints(stride, N_("the strides are not a tuple of non-negative integers: "
+                                  "{value}"))
         if len(shape) != len(stride):
-            raise UnreadableWeights("у тензора форма и шаги разной длины")
+            raise UnreadableWeights(_("a tensor's shape and strides differ in length"))
         return _Tensor(storage, offset, shape, stride, bool(requires_grad), dtype)
     if name == REBUILD_PARAMETER and len(args) == 3 and isinstance(args[0], _Tensor):
         tensor, requires_grad, hooks = args
         if not isinstance(hooks, dict) or hooks:
-            problems.append("у параметра есть backward hooks")
+            problems.append(_("a parameter has backward hooks"))
         return _Tensor(tensor.storage, tensor.offset, tensor.shape, tensor.stride,
                        bool(requires_grad), tensor.dtype)
-    raise UnreadableWeights(f"pickle вызывает {name}, чего в state_dict не бывает")
+    raise UnreadableWeights(_("the pickle calls {name}, which a state_dict never does").format(
+        name=name))
 
 
 def _evaluate(pickled: bytes, problems: list[str]) -> tuple[object, dict[str, _Storage]]:
@@ -276,10 +290,12 @@ def _evaluate(pickled: bytes, problems: list[str]) -> tuple[object, dict[str, _S
     try:
         for count, (opcode, arg, position) in enumerate(pickletools.genops(pickled)):
             if count > MAX_OPCODES:
-                raise UnreadableWeights(f"больше {MAX_OPCODES:,} команд pickle")
+                raise UnreadableWeights(_("more than {limit:,} pickle opcodes").format(
+                    limit=MAX_OPCODES))
             name = opcode.name
             if name not in DATA_OPCODES:
-                raise UnreadableWeights(f"команда pickle {name}, которой state_dict не пользуется")
+                raise UnreadableWeights(_("pickle opcode {name}, which a state_dict does not "
+                                          "use").format(name=name))
             if name in ("PROTO", "FRAME"):
                 continue
             if name == "STOP":
@@ -289,12 +305,13 @@ def _evaluate(pickled: bytes, problems: list[str]) -> tuple[object, dict[str, _S
     except UnreadableWeights:
         raise
     except Exception as exc:  # noqa: BLE001 - a malformed pickle fails in many ways
-        raise UnreadableWeights(f"pickle не разбирается: {type(exc).__name__}: "
-                                f"{str(exc)[:120]}") from None
+        raise UnreadableWeights(_("the pickle cannot be parsed: {error_type}: {error}").format(
+            error_type=type(exc).__name__, error=str(exc)[:120])) from None
     if end is None or len(stack) != 1:
-        raise UnreadableWeights("pickle не заканчивается одним объектом")
+        raise UnreadableWeights(_("the pickle does not end with a single object"))
     if end != len(pickled):
-        problems.append(f"{len(pickled) - end:,} байт после конца pickle")
+        problems.append(_("{count:,} bytes after the end of the pickle").format(
+            count=len(pickled) - end))
     return stack[0], storages
 
 
@@ -304,7 +321,7 @@ def _pop_mark(stack: list) -> list:
             items = stack[index + 1:]
             del stack[index:]
             return items
-    raise UnreadableWeights("команда pickle без своей MARK")
+    raise UnreadableWeights(_("a pickle opcode without its MARK"))
 
 
 def _step(name: str, arg: object, stack: list, memo: dict, storages: dict,
@@ -314,7 +331,7 @@ def _step(name: str, arg: object, stack: list, memo: dict, storages: dict,
                 "SHORT_BINUNICODE"):
         stack.append(arg)
     elif name == "GLOBAL":
-        module, _, qualname = str(arg).partition(" ")
+        module, _space, qualname = str(arg).partition(" ")
         stack.append(_Global(f"{module}.{qualname}"))
     elif name == "NONE":
         stack.append(None)
@@ -333,7 +350,7 @@ def _step(name: str, arg: object, stack: list, memo: dict, storages: dict,
     elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
         size = int(name[-1])
         if len(stack) < size or any(v is _MARK for v in stack[-size:]):
-            raise UnreadableWeights(f"{name} на слишком коротком стеке")
+            raise UnreadableWeights(_("{name} on a stack that is too short").format(name=name))
         items = tuple(stack[-size:])
         del stack[-size:]
         stack.append(items)
@@ -349,23 +366,23 @@ def _step(name: str, arg: object, stack: list, memo: dict, storages: dict,
     elif name == "BUILD":
         state = stack.pop()
         if not isinstance(stack[-1], _OrderedDict) or not isinstance(state, dict):
-            raise UnreadableWeights("BUILD не для атрибутов OrderedDict")
+            raise UnreadableWeights(_("BUILD not for an OrderedDict's attributes"))
         stack[-1].state = state
     elif name in ("SETITEM", "SETITEMS"):
         items = _pop_mark(stack) if name == "SETITEMS" else [stack.pop(-2), stack.pop()]
         if not isinstance(stack[-1], dict) or len(items) % 2:
-            raise UnreadableWeights(f"{name} не для словаря")
+            raise UnreadableWeights(_("{name} not for a dict").format(name=name))
         for key, value in zip(items[::2], items[1::2], strict=True):
             if not isinstance(key, str | int | bool | float | type(None) | tuple):
-                raise UnreadableWeights("ключ словаря — не простые данные")
+                raise UnreadableWeights(_("a dict key that is not plain data"))
             stack[-1][key] = value
     elif name in ("APPEND", "APPENDS"):
         items = _pop_mark(stack) if name == "APPENDS" else [stack.pop()]
         if not isinstance(stack[-1], list):
-            raise UnreadableWeights(f"{name} не для списка")
+            raise UnreadableWeights(_("{name} not for a list").format(name=name))
         stack[-1].extend(items)
     else:  # pragma: no cover - DATA_OPCODES and this function list the same names
-        raise UnreadableWeights(f"команда pickle {name}")
+        raise UnreadableWeights(_("pickle opcode {name}").format(name=name))
 
 
 def _metadata_size(value: object, depth: int = 0) -> int:
@@ -390,26 +407,28 @@ def _records(data: bytes, problems: list[str]) -> tuple[str, dict[str, zipfile.Z
     """The archive's records under its one top folder; what two zip readers could read
     differently is a problem."""
     if not data.startswith(b"PK\x03\x04"):
-        raise UnreadableWeights("не zip-архив (старый формат torch.save или вовсе не "
-                                "файл torch.save)")
+        raise UnreadableWeights(_("not a zip archive (the old torch.save format, or not a "
+                                  "torch.save file at all)"))
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UnreadableWeights(f"испорченный zip-архив: {exc}") from None
+        raise UnreadableWeights(_("a corrupt zip archive: {error}").format(error=exc)) from None
     names = [info.filename for info in infos]
     if len(set(names)) != len(names):
-        problems.append("в zip две записи с одним именем")
+        problems.append(_("the zip has two records with the same name"))
     prefixes = {name.split("/", 1)[0] for name in names}
     if len(prefixes) != 1 or not all("/" in name for name in names):
-        raise UnreadableWeights(f"записи вне одной общей папки: {sorted(prefixes)[:5]}")
+        raise UnreadableWeights(_("records outside a single common folder: {folders}").format(
+            folders=sorted(prefixes)[:5]))
     prefix = prefixes.pop()
     if infos and min(info.header_offset for info in infos) != 0:
-        problems.append("байты перед первой записью zip")
+        problems.append(_("bytes before the zip's first record"))
     if any(info.compress_type != zipfile.ZIP_STORED for info in infos):
-        problems.append("сжатые записи zip (torch.save их не сжимает)")
+        problems.append(_("compressed zip records (torch.save does not compress them)"))
     if archive.comment:
-        problems.append(f"комментарий zip на {len(archive.comment):,} байт")
+        problems.append(_("a zip comment of {count:,} bytes").format(
+            count=len(archive.comment)))
     return prefix, {info.filename[len(prefix) + 1:]: info for info in infos}, archive
 
 
@@ -417,9 +436,9 @@ def read_weights(data: bytes) -> WeightsFile:
     """The structure of a torch.save file, from its bytes; UnreadableWeights when it is not
     one this module can read (never executes anything of it)."""
     problems: list[str] = []
-    _, records, archive = _records(data, problems)
+    _prefix, records, archive = _records(data, problems)
     if "data.pkl" not in records:
-        raise UnreadableWeights("в архиве нет data.pkl")
+        raise UnreadableWeights(_("the archive has no data.pkl"))
     try:
         pickled = archive.read(records["data.pkl"])
         root, declared = _evaluate(pickled, problems)
@@ -427,20 +446,23 @@ def read_weights(data: bytes) -> WeightsFile:
         if "byteorder" in records:
             order = archive.read(records["byteorder"])
             if order not in (b"little", b"big"):
-                problems.append(f"запись byteorder {order[:20]!r}")
+                problems.append(_("a byteorder record {order}").format(order=repr(order[:20])))
             big_endian = order == b"big"
         if not isinstance(root, dict):
-            raise UnreadableWeights(f"в pickle лежит {type(root).__name__}, а не словарь")
+            raise UnreadableWeights(_("the pickle holds a {type_name}, not a dict").format(
+                type_name=type(root).__name__))
         if isinstance(root, _OrderedDict) and root.state is not None:
             size = _metadata_size(root.state)
             if size > PICKLE_BYTES_PER_TENSOR * (len(root) + 10):
-                problems.append(f"атрибуты state_dict несут {size:,} байт")
+                problems.append(_("the state_dict's attributes carry {count:,} bytes").format(
+                    count=size))
         tensors = []
         for key, value in root.items():
             if not isinstance(key, str) or not isinstance(value, _Tensor):
-                raise UnreadableWeights(f"запись {key!r:.60} — не именованный тензор")
+                raise UnreadableWeights(_("entry {key} is not a named tensor").format(
+                    key=repr(key)[:60]))
             if len(key) > KEY_CHARS:
-                problems.append(f"ключ длиной {len(key):,} символов")
+                problems.append(_("a key {count:,} characters long").format(count=len(key)))
             tensors.append(StoredTensor(key, value.dtype, value.shape, value.stride,
                                         value.offset, value.storage.key, value.storage.numel,
                                         value.requires_grad))
@@ -448,29 +470,35 @@ def read_weights(data: bytes) -> WeightsFile:
         for key, storage in declared.items():
             info = records.get(f"data/{key}")
             if info is None:
-                raise UnreadableWeights(f"у хранилища {key} нет записи data/{key}")
+                raise UnreadableWeights(_("storage {key} has no record data/{key}").format(
+                    key=key))
             expected = storage.numel * ITEM_SIZE.get(storage.dtype, 1)
             if info.file_size != expected:
-                problems.append(f"запись data/{key} содержит {info.file_size:,} байт, а её "
-                                f"хранилище {expected:,}")
+                problems.append(_("record data/{key} holds {size:,} bytes, but its storage "
+                                  "{expected:,}").format(key=key, size=info.file_size,
+                                                         expected=expected))
             storages[key] = archive.read(info)[:expected]
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as exc:
-        raise UnreadableWeights(f"испорченный zip-архив: {type(exc).__name__}: {exc}") from None
+        raise UnreadableWeights(_("a corrupt zip archive: {error_type}: {error}").format(
+            error_type=type(exc).__name__, error=exc)) from None
     used = {f"data/{key}" for key in declared} | {"data.pkl"}
     for name, info in records.items():
         if name in used:
             continue
         if name not in META_RECORDS:
-            problems.append(f"запись, которой не пользуется ни один тензор: {name[:60]} "
-                            f"({info.file_size:,} байт)")
+            problems.append(_("a record no tensor uses: {name} ({size:,} bytes)").format(
+                name=name[:60], size=info.file_size))
         elif info.file_size > 64:
-            problems.append(f"запись {name} содержит {info.file_size:,} байт")
+            problems.append(_("record {name} holds {size:,} bytes").format(
+                name=name, size=info.file_size))
     if len(pickled) > 4096 + PICKLE_BYTES_PER_TENSOR * len(tensors):
-        problems.append(f"data.pkl занимает {len(pickled):,} байт на {len(tensors)} тензоров")
+        problems.append(_("data.pkl takes {size:,} bytes for {count} tensors").format(
+            size=len(pickled), count=len(tensors)))
     payload = sum(info.file_size for info in records.values())
     outside = len(data) - payload - ZIP_BYTES_PER_RECORD * len(records) - 1024
     if outside > 0:
-        problems.append(f"{outside:,} байт файла лежат вне его записей")
+        problems.append(_("{count:,} bytes of the file lie outside its records").format(
+            count=outside))
     dtypes = {key: storage.dtype for key, storage in declared.items()}
     return WeightsFile(tuple(tensors), storages, dtypes, tuple(problems), len(data),
                        len(pickled), big_endian)

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from ..core.archives import extract_tar
 from ..core.assignments import Assignment, tested_question_names
+from ..core.catalogue import LANGUAGE_ENV, _, current_language
 from ..core.errors import UsageError
 from ..grading.pipeline import (
     GradedSubmission,
@@ -141,10 +142,10 @@ def _grade_once(job: Found, context: BatchContext, slot: int) -> GradedSubmissio
             trace = traceback.format_exc()
             _write_error(submission_file(context.out_dir, job.submission_id, GRADER_ERROR_FILE),
                          trace)
-            message = (
-                "внутренняя ошибка проверяющей системы (не ваша); преподаватель видит подробности "
-                f"в {GRADER_ERROR_FILE} (internal grader error)"
-            )
+            message = _(
+                "an internal error in the grader (not yours); the teacher can see the details "
+                "in {file}"
+            ).format(file=GRADER_ERROR_FILE)
             return GradedSubmission(failed_result(job.submission_id, tests, message), ())
 
 
@@ -225,7 +226,7 @@ class RayPool:
                     i, job = queue.pop(0)
                     ref = task.remote(job, pack(job.path), shared, data_ref, i % self.jobs)
                     job_of[ref] = job
-                done, _ = ray.wait(list(job_of), num_returns=1)
+                done, _waiting = ray.wait(list(job_of), num_returns=1)
                 deliver(_ray_result(ray, done[0], job_of.pop(done[0]), context))
         except BaseException:
             for ref in job_of:
@@ -238,7 +239,9 @@ class RayPool:
         try:
             ray.init(address=self.address, num_cpus=None if self.address else self.jobs,
                      include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": str(_project_root())}})
+                     runtime_env={"env_vars": {"PYTHONPATH": str(_project_root()),
+                                               # the tasks write in the batch's language
+                                               LANGUAGE_ENV: current_language()}})
         except (OSError, ConnectionError, RuntimeError, ValueError) as exc:
             raise ExecutorError(
                 f"could not start or reach {where}: {exc}. Check the address (`ray status` on "
@@ -284,8 +287,9 @@ def _ray_result(ray: Any, ref: Any, job: Found, context: BatchContext) -> Graded
         _write_error(submission_file(context.out_dir, job.submission_id, GRADER_ERROR_FILE),
                      f"the Ray task failed: {exc!r}\n")
         tests = tests_for(context.assignment, context.options.public_only)
-        message = ("проверка этой работы не завершилась на кластере (не ваша ошибка); "
-                   f"преподаватель видит подробности в {GRADER_ERROR_FILE} (Ray task failed)")
+        message = _("grading this submission did not finish on the cluster (the Ray task "
+                    "failed, not through your fault); the teacher can see the details in "
+                    "{file}").format(file=GRADER_ERROR_FILE)
         return GradedSubmission(failed_result(job.submission_id, tests, message), ())
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..core.assignments import Assignment, question_order
 from ..core.atomic import atomic_write
+from ..core.catalogue import _
 from ..core.errors import UsageError
 from ..core.results import SubmissionResult, SubmissionStatus
 from ..grading.pipeline import GradedSubmission, GradeOptions, failed_result
@@ -189,11 +190,10 @@ def grade_batch(
 def _killed_the_grader(sub_id: str, tests: Sequence[QuestionTests],
                        options: GradeOptions) -> SubmissionResult:
     """The result of a submission that was being graded, alone, when the grader died."""
-    message = (
-        "проверка этой работы остановила саму проверяющую систему (при изоляции process код "
-        "работы выполняется от имени проверяющей системы и может её завершить, например "
-        "os.kill(os.getppid(), ...)); повторно работа не проверялась (the grader died while "
-        "grading this submission at the process level; `--regrade` grades it again)"
+    message = _(
+        "grading this submission stopped the grader itself (at the process isolation level the "
+        "submission's code runs as the grader and can end it, with os.kill(os.getppid(), ...) "
+        "for example); it was not graded again (`--regrade` grades it again)"
     )
     details = {"isolation": options.described_isolation().as_dict(), "grader_died": True}
     return failed_result(sub_id, tests, message, details)

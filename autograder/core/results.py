@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from .catalogue import _
 from .errors import Outcome
 
 
@@ -43,8 +44,10 @@ class ReviewFlag:
         return f"{self.question or 'notebook'}: {self.kind}{where}{seen} ({self.reason})"
 
     def describe_ru(self) -> str:
-        """One line for the student."""
-        where = f" (ячейка {self.cell}" + (f", строка {self.line})" if self.line else ")")
+        """One line for the student, in the run's language (the name is older than the
+        catalogue)."""
+        where = " " + (_("(cell {cell}, line {line})").format(cell=self.cell, line=self.line)
+                       if self.line else _("(cell {cell})").format(cell=self.cell))
         seen = f": `{self.seen}`" if self.seen else ""
         return f"{self.reason}{where if self.cell is not None else ''}{seen}"
 

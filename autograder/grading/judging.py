@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..core.assignments import QuestionRules
+from ..core.catalogue import _
 from ..core.errors import Outcome, SubmissionFailure
 from ..core.results import CaseResult, QuestionResult, ReviewFlag
 from ..sandbox import CallRecord
@@ -60,10 +61,11 @@ def describe_failure(run: CaseRun) -> tuple[Outcome, str]:
     if isinstance(exc, SubmissionFailure):
         return exc.outcome, _trim(exc.message)
     if isinstance(exc, AssertionError):
-        detail = str(exc) or "проверка ответа не прошла"
+        detail = str(exc) or _("the check of the answer did not pass")
         return Outcome.FAILED, _trim(detail)
     return Outcome.FAILED, _trim(
-        f"проверка не смогла использовать то, что вернул ваш код: {type(exc).__name__}: {exc}"
+        _("the check could not use what your code returned: {error_type}: {error}").format(
+            error_type=type(exc).__name__, error=exc)
     )
 
 
@@ -100,10 +102,10 @@ def zeroed_question(question: QuestionTests, outcome: Outcome, message: str) -> 
 
 def _missing_message(missing: Sequence[str]) -> str:
     names = ", ".join(f"`{n}`" for n in missing)
-    return (
-        f"{names}: не найдено в ноутбуке (не определено или ячейка упала с ошибкой), "
-        "поэтому этот тест не запускался"
-    )
+    return _(
+        "{names}: not found in the notebook (not defined, or its cell failed with an error), "
+        "so this test was not run"
+    ).format(names=names)
 
 
 def _check_case(question: QuestionTests, name: str, findings: Sequence[str], what: str
@@ -141,8 +143,9 @@ def _read_code(question: QuestionTests, rules: QuestionRules, graded: Sequence[s
         if source is None:
             if not any(f.kind == "not_defined_by_hand" for f in reading.flags):
                 flags.append(ReviewFlag(question.name, "not_defined_by_hand",
-                                        "объект, на который имя указывает при проверке, не "
-                                        "написан в ячейке ноутбука: его код нельзя прочитать",
+                                        _("the object the name points to during the check was "
+                                          "not written in a notebook cell: its code cannot be "
+                                          "read"),
                                         seen=name))
             continue
         flags.extend(_source_swapped(question, index, name, source))
@@ -163,8 +166,9 @@ def _source_swapped(question: QuestionTests, index: NotebookIndex, name: str, so
         return []  # getsource adds decorators before and comments after the statement
     first = source.strip().splitlines()[0][:160]
     return [ReviewFlag(question.name, "code_swap",
-                       f"при проверке имя {name} указывает на код, которого нет в его "
-                       "определении в ячейках: код функции подменён после выполнения ячейки",
+                       _("during the check the name {name} points to code that is not in its "
+                         "definition in the cells: the function's code was swapped after the "
+                         "cell ran").format(name=name),
                        seen=first)]
 
 
@@ -185,12 +189,13 @@ def library_check(question: QuestionTests, rules: QuestionRules, graded: Sequenc
     if records is not None:
         recorded = {name for record in records for name in record.routines}
         findings += [
-            f"во время проверки вызов дошёл до {routines.describe(name)}"
+            _("during the check a call reached {routine}").format(
+                routine=routines.describe(name))
             for name in routines.forbidden_in(recorded, rules.allowed_routines)
         ]
-    what = (
-        "в этом задании нельзя вызывать библиотечные функции, которые делают свёртку, пулинг "
-        "или скользящие окна за вас, поэтому вопрос оценён в 0"
+    what = _(
+        "in this assignment you may not call library functions that do convolution, pooling "
+        "or sliding windows for you, so the question was scored 0"
     )
     return _check_case(question, LIBRARY_CHECK_NAME, findings, what), flags, reached
 
@@ -216,10 +221,10 @@ def grader_check(question: QuestionTests, rules: QuestionRules, graded: Sequence
     flags = [ReviewFlag(question.name, e.kind, e.reason, e.cell, e.line, e.seen)
              for e in reading.flags_for(reached)]
     findings = [e.describe() for e in reading.decisive]
-    what = (
-        "код ноутбука обращается к самой проверяющей системе (модули autograder, запись "
-        "вызовов, режимы диспетчеризации torch, аудит-хуки); честному решению это не нужно, "
-        "поэтому вопрос оценён в 0"
+    what = _(
+        "the notebook's code reaches into the grader itself (the autograder modules, the "
+        "recording of calls, torch dispatch modes, audit hooks); an honest solution has no "
+        "need for that, so the question was scored 0"
     )
     return _check_case(question, GRADER_CHECK_NAME, findings, what), flags
 
@@ -255,24 +260,30 @@ def structure_check(question: QuestionTests, rules: QuestionRules,
         convolving = routines.forbidden_in(ran, (), (routines.CONVOLUTION,)) + sorted(
             name for name in ran if name.endswith(".im2col"))
         findings = [] if convolving or spatial_modules else [
-            "во время тестов forward не выполнил ни одной свёртки (ни слоя nn.Conv2d, ни "
-            "F.conv2d, ни unfold): сеть без свёрток не считается свёрточной"]
+            _("during the tests forward ran no convolution at all (no nn.Conv2d layer, no "
+              "F.conv2d, no unfold): a network without convolutions does not count as "
+              "convolutional")]
         unclear = not convolving and bool(spatial_modules)
-        what = f"{question.name} должна быть свёрточной сетью, поэтому вопрос оценён в 0"
+        what = _("{question} must be a convolutional network, so the question was scored "
+                 "0").format(question=question.name)
     else:
         spatial = routines.forbidden_in(ran, ())
-        findings = [f"forward выполнил {routines.describe(name)}" for name in spatial]
+        findings = [_("forward ran {routine}").format(routine=routines.describe(name))
+                    for name in spatial]
         unclear = not spatial and bool(spatial_modules)
-        what = f"{question.name} должна быть полносвязной сетью, поэтому вопрос оценён в 0"
+        what = _("{question} must be a fully connected network, so the question was scored "
+                 "0").format(question=question.name)
     flags = [_unclear(question, spatial_modules)] if unclear else []
     return _check_case(question, STRUCTURE_CHECK_NAME, findings, what), flags
 
 
 def _unclear(question: QuestionTests, modules: Sequence[str]) -> ReviewFlag:
-    seen = f"работали слои {', '.join(modules)}, но запись операций не показала свёрток"
+    seen = _("the layers {modules} ran, but the record of operations showed no "
+             "convolution").format(modules=", ".join(modules))
     return ReviewFlag(question.name, "structure_unclear",
-                      "по записи выполнения нельзя решить, есть ли в сети свёртки: "
-                      "запись могла быть отключена кодом ноутбука", seen=seen)
+                      _("the record of the run cannot tell whether the network has "
+                        "convolutions: the notebook's code may have switched the recording off"),
+                      seen=seen)
 
 
 def tamper_flags(question: QuestionTests, records: Sequence[CallRecord] | None
@@ -283,7 +294,8 @@ def tamper_flags(question: QuestionTests, records: Sequence[CallRecord] | None
     seen = sorted({item for record in records for item in record.tampered})
     return [
         ReviewFlag(question.name, "record_tampered",
-                   "во время проверки запись выполнения была нарушена кодом ноутбука", seen=item)
+                   _("during the check the notebook's code disturbed the record of the run"),
+                   seen=item)
         for item in seen
     ]
 
@@ -299,7 +311,8 @@ def _run_cases(question: QuestionTests, graded: Sequence[str],
     timed_out: CaseResult | None = None
     for case in question.cases:
         if timed_out is not None:
-            message = f"не запускался: предыдущий тест ({timed_out.name}) превысил лимит времени"
+            message = _("not run: the previous test ({name}) exceeded the time limit").format(
+                name=timed_out.name)
             results.append(_not_run(question, case, Outcome.SKIPPED, message))
             continue
         missing = [n for n in case.parameters if n in graded and not notebook.is_defined(n)]

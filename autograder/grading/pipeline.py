@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..core.assignments import Assignment, Evaluation
+from ..core.catalogue import N_, _
 from ..core.errors import Outcome
 from ..core.results import SubmissionResult, SubmissionStatus
 from ..sandbox import (
@@ -73,14 +74,17 @@ class GradedSubmission:
     notices: tuple[str, ...]
 
 
-_CELL_NOTICE = {
-    CellStatus.ERROR: "ячейка {n} завершилась с ошибкой {etype}: {emsg}",
-    CellStatus.TIMEOUT: "ячейка {n} не завершилась за {limit:g} с и была прервана",
-    CellStatus.DIED: "ячейка {n} завершила процесс Python ({emsg}); процесс перезапущен, "
-    "следующие ячейки выполнены",
-    CellStatus.INTERRUPTED: "ячейка {n} была прервана",
-    CellStatus.REFUSED: "ячейка {n} начинается с магии ячейки (%%...); при проверке такие "
-    "ячейки не выполняются",
+# What the student is told about a cell that did not end well, by its status (the string,
+# as in ``extra_data.cells``): English marked for the catalogue, translated with _() where
+# a notice is made. Fields: n (the cell's number), etype, emsg, limit (seconds).
+CELL_STATUS_TEXT: dict[str, str] = {
+    CellStatus.ERROR.value: N_("cell {n} failed with the error {etype}: {emsg}"),
+    CellStatus.TIMEOUT.value: N_("cell {n} did not finish within {limit:g} s and was stopped"),
+    CellStatus.DIED.value: N_("cell {n} ended the Python process ({emsg}); the process was "
+                              "restarted and the cells after it were run"),
+    CellStatus.INTERRUPTED.value: N_("cell {n} was interrupted"),
+    CellStatus.REFUSED.value: N_("cell {n} starts with a cell magic (%%...); such cells are "
+                                 "not run when grading"),
 }
 
 
@@ -151,10 +155,10 @@ def _cell_notices(
 ) -> list[str]:
     notices = []
     for outcome in outcomes:
-        template = _CELL_NOTICE.get(outcome.status)
+        template = CELL_STATUS_TEXT.get(outcome.status)
         if template is not None:
             notices.append(
-                template.format(
+                _(template).format(
                     n=outcome.index + 1,
                     etype=outcome.error_type or "",
                     emsg=(outcome.error_message or "").strip()[:300],
@@ -162,16 +166,17 @@ def _cell_notices(
                 )
             )
         if outcome.notes:
-            notices.append(
-                f"ячейка {outcome.index + 1}: строки с ! или % (команды оболочки и магии Jupyter) "
-                "при проверке не выполняются"
-            )
+            notices.append(_(
+                "cell {n}: lines starting with ! or % (shell commands and Jupyter magics) are "
+                "not run when grading"
+            ).format(n=outcome.index + 1))
         if outcome.output_truncated:
-            notices.append(f"вывод ячейки {outcome.index + 1} слишком большой и был обрезан")
+            notices.append(_("the output of cell {n} is too large and was cut short").format(
+                n=outcome.index + 1))
     if len(outcomes) < cells_total:
-        notices.append(
-            f"общее время на проверку вышло: выполнено {len(outcomes)} из {cells_total} ячеек"
-        )
+        notices.append(_(
+            "the total time for grading ran out: {done} of {total} cells were run"
+        ).format(done=len(outcomes), total=cells_total))
     return notices
 
 
@@ -182,25 +187,28 @@ def _model_notices(assignment: Assignment, data: EvaluationData | None) -> list[
     if not names:
         return []
     if data is None:
-        return [f"вопросы {', '.join(names)} (точность сохранённых моделей) в этой проверке "
-                "не оценивались: их баллы здесь не учтены"]
-    which = ("настоящем тестовом наборе CIFAR-10" if data.dataset == "cifar10"
-             else "синтетическом наборе в формате CIFAR-10 (настоящего CIFAR-10 на машине нет)")
-    return [f"точность моделей измерена на {which}"]
+        return [_("questions {names} (the accuracy of the saved models) were not graded in "
+                  "this check: their points are not counted here").format(
+                      names=", ".join(names))]
+    if data.dataset == "cifar10":
+        return [_("the models' accuracy was measured on the real CIFAR-10 test set")]
+    return [_("the models' accuracy was measured on a synthetic set in the CIFAR-10 format "
+              "(the real CIFAR-10 is not on this machine)")]
 
 
 def _isolation_notice(isolation: Isolation) -> str:
     """For the student, in one plain sentence: the check ran below bubblewrap, and how. The
     machine's reasons (paths, versions, tracebacks) are the instructor's: they are in the
     summary line, ``extra_data.isolation`` and the report, never in the student's feedback."""
-    if isolation.level is SandboxLevel.UID:
-        how = ("код выполнялся от имени отдельного непривилегированного пользователя"
-               + (" с ограничениями Landlock" if "Landlock ABI" in isolation.confinement
-                  else ""))
+    if isolation.level is SandboxLevel.UID and "Landlock ABI" in isolation.confinement:
+        how = _("the code ran as a separate unprivileged user, with Landlock restrictions")
+    elif isolation.level is SandboxLevel.UID:
+        how = _("the code ran as a separate unprivileged user")
     else:
-        how = ("изоляция слабее: только лимиты процесса; недоступные в задании пакеты не "
-               "спрятаны, а только запрещены к импорту")
-    return f"проверка шла без bubblewrap (на машине проверяющего он сейчас недоступен): {how}"
+        how = _("the isolation is weaker: only the process's limits; the packages not available "
+                "in the assignment were not hidden, only forbidden to import")
+    return _("the check ran without bubblewrap (it is not available on the grader's machine "
+             "right now): {how}").format(how=how)
 
 
 def _shared(settings: Evaluation, options: GradeOptions) -> Evaluation:
@@ -289,10 +297,10 @@ def grade_submission(
     if isolation is not SandboxLevel.BWRAP:
         notices.append(_isolation_notice(described))
     if any(q.review for q in results):
-        notices.append(
-            "часть кода не удалось проверить автоматически: преподаватель посмотрит её сам "
-            "(см. пометки «нужна проверка» ниже); баллы могут измениться"
-        )
+        notices.append(_(
+            "part of the code could not be checked automatically: the teacher will look at it "
+            "(see the \"needs a teacher's review\" marks below); the points may change"
+        ))
     details = {
         "seed": options.seed,
         "isolation": described.as_dict(),

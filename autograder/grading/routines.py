@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ..core.catalogue import N_, _
+
 CONVOLUTION, POOLING, SLIDING_WINDOWS = "convolution", "pooling", "sliding_windows"
 FAMILIES = (CONVOLUTION, POOLING, SLIDING_WINDOWS)
-FAMILY_RU = {CONVOLUTION: "свёртка", POOLING: "пулинг", SLIDING_WINDOWS: "скользящие окна"}
+# each family's name for feedback (English, marked for the catalogue: translate where used)
+FAMILY_TEXT = {CONVOLUTION: N_("convolution"), POOLING: N_("pooling"),
+               SLIDING_WINDOWS: N_("sliding windows")}
 
 # ATen operator names (after "aten.") by family, as prefixes.
 _ATEN_PREFIXES: dict[str, tuple[str, ...]] = {
@@ -57,7 +61,7 @@ def family_of(recorded: str) -> str | None:
     for prefix, family in _MODULE_PREFIXES.items():
         if recorded.startswith(prefix):
             return family
-    namespace, _, op = recorded.partition(".")
+    namespace, _dot, op = recorded.partition(".")
     if namespace in ("aten", "prims", "mkldnn", "quantized"):
         for family, prefixes in _ATEN_PREFIXES.items():
             if op.startswith(prefixes):
@@ -85,8 +89,9 @@ def forbidden_in(recorded: Iterable[str], allowed: Iterable[str],
 
 
 def describe(recorded: str) -> str:
-    """``aten.convolution`` -> ``torch: aten.convolution (свёртка)`` for feedback."""
+    """``aten.convolution`` -> ``torch: aten.convolution (convolution)`` for feedback (the
+    family's name in the run's language)."""
     family = family_of(recorded)
     library = "numpy" if recorded.startswith("numpy.") else "torch"
-    label = f" ({FAMILY_RU[family]})" if family else ""
+    label = f" ({_(FAMILY_TEXT[family])})" if family else ""
     return f"{library}: {recorded}{label}"

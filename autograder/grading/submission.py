@@ -34,6 +34,8 @@ from pathlib import Path, PurePosixPath
 import nbformat
 import numpy as np
 
+from ..core.catalogue import _
+
 IGNORE_TAG = "otter_ignore"
 MAX_NOTEBOOK_BYTES = 32 * 1024 * 1024
 MAX_NOTEBOOK_DEPTH = 100  # JSON nesting; nbformat's validator recursed out at about 600 here
@@ -50,7 +52,8 @@ _STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # as int8: +1 opens, -1 c
 
 
 class SubmissionError(ValueError):
-    """The submission itself is unusable; the message is written for the student (in Russian)."""
+    """The submission itself is unusable; the message is written for the student (in the
+    run's language)."""
 
 
 @dataclass(frozen=True)
@@ -156,39 +159,39 @@ def _cell_count(data: dict) -> int:
 def _read_json(raw: bytes, where: str) -> dict:
     """The notebook's JSON, its size and nesting checked before the (recursive) parser runs."""
     if len(raw) > MAX_NOTEBOOK_BYTES:
-        raise SubmissionError(
-            f"{where}: ноутбук весит {len(raw) // 2**20} МиБ, предел "
-            f"{MAX_NOTEBOOK_BYTES // 2**20} МиБ. Очистите выводы (Kernel > Restart & Clear "
-            "Output) и отправьте снова."
-        )
+        raise SubmissionError(_(
+            "{where}: the notebook weighs {size} MiB, the limit is {limit} MiB. Clear the "
+            "outputs (Kernel > Restart & Clear Output) and submit again."
+        ).format(where=where, size=len(raw) // 2**20, limit=MAX_NOTEBOOK_BYTES // 2**20))
     if _nesting_over(raw, MAX_NOTEBOOK_DEPTH):
-        raise SubmissionError(
-            f"{where}: в JSON ноутбука больше {MAX_NOTEBOOK_DEPTH} уровней вложенности "
-            "(списки и словари друг в друге), так глубоко Jupyter не сохраняет. Файл испорчен "
-            "или собран вручную: сохраните ноутбук из Jupyter/Colab заново и отправьте его."
-        )
+        raise SubmissionError(_(
+            "{where}: the notebook's JSON nests more than {depth} levels deep (lists and "
+            "dictionaries inside each other), deeper than Jupyter ever saves. The file is "
+            "damaged or was put together by hand: save the notebook from Jupyter/Colab again "
+            "and submit that."
+        ).format(where=where, depth=MAX_NOTEBOOK_DEPTH))
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SubmissionError(
-            f"{where} не является ноутбуком Jupyter: это не корректный JSON ({exc}). "
-            "Скачайте работу из Jupyter/Colab как .ipynb и отправьте этот файл."
-        ) from None
+        raise SubmissionError(_(
+            "{where} is not a Jupyter notebook: it is not valid JSON ({error}). Download your "
+            "work from Jupyter/Colab as .ipynb and submit that file."
+        ).format(where=where, error=exc)) from None
     except (RecursionError, MemoryError):  # a backstop: the nesting check comes first
-        raise SubmissionError(
-            f"{where}: JSON ноутбука слишком сложен, чтобы его прочитать. Сохраните ноутбук "
-            "из Jupyter/Colab заново и отправьте его."
-        ) from None
+        raise SubmissionError(_(
+            "{where}: the notebook's JSON is too complex to read. Save the notebook from "
+            "Jupyter/Colab again and submit it."
+        ).format(where=where)) from None
     if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
-        raise SubmissionError(
-            f"{where}: это JSON, но не ноутбук Jupyter (нет 'cells'). "
-            "Отправьте .ipynb-файл задания."
-        )
+        raise SubmissionError(_(
+            "{where}: this is JSON, but not a Jupyter notebook (there is no 'cells'). Submit "
+            "the assignment's .ipynb file."
+        ).format(where=where))
     if _cell_count(data) > MAX_NOTEBOOK_CELLS:
-        raise SubmissionError(
-            f"{where}: в ноутбуке {_cell_count(data)} ячеек, допускается не больше "
-            f"{MAX_NOTEBOOK_CELLS}. Отправьте ноутбук задания без лишних ячеек."
-        )
+        raise SubmissionError(_(
+            "{where}: the notebook has {count} cells, at most {limit} are allowed. Submit the "
+            "assignment's notebook without the extra cells."
+        ).format(where=where, count=_cell_count(data), limit=MAX_NOTEBOOK_CELLS))
     return data
 
 
@@ -197,23 +200,26 @@ def parse_notebook(raw: bytes, where: str) -> tuple[nbformat.NotebookNode, tuple
     data = _read_json(raw, where)
     major = data.get("nbformat")
     if not isinstance(major, int) or major < 3:
-        raise SubmissionError(
-            f"{where} в формате ноутбука {major!r}: он слишком старый, его нельзя прочитать. "
-            "Откройте его в современном Jupyter или Colab, сохраните и отправьте снова."
-        )
+        raise SubmissionError(_(
+            "{where} is in notebook format {version}: it is too old to be read. Open it in a "
+            "current Jupyter or Colab, save it and submit again."
+        ).format(where=where, version=repr(major)))
     try:
         nb = nbformat.reads(json.dumps(data), as_version=4)
     except Exception as exc:  # nbformat raises many types for malformed input
-        raise SubmissionError(f"{where}: ноутбук не удалось прочитать: {exc}") from None
+        raise SubmissionError(_("{where}: the notebook could not be read: {error}").format(
+            where=where, error=exc)) from None
     warnings = []
     if major == 3:
-        warnings.append("ноутбук был в старом формате 3 и преобразован в формат 4")
+        warnings.append(_("the notebook was in the old format 3 and was converted to format 4"))
     try:
         nbformat.validate(nb)
     except nbformat.ValidationError as exc:
-        warnings.append(f"ноутбук не полностью соответствует формату: {exc.message}")
+        warnings.append(_("the notebook does not fully follow the format: {error}").format(
+            error=exc.message))
     if not isinstance(nb.get("cells"), list):
-        raise SubmissionError(f"{where}: в ноутбуке нет списка ячеек")
+        raise SubmissionError(_("{where}: the notebook has no list of cells").format(
+            where=where))
     return nb, tuple(warnings)
 
 
@@ -254,12 +260,12 @@ def check_code_cells(nb: nbformat.NotebookNode, where: str) -> None:
         without_magics = _MAGIC_LINE.sub("", source)
         if not _readable(source) or (without_magics != source
                                      and not _readable(without_magics)):
-            raise SubmissionError(
-                f"{where}: ячейку {index + 1} нельзя разобрать: выражения в ней вложены "
-                f"глубже {MAX_CODE_DEPTH} уровней (например, тысячи скобок, операторов или "
-                "вызовов в одном выражении). Разбейте такое выражение на несколько строк "
-                "с промежуточными переменными и отправьте снова."
-            )
+            raise SubmissionError(_(
+                "{where}: cell {cell} cannot be parsed: its expressions nest deeper than "
+                "{depth} levels (thousands of brackets, operators or calls in one expression, "
+                "for example). Split such an expression over several lines with intermediate "
+                "variables and submit again."
+            ).format(where=where, cell=index + 1, depth=MAX_CODE_DEPTH))
 
 
 # ----------------------------------------------------------------------------- zip
@@ -277,35 +283,42 @@ def _zip_refusal(archive: Path, members: list[zipfile.ZipInfo]) -> str | None:
     """Why the central directory alone refuses the archive (None: it does not)."""
     name = archive.name
     if len(members) > MAX_ZIP_MEMBERS:
-        return (f"{name}: в архиве {len(members)} файлов, допускается не больше "
-                f"{MAX_ZIP_MEMBERS}. Уберите лишнее (данные, чекпоинты, папки окружения) и "
-                "отправьте ноутбук и сохранённые им файлы.")
+        return _("{name}: the archive holds {count} files, at most {limit} are allowed. Remove "
+                 "what is not needed (data, checkpoints, environment folders) and submit the "
+                 "notebook and the files it saved.").format(
+                     name=name, count=len(members), limit=MAX_ZIP_MEMBERS)
     total = sum(m.file_size for m in members)
     if total > MAX_ZIP_TOTAL_BYTES:
-        return (f"{name}: распакованный архив занял бы {total / 2**20:.0f} МиБ, допускается не "
-                f"больше {MAX_ZIP_TOTAL_BYTES // 2**20} МиБ. Уберите из архива данные и лишние "
-                "файлы и отправьте ноутбук и сохранённые им файлы (например, веса моделей).")
+        return _("{name}: the unpacked archive would take {size:.0f} MiB, at most {limit} MiB "
+                 "are allowed. Remove the data and any extra files from the archive and submit "
+                 "the notebook and the files it saved (the model weights, for example).").format(
+                     name=name, size=total / 2**20, limit=MAX_ZIP_TOTAL_BYTES // 2**20)
     for member in members:
         if member.file_size > RATIO_FLOOR_BYTES and \
                 member.file_size > MAX_ZIP_RATIO * max(1, member.compress_size):
-            return (f"{name}: файл {member.filename!r} в архиве сжат в "
-                    f"{member.file_size / max(1, member.compress_size):.0f} раз, допускается не "
-                    f"больше {MAX_ZIP_RATIO}: так сжимаются только искусственно раздутые файлы. "
-                    "Отправьте архив с настоящими файлами работы.")
+            return _("{name}: the file {member} in the archive is compressed {ratio:.0f} "
+                     "times, at most {limit} is allowed: only artificially inflated files "
+                     "compress like that. Submit an archive with the real files of your "
+                     "work.").format(
+                         name=name, member=repr(member.filename), limit=MAX_ZIP_RATIO,
+                         ratio=member.file_size / max(1, member.compress_size))
     packed = archive.stat().st_size
     if total > RATIO_FLOOR_BYTES and total > MAX_ZIP_RATIO * max(1, packed):
-        return (f"{name}: архив распаковывается в {total / max(1, packed):.0f} раз больше своего "
-                f"размера, допускается не больше {MAX_ZIP_RATIO}: так сжимаются только "
-                "искусственно раздутые файлы. Отправьте архив с настоящими файлами работы.")
+        return _("{name}: the archive unpacks to {ratio:.0f} times its own size, at most "
+                 "{limit} is allowed: only artificially inflated files compress like that. "
+                 "Submit an archive with the real files of your work.").format(
+                     name=name, ratio=total / max(1, packed), limit=MAX_ZIP_RATIO)
     for member in members:
         path = PurePosixPath(member.filename)
         if path.is_absolute() or ".." in path.parts:
-            return f"{name}: опасный путь {member.filename!r} в архиве"
+            return _("{name}: a dangerous path {member} in the archive").format(
+                name=name, member=repr(member.filename))
         if stat.S_ISLNK(member.external_attr >> 16):
-            return f"{name}: символические ссылки не принимаются"
+            return _("{name}: symbolic links are not accepted").format(name=name)
         if member.flag_bits & 0x1:
-            return (f"{name}: файл {member.filename!r} в архиве защищён паролем; создайте архив "
-                    "без пароля и отправьте снова")
+            return _("{name}: the file {member} in the archive is protected by a password; "
+                     "make the archive without a password and submit again").format(
+                         name=name, member=repr(member.filename))
     return None
 
 
@@ -324,14 +337,16 @@ def _plan_zip(archive: Path, zf: zipfile.ZipFile) -> _ZipPlan:
     if refusal is not None:
         raise SubmissionError(refusal)
     entries = [(parts, m) for m in members if (parts := _visible_parts(m)) is not None]
-    notebooks = sorted(parts for parts, _ in entries if parts[-1].endswith(".ipynb")
+    notebooks = sorted(parts for parts, _member in entries if parts[-1].endswith(".ipynb")
                        and not any(part.startswith(".") for part in parts))
     if not notebooks:
-        raise SubmissionError(f"{archive.name}: нет ноутбука .ipynb")
+        raise SubmissionError(_("{where}: there is no .ipynb notebook").format(
+            where=archive.name))
     if len(notebooks) > 1:
         names = ", ".join("/".join(parts) for parts in notebooks)
-        raise SubmissionError(
-            f"{archive.name}: несколько ноутбуков ({names}); отправьте ровно один")
+        raise SubmissionError(_(
+            "{where}: several notebooks ({names}); submit exactly one").format(
+                where=archive.name, names=names))
     folder = notebooks[0][:-1]
     files = tuple(("/".join(parts[len(folder):]), m) for parts, m in entries
                   if parts[:len(folder)] == folder)
@@ -351,11 +366,11 @@ def _unpack(archive: Path, zf: zipfile.ZipFile, plan: _ZipPlan, target: Path) ->
                 size += len(block)
                 written += len(block)
                 if size > member.file_size or written > MAX_ZIP_TOTAL_BYTES:
-                    raise SubmissionError(
-                        f"{archive.name}: архив повреждён или подделан: файл "
-                        f"{member.filename!r} распаковывается больше, чем записано в оглавлении "
-                        "архива. Создайте архив заново (zip -r или «Сжать» в проводнике) и "
-                        "отправьте снова.")
+                    raise SubmissionError(_(
+                        "{name}: the archive is damaged or forged: the file {member} unpacks to "
+                        "more than the archive's table of contents says. Make the archive again "
+                        "(zip -r, or \"Compress\" in your file manager) and submit "
+                        "again.").format(name=archive.name, member=repr(member.filename)))
                 out.write(block)
 
 
@@ -366,7 +381,8 @@ def extract_zip(archive: Path, target: Path) -> Path:
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
-        raise SubmissionError(f"{archive.name}: повреждённый или не .zip архив") from None
+        raise SubmissionError(_("{name}: a damaged archive, or not a .zip one").format(
+            name=archive.name)) from None
     with zf:
         plan = _plan_zip(archive, zf)
         target.mkdir(parents=True, exist_ok=True)
@@ -376,20 +392,19 @@ def extract_zip(archive: Path, target: Path) -> Path:
             raise
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError,
                 RuntimeError, ValueError) as exc:
-            raise SubmissionError(
-                f"{archive.name}: архив не удалось распаковать ({type(exc).__name__}: {exc}). "
-                "Создайте архив заново (zip -r или «Сжать» в проводнике) и отправьте снова."
-            ) from None
+            raise SubmissionError(_(
+                "{name}: the archive could not be unpacked ({error_type}: {error}). Make the "
+                "archive again (zip -r, or \"Compress\" in your file manager) and submit again."
+            ).format(name=archive.name, error_type=type(exc).__name__, error=exc)) from None
     return target / plan.notebook
 
 
 def _reject_links(folder: Path, where: str) -> None:
     for path in folder.rglob("*"):
         if path.is_symlink():
-            raise SubmissionError(
-                f"{where}: символическая ссылка ({path.relative_to(folder)}); "
-                "отправляйте только обычные файлы"
-            )
+            raise SubmissionError(_(
+                "{where}: a symbolic link ({path}); submit only regular files"
+            ).format(where=where, path=path.relative_to(folder)))
 
 
 def _find_notebook(folder: Path, where: str) -> Path:
@@ -398,10 +413,11 @@ def _find_notebook(folder: Path, where: str) -> Path:
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
     if not candidates:
-        raise SubmissionError(f"{where}: нет ноутбука .ipynb")
+        raise SubmissionError(_("{where}: there is no .ipynb notebook").format(where=where))
     if len(candidates) > 1:
         names = ", ".join(p.relative_to(folder).as_posix() for p in candidates)
-        raise SubmissionError(f"{where}: несколько ноутбуков ({names}); отправьте ровно один")
+        raise SubmissionError(_("{where}: several notebooks ({names}); submit exactly one")
+                              .format(where=where, names=names))
     return candidates[0]
 
 
@@ -418,18 +434,21 @@ def load_submission(path: Path, staging_dir: Path) -> Submission:
     not yet there), which then holds the submission's files. Raises SubmissionError."""
     sub_id = submission_id(path)
     if path.is_symlink():
-        raise SubmissionError(f"{path.name}: символическая ссылка; отправьте сам файл")
+        raise SubmissionError(_("{name}: a symbolic link; submit the file itself").format(
+            name=path.name))
     if path.is_dir():
-        _reject_links(path, f"папка {path.name}")
-        notebook_path = _find_notebook(path, f"папка {path.name}")
+        where = _("folder {name}").format(name=path.name)
+        _reject_links(path, where)
+        notebook_path = _find_notebook(path, where)
     elif path.suffix == ".zip":
         notebook_path = extract_zip(path, staging_dir)
     elif path.is_file():
         notebook_path = path
     else:
-        raise SubmissionError(f"{path}: файл не найден")
+        raise SubmissionError(_("{path}: file not found").format(path=path))
     if path.is_file() and path.suffix not in {".ipynb", ".zip"}:
-        raise SubmissionError(f"{path.name}: отправьте ноутбук .ipynb, папку или .zip")
+        raise SubmissionError(_("{name}: submit an .ipynb notebook, a folder or a .zip").format(
+            name=path.name))
     raw = _read_notebook(notebook_path)
     nb, warnings = parse_notebook(raw, notebook_path.name)
     files_dir = notebook_path.parent if notebook_path != path else None

@@ -11,6 +11,7 @@ import csv
 import html
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -391,6 +392,31 @@ def test_process_fallback_grades_and_says_isolation_is_weaker(tmp_path):
     assert "изоляция слабее" in feedback
     # the machine's reason stays in extra_data, for the instructor
     assert "--sandbox process was asked for" not in feedback
+
+
+def test_language_en_writes_the_feedback_in_english_and_russian_is_the_default(tmp_path):
+    """--language en: the same scores, every sentence of the feedback English; graded again
+    without it, into the same folder, it is regraded (the language is part of the key) and
+    Russian again."""
+    name = discover()[0]
+    path = tmp_path / "reference.ipynb"
+    nbformat.write(built(name).reference_notebook, path)
+    out = tmp_path / "o"
+    scores, pages = {}, {}
+    for language in ("en", None):
+        extra = ("--language", language) if language else ()
+        done = grade("--assignment", name, str(path), "--sandbox", "process", "--out",
+                     str(out), *extra, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        results = json.loads((out / "submissions" / "reference" / "results.json").read_text())
+        scores[language] = results["score"]
+        folder = out / "submissions" / "reference"
+        pages[language] = ((folder / "feedback.md").read_text(encoding="utf-8")
+                           + (folder / "feedback.html").read_text(encoding="utf-8"))
+    assert scores["en"] == scores[None] > 0
+    assert not re.search("[\u0400-\u04ff]", pages["en"]), pages["en"][:1500]
+    assert "Grading results: reference" in pages["en"] and '<html lang="en">' in pages["en"]
+    assert "Результаты проверки: reference" in pages[None] and '<html lang="ru">' in pages[None]
 
 
 def test_the_student_reads_one_plain_sentence_about_isolation_never_the_machines_reasons(

@@ -26,9 +26,9 @@ from torch import nn
 
 from autograder.core.assignments import PROJECT_ROOT, AccuracyQuestion, Evaluation, load_assignment
 from autograder.grading import datasets
-from autograder.grading.evaluation import Measured, accuracy_result, decision_ru
+from autograder.grading.evaluation import Measured, accuracy_result, decision_text
 from autograder.grading.modelcheck import (
-    REASONS_RU,
+    REASONS_TEXT,
     check_weights,
     layers_from_report,
     side_data,
@@ -165,7 +165,7 @@ def test_every_packing_of_the_public_table_is_flagged_with_its_evidence(name, pa
         assert "МБ" in side.seen
         return
     assert findings, f"{name}: no finding"
-    assert all(f.kind in REASONS_RU and f.seen for f in findings)
+    assert all(f.kind in REASONS_TEXT and f.seen for f in findings)
     assert side is None
 
 
@@ -284,7 +284,7 @@ def _data():
     (Measured(1.0, None, retrained_accuracy=0.3, retrain_note="..."), "переобучение подтверждает"),
 ])
 def test_what_decides_is_said(measured, says):
-    assert says in decision_ru(measured, Evaluation(), 0.25)
+    assert says in decision_text(measured, Evaluation(), 0.25)
 
 
 def test_structural_findings_flag_and_never_change_the_score():

@@ -32,6 +32,7 @@ from pathlib import Path
 from .. import __version__
 from ..core.assignments import CONFIG_FILE, Assignment
 from ..core.atomic import atomic_write
+from ..core.catalogue import current_language
 from ..grading.pipeline import GradeOptions
 from ..outputs.layout import STATE_DIR
 
@@ -79,11 +80,13 @@ def assignment_hash(assignment: Assignment) -> str:
 
 
 def options_digest(options: GradeOptions) -> dict:
-    """Every option that can change a score, as plain data (the data by its content)."""
+    """Every option that can change a score or its feedback, as plain data (the data by its
+    content)."""
     fields = dataclasses.asdict(dataclasses.replace(options, evaluation=None))
     for not_scoring in ("threads", "gpu_share", "isolation"):
         fields.pop(not_scoring)
     fields["level"] = options.level.value
+    fields["language"] = current_language()  # what its feedback is written in
     data = options.evaluation
     if data is not None:
         sets = [data.official] + ([data.secret] if data.secret is not None else [])

@@ -43,7 +43,7 @@ class ReviewFlag:
         seen = f": `{self.seen}`" if self.seen else ""
         return f"{self.question or 'notebook'}: {self.kind}{where}{seen} ({self.reason})"
 
-    def describe_ru(self) -> str:
+    def describe_for_student(self) -> str:
         """One line for the student, in the run's language (the name is older than the
         catalogue)."""
         where = " " + (_("(cell {cell}, line {line})").format(cell=self.cell, line=self.line)

@@ -31,7 +31,7 @@ from ..core.results import CaseResult, QuestionResult, ReviewFlag
 from . import datasets, imagesets
 from .datasets import ImageSet
 from .judging import STRUCTURE_CHECK_NAME
-from .modelcheck import REASONS_RU, Finding, check_weights, layers_from_report
+from .modelcheck import REASONS_TEXT, Finding, check_weights, layers_from_report
 from .remote import RemoteCaller, RemoteName, RemoteObject
 from .weightsfile import UnreadableWeights, WeightsFile, read_weights
 
@@ -305,7 +305,7 @@ def train_sample(data: EvaluationData, settings: Evaluation, seed: int) -> Image
                     pool.source, pool.kind, pool.digest)
 
 
-def _perturbation_ru(settings: Evaluation) -> str:
+def _perturbation_text(settings: Evaluation) -> str:
     parts = []
     if settings.shift_pixels:
         parts.append(_("shifts of up to {pixels} px").format(pixels=settings.shift_pixels))
@@ -384,7 +384,7 @@ def _structure_failed(tested: Mapping[str, QuestionResult], model: str) -> bool:
     )
 
 
-def decision_ru(measured: Measured, settings: Evaluation, retrain_gap: float,
+def decision_text(measured: Measured, settings: Evaluation, retrain_gap: float,
                 with_retrain: bool = True) -> str:
     """What decides whether a model whose files look like a table memorised public images:
     the secret set (images no public table holds, where the instructor has them), the
@@ -419,13 +419,13 @@ def _structure_flags(entry: AccuracyQuestion, measured: Measured, settings: Eval
     """A review flag per kind of finding in the weights file (and for data brought beside
     it), each saying what decides; a case listing them. None of it changes the score."""
     found = [(f["kind"], f["seen"]) for f in measured.findings]
-    flags = [ReviewFlag(entry.question, kind, f"{_(REASONS_RU[kind])}; "
-                        f"{decision_ru(measured, settings, retrain_gap)}", seen=seen[:800])
+    flags = [ReviewFlag(entry.question, kind, f"{_(REASONS_TEXT[kind])}; "
+                        f"{decision_text(measured, settings, retrain_gap)}", seen=seen[:800])
              for kind, seen in found]
     if side is not None:  # a table read from the notebook or a file: a retrained class reads
         flags.append(ReviewFlag(  # it too, so only the secret set decides
-            entry.question, side.kind, f"{_(REASONS_RU[side.kind])}; "
-            f"{decision_ru(measured, settings, retrain_gap, with_retrain=False)}",
+            entry.question, side.kind, f"{_(REASONS_TEXT[side.kind])}; "
+            f"{decision_text(measured, settings, retrain_gap, with_retrain=False)}",
             seen=side.seen[:800]))
         found.append((side.kind, side.seen))
     if not found:
@@ -434,7 +434,7 @@ def _structure_flags(entry: AccuracyQuestion, measured: Measured, settings: Eval
     case = CaseResult(entry.question, WEIGHTS_CASE, False, 0.0, 0.0, Outcome.FAILED,
                       _("the weights file and the data beside it: {kinds} (details in the "
                         "\"needs a teacher's review\" marks); {decision}").format(
-                          kinds=kinds, decision=decision_ru(measured, settings, retrain_gap)))
+                          kinds=kinds, decision=decision_text(measured, settings, retrain_gap)))
     return flags, case
 
 
@@ -456,7 +456,7 @@ def accuracy_result(entry: AccuracyQuestion, measured: Measured, data: Evaluatio
         "accuracy of {model} on the test set ({name}, {count} images{perturbation}): "
         "{accuracy:.2%}; full points from {full:.0%}, zero at {zero:.0%} and below"
     ).format(model=entry.model, name=data.official.name, count=len(data.official.labels),
-             perturbation=_perturbation_ru(settings), accuracy=acc, full=full, zero=zero)
+             perturbation=_perturbation_text(settings), accuracy=acc, full=full, zero=zero)
     notes: tuple[str, ...] = ()
     if structure_failed:
         notes = (_("{model} did not pass the check of the network's structure, so its "

@@ -65,7 +65,7 @@ SCALE = 30.0
 MAX_FINDINGS = 12  # evidence lines per kind
 
 # each kind's reason, in English (translate with _() where it is used)
-REASONS_RU = {
+REASONS_TEXT = {
     "weights_unreadable": N_("the weights file could not be read as a plain state_dict without "
                              "unpickling it, so it cannot be checked that it holds only the "
                              "layers' weights"),
@@ -90,7 +90,7 @@ REASONS_RU = {
 class Finding:
     """One thing a plain model of its architecture would not have, with what was seen."""
 
-    kind: str  # a key of REASONS_RU
+    kind: str  # a key of REASONS_TEXT
     seen: str  # evidence: key, dtype, shape, size
 
 

@@ -184,7 +184,7 @@ class Evidence:
         return _(REASONS[self.kind])
 
     def describe(self) -> str:
-        """``ячейка 3, строка 2: `sys.modules[...]` `` for feedback."""
+        """Where and what was seen, for feedback (``cell 3, line 2: `sys.modules[...]` ``)."""
         return _("cell {cell}, line {line}: `{seen}`").format(
             cell=self.cell, line=self.line, seen=self.seen)
 

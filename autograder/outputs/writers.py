@@ -146,7 +146,7 @@ def gradescope_results(result: SubmissionResult, max_score: float | None = None)
         for note in question.notes:
             tests.append(_rule_entry(question.name, f"{q_index}.0", "rule", note, "failed"))
         for flag in question.review:
-            text = f"{_(REVIEW)}: {flag.describe_ru()}"
+            text = f"{_(REVIEW)}: {flag.describe_for_student()}"
             tests.append(_rule_entry(question.name, f"{q_index}.0", "needs review", text,
                                      "passed"))
     document: dict = {
@@ -260,7 +260,7 @@ def _case_label(case: CaseResult) -> str:
 
 def _review_text(flag: ReviewFlag) -> str:
     return _("{reason}. A person will look at this code; the points may change.").format(
-        reason=flag.describe_ru())
+        reason=flag.describe_for_student())
 
 
 def feedback_markdown(result: SubmissionResult, notices: Sequence[str] = ()) -> str:

@@ -66,15 +66,18 @@ def current_language() -> str:
 
 
 @cache
-def translations(language: str) -> dict[str, str]:
-    """Every message of ``language``'s catalogue: English text -> translation (the source
-    language maps to itself, i.e. the empty dict)."""
+def translations(language: str, domains: tuple[str, ...] | None = None) -> dict[str, str]:
+    """The messages of ``language``'s catalogue (every domain, or only ``domains``): English
+    text -> translation (the source language maps to itself, i.e. the empty dict)."""
     from babel.messages.pofile import read_po
 
     table: dict[str, str] = {}
     if language == SOURCE_LANGUAGE:
         return table
-    for path in sorted((LOCALE_DIR / language / "LC_MESSAGES").glob("*.po")):
+    folder = LOCALE_DIR / language / "LC_MESSAGES"
+    paths = (sorted(folder.glob("*.po")) if domains is None
+             else [folder / f"{domain}.po" for domain in domains])
+    for path in paths:
         with path.open("rb") as handle:
             catalog = read_po(handle, locale=language, domain=path.stem)
         for message in catalog:

@@ -46,18 +46,9 @@ def worker_environment() -> dict[str, str]:
 @functools.cache
 def _domain_messages(language: str) -> str:
     """The translations of the worker's domains into ``language``, as JSON (ASCII)."""
-    from babel.messages.pofile import read_po
+    from ..core.catalogue import translations
 
-    from ..core.catalogue import LOCALE_DIR, SOURCE_LANGUAGE
-
-    table: dict[str, str] = {}
-    for domain in WORKER_DOMAINS if language != SOURCE_LANGUAGE else ():
-        path = LOCALE_DIR / language / "LC_MESSAGES" / f"{domain}.po"
-        with path.open("rb") as handle:
-            catalog = read_po(handle, locale=language, domain=domain)
-        table.update({str(m.id): str(m.string) for m in catalog
-                      if m.id and m.string and not m.fuzzy})
-    return json.dumps(table, sort_keys=True)
+    return json.dumps(translations(language, WORKER_DOMAINS), sort_keys=True)
 
 
 @functools.cache

@@ -39,11 +39,37 @@ def confining_level() -> tuple[str | None, str]:
                   "apt-get install -y bubblewrap, or run as root on a kernel with Landlock")
 
 
+_OPENED: dict[Path, int] = {}  # folder -> its mode before the suite opened it
+
+
+def pytest_configure(config) -> None:
+    """As root, a clone in a private folder (root's home, a fresh 0700 temporary folder)
+    keeps the uid level's workers from reaching the interpreter and the project: the suite
+    lets other users *enter* (o+x, not list) each closed folder on the way while it runs,
+    says so in its header, and gives every folder its mode back at the end."""
+    if os.geteuid() != 0:
+        return
+    from autograder.sandbox.uid import closed_folders
+
+    for folder in closed_folders():
+        mode = folder.stat().st_mode & 0o7777
+        os.chmod(folder, mode | 0o001)
+        _OPENED[folder] = mode
+
+
+def pytest_unconfigure(config) -> None:
+    for folder, mode in _OPENED.items():
+        os.chmod(folder, mode)
+    _OPENED.clear()
+
+
 def pytest_report_header(config) -> list[str]:
     """At the suite's start: which isolation levels it tests here, and why any is not."""
     from autograder.sandbox import SandboxLevel, launcher
 
-    lines = []
+    lines = [f"opened for the uid level's workers while the suite runs (o+x: enter, not list; "
+             f"mode restored at the end): {folder} (was {mode:o})"
+             for folder, mode in _OPENED.items()]
     for level in SandboxLevel:
         problem = launcher.level_problem(level)
         lines.append(f"isolation level {level.value}: "

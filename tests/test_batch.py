@@ -168,7 +168,16 @@ def test_ctrl_c_stops_at_once_keeps_what_finished_and_leaves_no_sandbox(class_fo
                   "2", "--seed", "7"], tmp_path / "tmp")
     _wait_for(lambda: len(_records(out)) >= 1, 300, "a finished submission")
     os.killpg(run.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
-    _, stderr = run.communicate(timeout=20)
+    sent = time.monotonic()
+    try:
+        _, stderr = run.communicate(timeout=20)
+    except subprocess.TimeoutExpired:  # say where it hung: the grader itself, or its pipes
+        alive = run.poll() is None
+        run.kill()
+        _, stderr = run.communicate()
+        pytest.fail(f"no exit within 20 s of SIGINT (grader still running: {alive}; left "
+                    f"under tmp: {_sandboxes_under(tmp_path / 'tmp')}); stderr: {stderr[-3000:]}")
+    print(f"exited {time.monotonic() - sent:.1f} s after SIGINT")
     assert run.returncode == 130, stderr[-3000:]
     assert "interrupted:" in stderr and "Run the same command again" in stderr
     _wait_for(lambda: not _sandboxes_under(tmp_path / "tmp"), 10, "no sandbox left running")

@@ -302,17 +302,23 @@ def uid_problem() -> str | None:
     return None
 
 
-def _closed_folders() -> str:
-    """The folders on the way to the interpreter and the project that others cannot enter."""
-    closed = []
+def closed_folders() -> list[Path]:
+    """The folders on the way to the interpreter and the project that other users cannot
+    enter (the uid level's workers need to pass through each)."""
+    closed: list[Path] = []
     for target in (Path(sys.executable).resolve(), Path(sys.prefix), IMPORT_ROOT):
         for folder in (target, *target.parents):
             try:
                 mode = folder.stat().st_mode
             except OSError:
                 continue
-            if stat.S_ISDIR(mode) and not mode & stat.S_IXOTH and str(folder) not in closed:
-                closed.append(str(folder))
+            if stat.S_ISDIR(mode) and not mode & stat.S_IXOTH and folder not in closed:
+                closed.append(folder)
+    return closed
+
+
+def _closed_folders() -> str:
+    closed = [str(folder) for folder in closed_folders()]
     if not closed:
         return "none looks closed; check the output above"
     return f"{', '.join(closed)} (for example: chmod o+x {' '.join(closed)})"

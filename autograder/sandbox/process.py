@@ -165,8 +165,7 @@ def kill_all_workers() -> int:
         live = list(_LIVE)
     for worker in live:
         _kill_group(worker.popen.pid)
-        if worker.uid is not None:
-            _kill_uid(worker.uid)
+    slots.clear_uids([worker.uid for worker in live if worker.uid is not None])
     return len(live)
 
 

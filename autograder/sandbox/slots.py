@@ -166,15 +166,24 @@ def clear_uid(uid: int) -> bool:
     """Kill every process of ``uid`` and remove its IPC objects; True once nothing of it is
     left (False: a task survived SIGKILL for ``CLEAR_TIMEOUT_S``, e.g. stuck in the kernel).
     Only for a uid we hold the lease of (or are about to)."""
-    if os.geteuid() != 0 or not is_slot_uid(uid):
+    return clear_uids([uid])
+
+
+def clear_uids(uids: list[int]) -> bool:
+    """:func:`clear_uid` for several uids at once, under one deadline (an interrupted batch
+    waits for all its workers' uids together, not one after another)."""
+    if os.geteuid() != 0:
         return True  # not ours to clear: without root there are no slot uids
+    ours = [uid for uid in uids if is_slot_uid(uid)]
     deadline = time.monotonic() + CLEAR_TIMEOUT_S
-    while tasks_of_uid(uid):
+    while running := [uid for uid in ours if tasks_of_uid(uid)]:
         if time.monotonic() > deadline:
             return False
-        _kill_all_as(uid)
+        for uid in running:
+            _kill_all_as(uid)
         time.sleep(0.01)
-    remove_ipc_of(uid)
+    for uid in ours:
+        remove_ipc_of(uid)
     return True
 
 

@@ -6,6 +6,8 @@ rely on the uid drop need root (as on the grading machines).
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import socket
 import struct
@@ -35,6 +37,7 @@ from autograder.sandbox import (
     choose_level,
     launcher,
     messages,
+    packages,
     slots,
 )
 from autograder.sandbox import uid as uid_level
@@ -695,15 +698,21 @@ SITE = launcher.package_view(("numpy",)).site_dir
 @needs_bwrap
 def test_packages_outside_the_assignment_are_not_inside_the_sandbox(tmp_path):
     with make_session(tmp_path, probes=False, packages=("numpy",)) as s:
+        # The interpreter's own package folders (pyenv: <prefix>/lib/python3.11/site-packages;
+        # Debian: /usr/lib/python3/dist-packages) are masked too: empty or absent inside.
+        others = sorted({str(p) for pattern in (
+            f"{sys.base_prefix}/lib/python3*/site-packages", *packages.OTHER_SITE_GLOBS)
+            for p in map(Path, glob.glob(pattern)) if p.is_dir() and p != SITE})
+        assert others, "no package folder of the base interpreter was found to check"
         cell = run(s, 0, f"""\
-            import os, sys
+            import json, os
             print(sorted(os.listdir({str(SITE)!r}))[:200])
-            print(os.listdir({sys.base_prefix + '/lib/python3.11/site-packages'!r}))
+            print(json.dumps({{p: os.listdir(p) for p in {others!r} if os.path.isdir(p)}}))
             """)
         assert cell.status is CellStatus.OK, cell
         listed, base = cell.stdout_tail.splitlines()
         assert "'numpy'" in listed and "'torch'" not in listed and "'scipy'" not in listed
-        assert base == "[]"  # the interpreter's own site-packages is masked too
+        assert not any(json.loads(base).values()), base  # every such folder empty inside
         cell = run(s, 1, "import torch\n")
         assert cell.status is CellStatus.ERROR and cell.error_type == "ModuleNotFoundError"
         assert "пакет torch недоступен в этом задании" in cell.error_message

@@ -17,7 +17,7 @@ the feedback says what decides (the secret set, ``--retrain``, or a person).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +28,8 @@ from ..core.assignments import AccuracyQuestion, ComparisonQuestion, Evaluation,
 from ..core.catalogue import _
 from ..core.errors import Outcome, SubmissionFailure
 from ..core.results import CaseResult, QuestionResult, ReviewFlag
-from . import datasets, imagesets
-from .datasets import ImageSet
+from . import imagesets
+from .datasets import DatasetError, ImageSet
 from .judging import STRUCTURE_CHECK_NAME
 from .modelcheck import REASONS_TEXT, Finding, check_weights, layers_from_report
 from .remote import RemoteCaller, RemoteName, RemoteObject
@@ -91,86 +91,18 @@ def unsafe_torch(version: str) -> str | None:
 
 def load_data(choice: str, data_dir: Path, secret: Path | None, settings: Evaluation,
               with_train: bool = False, test_set: Path | None = None) -> EvaluationData:
-    """The sets to grade models on; DatasetError (naming the path) when missing or not a
-    readable image set, or when the installed torch cannot open submitted weights safely.
-
-    ``test_set`` (any kind :mod:`.imagesets` reads) is the official set when given. Else
-    ``choice`` "auto" takes, under ``data_dir``: the official CIFAR-10 files, else a copy
-    installed by ``grader.py data cifar10 --from``, else the synthetic set. The synthetic set
-    carries its own secret set; otherwise pass ``secret`` (any kind as well). Real images use
-    the ``cifar10`` thresholds, the synthetic set its own. The training split comes along
-    where there is one (a sample of it checks for memorised test sets); ``with_train``
-    (--retrain) makes it required.
-    """
+    """The sets to grade models on (picked, read and checked by :mod:`.imagesets`, see
+    :func:`.imagesets.grading_sets`) with the assignment's normalisation; DatasetError
+    (naming the path) when missing or not a readable image set, or when the installed torch
+    cannot open submitted weights safely."""
     import torch
 
     problem = unsafe_torch(torch.__version__)
     if problem is not None:
-        raise datasets.DatasetError(problem)
-    cache = data_dir / ".cache"
-    if test_set is not None:
-        folder = test_set.parent if test_set.name == datasets.BATCHES else test_set
-        if not (test_set.is_dir() and datasets.is_synthetic(folder)):
-            official = imagesets.read_image_set(test_set, "test", cache)
-            secret_set = (None if secret is None
-                          else imagesets.read_image_set(secret, "test", cache))
-            train = _training(lambda: _train_split(test_set, data_dir, cache), with_train)
-            return EvaluationData(datasets.CIFAR10, official, secret_set, settings.mean,
-                                  settings.std, train)
-        choice, data_dir = datasets.SYNTHETIC, folder.parent
-    if choice == "auto":
-        choice = _available(data_dir)
-    if choice == datasets.CIFAR10:
-        official = _cifar10(data_dir, "test")
-        secret_set = None if secret is None else imagesets.read_image_set(secret, "test", cache)
-        train = _training(lambda: _cifar10(data_dir, "train"), with_train)
-    else:
-        official = datasets.load_synthetic_test(data_dir)
-        path = secret or datasets.dataset_dir(data_dir, datasets.SYNTHETIC) / datasets.SECRET_DATA
-        secret_set = datasets.load_npy_pair(path, "synthetic (secret)")
-        train = _training(lambda: datasets.load_train(data_dir, choice), with_train)
-    return EvaluationData(choice, official, secret_set, settings.mean, settings.std, train)
-
-
-def _training(read: Callable[[], ImageSet], required: bool) -> ImageSet | None:
-    """The training split, or None where there is none and it is not ``required``."""
-    try:
-        return read()
-    except datasets.DatasetError:
-        if required:
-            raise
-        return None
-
-
-def _available(data_dir: Path) -> str:
-    if imagesets.real_cifar10_under(data_dir):
-        return datasets.CIFAR10
-    if (datasets.dataset_dir(data_dir, datasets.SYNTHETIC) / datasets.MANIFEST).is_file():
-        return datasets.SYNTHETIC
-    raise datasets.DatasetError(
-        f"no dataset under {data_dir}: run `python grader.py data cifar10` (or, where "
-        "CIFAR-10 cannot be downloaded, `python grader.py data cifar10 --from COPY` with a "
-        "folder or archive of its images, or `python grader.py data synthetic`), point "
-        "--data-dir at the folder that holds cifar10/ or synthetic/, or give --test-set"
-    )
-
-
-def _cifar10(data_dir: Path, split: str) -> ImageSet:
-    """A split of real CIFAR-10 under ``data_dir``: the official files, else an installed
-    copy."""
-    folder = datasets.dataset_dir(data_dir, datasets.CIFAR10)
-    if (folder / datasets.BATCHES).is_dir():
-        return imagesets.read_image_set(folder, split)
-    return imagesets.read_installed(folder, split)
-
-
-def _train_split(source: Path, data_dir: Path, cache: Path) -> ImageSet:
-    """The training images beside a given test set: its own train split, else real
-    CIFAR-10's under ``data_dir``."""
-    try:
-        return imagesets.read_image_set(source, "train", cache)
-    except datasets.DatasetError:
-        return _cifar10(data_dir, "train")
+        raise DatasetError(problem)
+    sets = imagesets.grading_sets(choice, data_dir, secret, with_train, test_set)
+    return EvaluationData(sets.kind, sets.official, sets.secret, settings.mean, settings.std,
+                          sets.train)
 
 
 def perturb(images: np.ndarray, rng: np.random.Generator, settings: Evaluation) -> np.ndarray:

@@ -25,12 +25,14 @@ import os
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..core.archives import extract_tar
+from . import datasets
 from .datasets import BATCHES, CIFAR10, CLASSES, DatasetError, ImageSet, dataset_dir, load_npy_pair
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
@@ -45,6 +47,94 @@ def real_cifar10_under(data_dir: Path) -> bool:
     installed by ``grader.py data cifar10 --from``."""
     folder = dataset_dir(data_dir, CIFAR10)
     return (folder / BATCHES).is_dir() or (folder / INSTALLED).is_file()
+
+
+@dataclass(frozen=True)
+class GradingSets:
+    """What saved models are graded on: the kind of data (``cifar10`` or ``synthetic``), the
+    official test set, the secret one (None: none given) and the training split (None:
+    there is none and it was not required)."""
+
+    kind: str
+    official: ImageSet
+    secret: ImageSet | None
+    train: ImageSet | None
+
+
+def grading_sets(choice: str, data_dir: Path, secret: Path | None, with_train: bool = False,
+                 test_set: Path | None = None) -> GradingSets:
+    """The sets a batch grades saved models on, read and checked (DatasetError naming the
+    path when one is missing or unreadable).
+
+    ``test_set`` (any kind this module reads) is the official set when given. Else ``choice``
+    "auto" takes, under ``data_dir``: the official CIFAR-10 files, else a copy installed by
+    ``grader.py data cifar10 --from``, else the synthetic set. The synthetic set carries its
+    own secret set; otherwise pass ``secret`` (any kind as well). The training split comes
+    along where there is one (a sample of it checks for memorised test sets); ``with_train``
+    (--retrain) makes it required.
+    """
+    cache = data_dir / ".cache"
+    if test_set is not None:
+        folder = test_set.parent if test_set.name == BATCHES else test_set
+        if not (test_set.is_dir() and datasets.is_synthetic(folder)):
+            return GradingSets(
+                CIFAR10, read_image_set(test_set, "test", cache),
+                None if secret is None else read_image_set(secret, "test", cache),
+                _training(lambda: _train_split(test_set, data_dir, cache), with_train))
+        choice, data_dir = datasets.SYNTHETIC, folder.parent
+    if choice == "auto":
+        choice = _available(data_dir)
+    if choice == CIFAR10:
+        return GradingSets(
+            CIFAR10, _cifar10(data_dir, "test"),
+            None if secret is None else read_image_set(secret, "test", cache),
+            _training(lambda: _cifar10(data_dir, "train"), with_train))
+    path = secret or dataset_dir(data_dir, datasets.SYNTHETIC) / datasets.SECRET_DATA
+    return GradingSets(
+        choice, datasets.load_synthetic_test(data_dir),
+        load_npy_pair(path, "synthetic (secret)"),
+        _training(lambda: datasets.load_train(data_dir, choice), with_train))
+
+
+def _training(read: Callable[[], ImageSet], required: bool) -> ImageSet | None:
+    """The training split, or None where there is none and it is not ``required``."""
+    try:
+        return read()
+    except DatasetError:
+        if required:
+            raise
+        return None
+
+
+def _available(data_dir: Path) -> str:
+    if real_cifar10_under(data_dir):
+        return CIFAR10
+    if (dataset_dir(data_dir, datasets.SYNTHETIC) / datasets.MANIFEST).is_file():
+        return datasets.SYNTHETIC
+    raise DatasetError(
+        f"no dataset under {data_dir}: run `python grader.py data cifar10` (or, where "
+        "CIFAR-10 cannot be downloaded, `python grader.py data cifar10 --from COPY` with a "
+        "folder or archive of its images, or `python grader.py data synthetic`), point "
+        "--data-dir at the folder that holds cifar10/ or synthetic/, or give --test-set"
+    )
+
+
+def _cifar10(data_dir: Path, split: str) -> ImageSet:
+    """A split of real CIFAR-10 under ``data_dir``: the official files, else an installed
+    copy."""
+    folder = dataset_dir(data_dir, CIFAR10)
+    if (folder / BATCHES).is_dir():
+        return read_image_set(folder, split)
+    return read_installed(folder, split)
+
+
+def _train_split(source: Path, data_dir: Path, cache: Path) -> ImageSet:
+    """The training images beside a given test set: its own train split, else real
+    CIFAR-10's under ``data_dir``."""
+    try:
+        return read_image_set(source, "train", cache)
+    except DatasetError:
+        return _cifar10(data_dir, "train")
 
 
 def kind_of(path: Path) -> str:
@@ -322,8 +412,6 @@ def put_in_place(which: str, data_root: Path, source: Path | None = None) -> str
     """``grader.py data``: put CIFAR-10 (torchvision's download, or with ``source`` a copy of
     its images) or the synthetic set under ``data_root`` where grade looks; returns what is
     there now, in a sentence."""
-    from . import datasets
-
     if which == CIFAR10 and source is not None:
         folder = dataset_dir(data_root, CIFAR10)
         done = install(source, folder)

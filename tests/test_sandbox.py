@@ -23,7 +23,6 @@ from autograder.sandbox import (
     CallTimeout,
     CellStatus,
     Handle,
-    Limits,
     NameKind,
     ProtocolError,
     SandboxLevel,
@@ -31,6 +30,7 @@ from autograder.sandbox import (
     StudentCodeError,
     WireError,
     WorkerDied,
+    WorkerLimits,
     WorkerSession,
     WorkerSpec,
     WorkerStartError,
@@ -83,7 +83,7 @@ def make_session(tmp_path: Path, level=STRONGEST, *, slot=0, probes=True,
         probes_file = tmp_path / "probes.py"
         probes_file.write_text(PROBES)
     spec = WorkerSpec(scratch_dir=scratch, probes_file=probes_file, level=level,
-                      limits=Limits(**limits), slot=slot, interrupt_grace_s=1.0,
+                      limits=WorkerLimits(**limits), slot=slot, interrupt_grace_s=1.0,
                       watch=frozenset(watch), packages=packages)
     return WorkerSession(spec)
 
@@ -132,8 +132,8 @@ def test_a_weaker_level_on_purpose_says_so():
 
 
 def test_limits_are_validated():
-    with pytest.raises(ValueError, match="Limits.max_processes"):
-        Limits(max_processes=0)
+    with pytest.raises(ValueError, match="WorkerLimits.max_processes"):
+        WorkerLimits(max_processes=0)
 
 
 # ----------------------------------------------------------------------------- cells
@@ -261,7 +261,7 @@ def test_huge_output_is_truncated_and_fast(tmp_path):
             """, timeout_s=30)
         elapsed = time.monotonic() - start
         assert cell.status is CellStatus.OK and cell.output_truncated
-        assert len(cell.stdout_tail) == Limits().max_output_bytes
+        assert len(cell.stdout_tail) == WorkerLimits().max_output_bytes
         assert cell.stdout_tail.endswith("yyy\nEND\n")
         assert elapsed < 10, elapsed
         print(f"100 MB printed in {elapsed:.2f} s")

@@ -21,8 +21,8 @@ from ..sandbox import (
     CellOutcome,
     CellStatus,
     Isolation,
-    Limits,
     SandboxLevel,
+    WorkerLimits,
     WorkerSession,
     WorkerSpec,
     isolation_of,
@@ -53,7 +53,7 @@ class GradeOptions:
     public_only: bool = False
     cell_timeout_s: float | None = None  # None: the assignment's own budget
     call_timeout_s: float | None = None
-    limits: Limits = field(default_factory=Limits)
+    worker_limits: WorkerLimits = field(default_factory=WorkerLimits)
     evaluation: EvaluationData | None = None  # what saved models are graded on (None: not)
     device: str = "cpu"  # where the worker runs the models: "cpu" or "cuda"
     retrain: bool = False  # also train each model class with the student's own code
@@ -228,7 +228,7 @@ def worker_spec(assignment: Assignment, options: GradeOptions, scratch: Path,
         scratch_dir=scratch,
         probes_file=assignment.probes_file,
         level=options.level,
-        limits=options.limits,
+        limits=options.worker_limits,
         slot=slot,
         fixtures_file=assignment.fixtures_file,
         watch=watch,
@@ -260,14 +260,14 @@ def grade_submission(
     files_dir = _prepare_scratch(submission, scratch, workdir / "kept", weights)
     side = (side_data(submission.files_dir, weights, assignment.config.evaluation.side_bytes)
             if weights else None)  # before any cell ran: the files as submitted
-    limits = assignment.config.limits
-    cell_timeout_s = options.cell_timeout_s or limits.cell_timeout_s
-    call_timeout_s = options.call_timeout_s or limits.call_timeout_s
+    budgets = assignment.config.limits
+    cell_timeout_s = options.cell_timeout_s or budgets.cell_timeout_s
+    call_timeout_s = options.call_timeout_s or budgets.call_timeout_s
     cells = gradable_cells(submission.notebook)
     spec = worker_spec(assignment, options, scratch, slot)
     started = time.monotonic()
     with WorkerSession(spec) as session:
-        outcomes = _run_cells(session, cells, cell_timeout_s, started + limits.total_timeout_s)
+        outcomes = _run_cells(session, cells, cell_timeout_s, started + budgets.total_timeout_s)
         environment = ProxyEnvironment(
             session, options.seed, call_timeout_s, fixture_names(assignment.fixtures_file)
         )

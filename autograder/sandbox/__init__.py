@@ -5,7 +5,7 @@ Imports nothing else of the grader (the worker imports this package inside the s
 Public surface::
 
     level = choose_level("auto")
-    spec = WorkerSpec(scratch_dir=..., probes_file=..., level=level, limits=Limits())
+    spec = WorkerSpec(scratch_dir=..., probes_file=..., level=level, limits=WorkerLimits())
     with WorkerSession(spec) as session:
         outcome = session.run_cell(0, source, timeout_s=60)      # -> CellOutcome
         value = session.call("conv2d", [x, w], {}, timeout_s=10)  # data or Handle
@@ -20,7 +20,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "launcher": ("Isolation", "Limits", "SandboxLevel", "SandboxUnavailable",
+    "launcher": ("Isolation", "SandboxLevel", "SandboxUnavailable", "WorkerLimits",
                  "choose_isolation", "choose_level", "isolation_of"),
     "messages": ("CellStatus", "NameKind", "ProtocolError"),
     "session": ("CallRecord", "CallTimeout", "CellOutcome", "ConfinementFailed", "NameInfo",
@@ -40,7 +40,6 @@ __all__ = [
     "ConfinementFailed",
     "Handle",
     "Isolation",
-    "Limits",
     "NameInfo",
     "NameKind",
     "ProtocolError",
@@ -51,6 +50,7 @@ __all__ = [
     "StudentFault",
     "WireError",
     "WorkerDied",
+    "WorkerLimits",
     "WorkerSession",
     "WorkerSpec",
     "WorkerStartError",
@@ -78,9 +78,9 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .launcher import (
         Isolation,
-        Limits,
         SandboxLevel,
         SandboxUnavailable,
+        WorkerLimits,
         choose_isolation,
         choose_level,
         isolation_of,

@@ -55,7 +55,7 @@ __all__ = [
     "CapturedOutput",
     "DeadlinePassed",
     "Isolation",
-    "Limits",
+    "WorkerLimits",
     "OutputDrain",
     "ProcessEnded",
     "SandboxLevel",
@@ -91,7 +91,7 @@ class SandboxUnavailable(SandboxError, UsageError):
 
 
 @dataclass(frozen=True)
-class Limits:
+class WorkerLimits:
     """Resource limits of one worker (rlimits; output and /tmp caps)."""
 
     address_space_bytes: int = 8 * GIB  # torch needs about 4 GiB just to import
@@ -105,7 +105,7 @@ class Limits:
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
             if type(value) is not int or value <= 0:
-                raise ValueError(f"Limits.{name} must be a positive int, got {value!r}")
+                raise ValueError(f"WorkerLimits.{name} must be a positive int, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- levels
@@ -323,7 +323,7 @@ def _package_args(packages: tuple[str, ...] | None, level: SandboxLevel) -> list
     return args
 
 
-def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limits: Limits,
+def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limits: WorkerLimits,
                 slot: int, extra_env: Mapping[str, str], worker_args: list[str],
                 private_dir: Path, fixtures: Path | None = None,
                 packages: tuple[str, ...] | None = None, gpu: bool = False,
@@ -382,7 +382,7 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
     return LaunchPlan(argv, None, None, uid)
 
 
-def _plan_uid(area: uid_level.UidHome, packages: tuple[str, ...] | None, limits: Limits,
+def _plan_uid(area: uid_level.UidHome, packages: tuple[str, ...] | None, limits: WorkerLimits,
               extra_env: Mapping[str, str], worker_args: list[str], probes: Path | None,
               fixtures: Path | None, gpu: bool) -> LaunchPlan:
     """The uid level: setpriv to the slot's uid, rlimits, and the Landlock rules (written
@@ -523,7 +523,7 @@ def _drop_privileges(uid: int | None) -> list[str]:
             "--inh-caps=-all", "--bounding-set=-all", "--"]
 
 
-def _prlimit_args(limits: Limits, gpu: bool = False) -> list[str]:
+def _prlimit_args(limits: WorkerLimits, gpu: bool = False) -> list[str]:
     return [
         PRLIMIT,
         "--as=unlimited" if gpu else f"--as={limits.address_space_bytes}",
@@ -579,7 +579,7 @@ def prepare_scratch(scratch: Path, uid: int | None) -> None:
             os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
 
 
-def start_worker(level: SandboxLevel, *, scratch: Path, probes: Path | None, limits: Limits,
+def start_worker(level: SandboxLevel, *, scratch: Path, probes: Path | None, limits: WorkerLimits,
                  slot: int, extra_env: Mapping[str, str], generation: int, marker: str,
                  max_bytes: int, fixtures: Path | None = None,
                  watch: frozenset[str] = frozenset(),

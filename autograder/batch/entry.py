@@ -113,7 +113,7 @@ def grade_class(request: GradeRequest, on_plan: OnPlan | None = None,
     seed = batch_seed(request.out, assignment, request.seed, request.regrade,
                       lambda: secrets.randbelow(2**31))
     options = GradeOptions(
-        level=isolation.level, isolation=isolation, seed=seed,
+        isolation=isolation, seed=seed,
         public_only=request.tests == "public",
         cell_timeout_s=request.cell_timeout_s, call_timeout_s=request.call_timeout_s,
         evaluation=data, device=device, retrain=request.retrain,

@@ -25,7 +25,6 @@ from ..sandbox import (
     WorkerLimits,
     WorkerSession,
     WorkerSpec,
-    isolation_of,
 )
 from .evaluation import EvaluationData, grade_models
 from .judging import GradedNotebook, judge_question, zeroed_question
@@ -48,7 +47,7 @@ WATCHABLE = ("numpy", "torch")  # libraries the worker's recorder knows
 class GradeOptions:
     """How to grade: which tests, which isolation, which budgets, which seed."""
 
-    level: SandboxLevel
+    isolation: Isolation  # the level, what confines it, why stronger ones were passed over
     seed: int
     public_only: bool = False
     cell_timeout_s: float | None = None  # None: the assignment's own budget
@@ -59,11 +58,6 @@ class GradeOptions:
     retrain: bool = False  # also train each model class with the student's own code
     threads: int = 1  # CPU threads a worker may use for models (cores / --jobs)
     gpu_share: float = 1.0  # at most this share of GPU memory per worker (0.9 / --jobs)
-    isolation: Isolation | None = None  # how ``level`` was chosen (None: chosen on purpose)
-
-    def described_isolation(self) -> Isolation:
-        """The level, what confines it and why stronger levels were passed over."""
-        return self.isolation if self.isolation is not None else isolation_of(self.level)
 
 
 @dataclass(frozen=True)
@@ -227,7 +221,7 @@ def worker_spec(assignment: Assignment, options: GradeOptions, scratch: Path,
     return WorkerSpec(
         scratch_dir=scratch,
         probes_file=assignment.probes_file,
-        level=options.level,
+        level=options.isolation.level,
         limits=options.worker_limits,
         slot=slot,
         fixtures_file=assignment.fixtures_file,
@@ -290,12 +284,11 @@ def grade_submission(
             )
             results += tuple(scored)
             models = {name: vars(m) for name, m in measured.items()}
-        isolation, restarts = session.isolation, session.restarts
+        level, restarts = session.isolation, session.restarts
     notices = _cell_notices(outcomes, len(cells), cell_timeout_s)
     notices.extend(_model_notices(assignment, options.evaluation))
-    described = options.described_isolation()
-    if isolation is not SandboxLevel.BWRAP:
-        notices.append(_isolation_notice(described))
+    if level is not SandboxLevel.BWRAP:
+        notices.append(_isolation_notice(options.isolation))
     if any(q.review for q in results):
         notices.append(_(
             "part of the code could not be checked automatically: the teacher will look at it "
@@ -303,7 +296,7 @@ def grade_submission(
         ))
     details = {
         "seed": options.seed,
-        "isolation": described.as_dict(),
+        "isolation": options.isolation.as_dict(),
         "packages": list(spec.packages) if spec.packages is not None else "all",
         "tests": "public" if options.public_only else "all",
         "worker_restarts": restarts,

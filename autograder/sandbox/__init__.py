@@ -4,8 +4,9 @@ Imports nothing else of the grader (the worker imports this package inside the s
 
 Public surface::
 
-    level = choose_level("auto")
-    spec = WorkerSpec(scratch_dir=..., probes_file=..., level=level, limits=WorkerLimits())
+    isolation = choose_isolation("auto")
+    spec = WorkerSpec(scratch_dir=..., probes_file=..., level=isolation.level,
+                      limits=WorkerLimits())
     with WorkerSession(spec) as session:
         outcome = session.run_cell(0, source, timeout_s=60)      # -> CellOutcome
         value = session.call("conv2d", [x, w], {}, timeout_s=10)  # data or Handle
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "launcher": ("Isolation", "SandboxLevel", "SandboxUnavailable", "WorkerLimits",
-                 "choose_isolation", "choose_level", "isolation_of"),
+                 "choose_isolation"),
     "messages": ("CellStatus", "NameKind", "ProtocolError"),
     "session": ("CallRecord", "CallTimeout", "CellOutcome", "ConfinementFailed", "NameInfo",
                 "StudentCodeError",
@@ -55,10 +56,8 @@ __all__ = [
     "WorkerSpec",
     "WorkerStartError",
     "choose_isolation",
-    "choose_level",
     "decode",
     "encode",
-    "isolation_of",
     "read_frame",
     "write_frame",
 ]
@@ -82,8 +81,6 @@ if TYPE_CHECKING:
         SandboxUnavailable,
         WorkerLimits,
         choose_isolation,
-        choose_level,
-        isolation_of,
     )
     from .messages import CellStatus, NameKind, ProtocolError
     from .session import (

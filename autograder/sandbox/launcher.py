@@ -65,7 +65,6 @@ __all__ = [
     "package_view",
     "bwrap_problem",
     "choose_isolation",
-    "choose_level",
     "interpreter_problem",
     "plan_launch",
     "prepare_scratch",
@@ -206,19 +205,6 @@ def _unavailable(level: SandboxLevel, problem: str) -> str:
                 "isolation.")
     return (f"the uid level was requested but cannot run here: {problem}. Run the grader as "
             "root, or choose --sandbox process and accept weaker isolation.")
-
-
-def choose_level(requested: str) -> SandboxLevel:
-    """The level of :func:`choose_isolation` alone."""
-    return choose_isolation(requested).level
-
-
-def isolation_of(level: SandboxLevel) -> Isolation:
-    """The description of ``level`` as chosen on purpose (for callers that hold a level)."""
-    passed_over = [(stronger.value, level_problem(stronger) or f"--sandbox {level.value} "
-                    "was asked for") for stronger in SandboxLevel if _stronger(stronger,
-                                                                              level.value)]
-    return Isolation(level, _confinement(level), tuple(passed_over))
 
 
 @functools.cache

@@ -52,6 +52,8 @@ from .slots import SlotLease, slot_uid
 from .wire import SandboxError
 
 __all__ = [
+    "LEVEL_NAMES",
+    "SANDBOX_ENV",
     "CapturedOutput",
     "DeadlinePassed",
     "Isolation",
@@ -130,7 +132,8 @@ class Isolation:
         return f"{self.level.value} ({self.confinement})" + (f"; {why}" if why else "")
 
 
-LEVEL_NAMES = tuple(level.value for level in SandboxLevel)
+LEVEL_NAMES = tuple(level.value for level in SandboxLevel)  # strongest first
+SANDBOX_ENV = "AUTOGRADER_SANDBOX"  # the default of grade --sandbox (Gradescope's bundle sets it)
 
 
 def _confinement(level: SandboxLevel) -> str:

@@ -77,13 +77,10 @@ __all__ = [
 ]
 
 GIB, MIB = 1 << 30, 1 << 20
-BWRAP, SETPRIV, PRLIMIT = "/usr/bin/bwrap", "/usr/bin/setpriv", "/usr/bin/prlimit"
+BWRAP = "/usr/bin/bwrap"
 SANDBOX_HOME = "/home/student"  # the scratch folder, seen from inside the sandbox
 SANDBOX_PROBES = "/opt/autograder/probes.py"
 SANDBOX_FIXTURES = "/opt/autograder/fixtures.py"
-PACKAGE_DIR = Path(__file__).resolve().parent  # .../autograder/sandbox
-IMPORT_ROOT = PACKAGE_DIR.parent.parent  # the folder that holds autograder/
-HOST_ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts")
 READ_CHUNK = 1 << 20
 
 
@@ -213,7 +210,7 @@ def _unavailable(level: SandboxLevel, problem: str) -> str:
 @functools.cache
 def bwrap_problem() -> str | None:
     """Why the bwrap level cannot run here (probed once by running ``true`` inside), or None."""
-    needed = [BWRAP, PRLIMIT] + ([SETPRIV] if os.geteuid() == 0 else [])
+    needed = [BWRAP, uid_level.PRLIMIT] + ([uid_level.SETPRIV] if os.geteuid() == 0 else [])
     missing = [tool for tool in needed if not os.access(tool, os.X_OK)]
     if missing:
         return f"missing {', '.join(missing)}"
@@ -221,7 +218,8 @@ def bwrap_problem() -> str | None:
         with _probe_uid() as uid:
             argv = [*_bwrap_system_args(), "--perms", "1777", "--size", str(MIB), "--tmpfs",
                     "/tmp", "--proc", "/proc", "--dev", "/dev", *_NAMESPACE_ARGS, "--clearenv",
-                    *_drop_privileges(uid), PRLIMIT, "--nproc=64", "--", "/usr/bin/true"]
+                    *uid_level.drop_privileges(uid, killed_with_parent=False),
+                    uid_level.PRLIMIT, "--nproc=64", "--", "/usr/bin/true"]
             done = subprocess.run(argv, capture_output=True, timeout=20,
                                   stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired, SandboxError) as exc:
@@ -257,8 +255,9 @@ def interpreter_problem() -> str | None:
     )
     try:
         with _probe_uid() as uid:
-            done = subprocess.run([*argv, *_drop_privileges(uid), *command],
-                                  capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+            dropped = uid_level.drop_privileges(uid, killed_with_parent=False)
+            done = subprocess.run([*argv, *dropped, *command], capture_output=True, timeout=60,
+                                  stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired, SandboxError) as exc:
         return f"the interpreter could not be started inside bubblewrap ({exc}). {what_to_do}"
     if done.returncode != 0:
@@ -339,7 +338,7 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
         (private_dir / "tmp").mkdir(exist_ok=True)
         trusted = [f"--probes={probes}"] if probes else []
         trusted += [f"--fixtures={fixtures}"] if fixtures else []
-        argv = [SETPRIV, "--pdeathsig", "KILL", "--", *_prlimit_args(limits, gpu),
+        argv = [uid_level.SETPRIV, "--pdeathsig", "KILL", "--", *_prlimit_args(limits, gpu),
                 *_python_args(sys.executable), *worker_args, *trusted]
         return LaunchPlan(argv, env, scratch, None)
     as_root = os.geteuid() == 0
@@ -352,7 +351,7 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
     argv += _interpreter_binds(argv)
     if packages is not None:
         argv += bwrap_args(package_view(packages))
-    argv += _bind_with_parents(PACKAGE_DIR, PACKAGE_DIR, argv)
+    argv += _bind_with_parents(uid_level.PACKAGE_DIR, uid_level.PACKAGE_DIR, argv)
     probes_arg: list[str] = []
     for source, inside, key in ((probes, SANDBOX_PROBES, "probes"),
                                 (fixtures, SANDBOX_FIXTURES, "fixtures")):
@@ -366,7 +365,8 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
     argv += [*_NAMESPACE_ARGS, "--clearenv"]
     for key, value in env.items():
         argv += ["--setenv", key, value]
-    argv += [*_drop_privileges(uid), *_prlimit_args(limits, gpu),
+    argv += [*uid_level.drop_privileges(uid, killed_with_parent=False),
+             *_prlimit_args(limits, gpu),
              *_python_args(str(_interpreter())), *worker_args, *probes_arg]
     return LaunchPlan(argv, None, None, uid)
 
@@ -392,7 +392,7 @@ def _plan_uid(area: uid_level.UidHome, packages: tuple[str, ...] | None, limits:
 
 def _bwrap_system_args() -> list[str]:
     args = [BWRAP, "--ro-bind", "/usr", "/usr"]
-    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+    for name in uid_level.SYSTEM_DIRS:
         host = Path("/") / name
         if host.is_symlink():
             args += ["--symlink", os.readlink(host), str(host)]
@@ -404,7 +404,7 @@ def _bwrap_system_args() -> list[str]:
 def _bwrap_etc_args(private_dir: Path, uid: int | None) -> list[str]:
     """A minimal /etc: loader and font config from the host, our own passwd and group."""
     args = ["--perms", "0755", "--dir", "/etc"]
-    for name in HOST_ETC_FILES:
+    for name in uid_level.HOST_ETC_FILES:
         if os.path.exists(f"/etc/{name}"):
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     if uid is not None:
@@ -419,17 +419,6 @@ def _bwrap_etc_args(private_dir: Path, uid: int | None) -> list[str]:
         args += ["--ro-bind", str(etc / "passwd"), "/etc/passwd",
                  "--ro-bind", str(etc / "group"), "/etc/group"]
     return args
-
-
-def _interpreter_paths() -> list[Path]:
-    """Folders the interpreter needs: its real prefix and the venv (outside /usr), real paths."""
-    paths: list[Path] = []
-    for prefix in (sys.base_prefix, sys.prefix):
-        path = Path(prefix).resolve()
-        if path.is_relative_to("/usr") or path in paths:
-            continue
-        paths.append(path)
-    return paths
 
 
 @functools.cache
@@ -468,10 +457,10 @@ def _interpreter_binds(so_far: list[str]) -> list[str]:
     the way from the started interpreter to its real file that those binds do not show
     (a venv's ``bin/python`` pointing to a folder outside both, say)."""
     args: list[str] = []
-    roots = [Path("/usr"), *_interpreter_paths()]
-    roots += [Path("/") / name for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+    roots = [Path("/usr"), *uid_level.interpreter_roots()]
+    roots += [Path("/") / name for name in uid_level.SYSTEM_DIRS
               if not (Path("/") / name).is_symlink()]
-    for path in _interpreter_paths():
+    for path in uid_level.interpreter_roots():
         args += _bind_with_parents(path, path, [*so_far, *args])
     links, real = _link_chain(_interpreter())
     for link, target in links:
@@ -505,16 +494,9 @@ def _bind_with_parents(source: Path, dest: Path, so_far: list[str], *,
             str(dest)]
 
 
-def _drop_privileges(uid: int | None) -> list[str]:
-    if uid is None:
-        return []
-    return [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--nnp",
-            "--inh-caps=-all", "--bounding-set=-all", "--"]
-
-
 def _prlimit_args(limits: WorkerLimits, gpu: bool = False) -> list[str]:
     return [
-        PRLIMIT,
+        uid_level.PRLIMIT,
         "--as=unlimited" if gpu else f"--as={limits.address_space_bytes}",
         f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 5}",  # SIGXCPU, then SIGKILL
         f"--nproc={limits.max_processes}",
@@ -528,7 +510,7 @@ def _prlimit_args(limits: WorkerLimits, gpu: bool = False) -> list[str]:
 def _python_args(executable: str) -> list[str]:
     # -I: no user site, no PYTHON* variables, no script folder on sys.path; -B: no .pyc.
     bootstrap = (
-        f"import sys; sys.path.insert(0, {str(IMPORT_ROOT)!r}); "
+        f"import sys; sys.path.insert(0, {str(uid_level.IMPORT_ROOT)!r}); "
         "from autograder.sandbox.worker import main; sys.exit(main(sys.argv[1:]))"
     )
     return [executable, "-I", "-B", "-X", "utf8", "-X", "faulthandler", "-c", bootstrap]
@@ -641,6 +623,6 @@ def _precompile_package() -> None:
     import compileall
 
     try:
-        compileall.compile_dir(str(PACKAGE_DIR), quiet=2, maxlevels=0)
+        compileall.compile_dir(str(uid_level.PACKAGE_DIR), quiet=2, maxlevels=0)
     except OSError:
         pass  # a read-only install: the worker compiles in memory, a little slower

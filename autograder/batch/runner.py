@@ -27,7 +27,7 @@ from ..grading.pipeline import GradedSubmission, GradeOptions, failed_result
 from ..grading.testfiles import QuestionTests
 from ..outputs import layout, records, similarity, writers
 from ..sandbox import SandboxLevel
-from ..sandbox.uid import private_while_grading
+from ..sandbox import uid as uid_level
 from . import resume
 from .collect import Collected, Found, collect
 from .executors import BatchContext, Executor, LocalPool, tests_for
@@ -179,7 +179,7 @@ def grade_batch(
     context = BatchContext(assignment, options, out_dir, in_flight)
     alone = [j for j in todo if j.submission_id in suspects]
     rest = [j for j in todo if j.submission_id not in suspects]
-    with private_while_grading(guarded):
+    with uid_level.private_while_grading(guarded):
         if alone:  # one at a time, before the rest: if the grader dies again, it is known why
             LocalPool(1).run(alone, context, deliver)
         (executor or LocalPool(jobs)).run(rest, context, deliver)

@@ -13,13 +13,12 @@ from .core.assignments import PROJECT_ROOT, discover
 from .core.catalogue import LANGUAGES
 from .core.errors import EXIT_USAGE, UsageError, exit_status
 from .outputs import writers
+from .sandbox.launcher import LEVEL_NAMES, SANDBOX_ENV
 
 DEFAULT_DATA_ROOT = PROJECT_ROOT / "data"  # autograder.grading.datasets.DEFAULT_ROOT, without numpy
 EXIT_OK = 0
 EXIT_STALE = 1  # `assign --check`: generated files differ
 EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
-LEVELS = ("bwrap", "uid", "process")  # autograder.sandbox.SandboxLevel, strongest first
-SANDBOX_ENV = "AUTOGRADER_SANDBOX"  # the default of --sandbox (Gradescope's bundle sets it too)
 
 
 def _selected_assignments(names: Sequence[str]) -> list[str]:
@@ -175,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grade.add_argument(
         "--sandbox",
-        choices=["auto", *LEVELS],
+        choices=["auto", *LEVEL_NAMES],
         default=os.environ.get(SANDBOX_ENV) or "auto",
         help="isolation: bubblewrap; uid (as root without namespaces: a slot uid confined by "
         "Landlock); a plain process with limits; or auto, the strongest that works here "
@@ -246,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("names", nargs="*", help="assignments (default: all)")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     demo.add_argument("--jobs", type=_count, default=2, metavar="N", help="submissions at once")
-    demo.add_argument("--sandbox", choices=["auto", *LEVELS], default="auto",
+    demo.add_argument("--sandbox", choices=["auto", *LEVEL_NAMES], default="auto",
                       help="isolation level to grade at (default: the strongest that works)")
     _language_option(demo)
     demo.set_defaults(func=cmd_demo)
@@ -271,7 +270,7 @@ def cmd_run_gradescope(args: argparse.Namespace) -> int:
     """Grade a Gradescope submission; the level from $AUTOGRADER_SANDBOX (default auto)."""
     from .integrations import gradescope
 
-    sandbox = os.environ.get(gradescope.SANDBOX_ENV, "") or "auto"
+    sandbox = os.environ.get(SANDBOX_ENV, "") or "auto"
     return gradescope.run_autograder(args.root, args.name, sandbox)
 
 

@@ -30,7 +30,7 @@ from autograder.grading import datasets  # noqa: E402
 from autograder.grading.evaluation import measure, perturb  # noqa: E402
 from autograder.grading.remote import ProxyEnvironment  # noqa: E402
 from autograder.grading.submission import gradable_cells, load_submission  # noqa: E402
-from autograder.sandbox import WorkerSession, choose_level  # noqa: E402
+from autograder.sandbox import WorkerSession, choose_isolation  # noqa: E402
 from autograder.sandbox import models as worker_models  # noqa: E402
 from autograder.sandbox.devices import choose_device  # noqa: E402
 
@@ -130,7 +130,7 @@ def main() -> int:
         cells = gradable_cells(submission.notebook)
         scratch = Path(tmp) / "scratch"
         scratch.mkdir()
-        options = GradeOptions(level=choose_level("auto"), seed=1, device=device)
+        options = GradeOptions(isolation=choose_isolation("auto"), seed=1, device=device)
         ours, theirs = [], []
         with WorkerSession(worker_spec(assignment, options, scratch, 0)) as session:
             for cell in cells:

@@ -37,7 +37,7 @@ from autograder.batch.runner import grade_batch  # noqa: E402
 from autograder.core.assignments import load_assignment  # noqa: E402
 from autograder.grading.pipeline import GradeOptions  # noqa: E402
 from autograder.grading.submission import gradable_cells  # noqa: E402
-from autograder.sandbox import choose_level  # noqa: E402
+from autograder.sandbox import choose_isolation  # noqa: E402
 
 NAME = "01_convolution_pooling"
 
@@ -59,7 +59,7 @@ def make_submissions(built: authoring.BuiltAssignment, folder: Path, count: int,
 def time_this_grader(paths: list[Path], out: Path) -> list[float]:
     """Per-submission seconds inside one batch (sequential, so deltas are per submission)."""
     assignment = load_assignment(NAME)
-    options = GradeOptions(level=choose_level("auto"), seed=secrets.randbelow(2**31))
+    options = GradeOptions(isolation=choose_isolation("auto"), seed=secrets.randbelow(2**31))
     stamps = [time.perf_counter()]
     grade_batch(
         paths,
@@ -75,7 +75,7 @@ def time_this_grader(paths: list[Path], out: Path) -> list[float]:
 # Grades the given submissions with the autograder found at argv[1] (a checkout) and prints the
 # seconds each submission took inside the batch, as JSON.
 _DRIVER = """
-import json, secrets, sys, time
+import dataclasses, json, secrets, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 try:
@@ -86,10 +86,14 @@ except ImportError:  # a baseline from before the stage packages (issue 15)
     from autograder.assignments import load_assignment
     from autograder.batch import grade_batch
     from autograder.grading import GradeOptions
-from autograder.sandbox import choose_level
+import autograder.sandbox as sandbox
 paths = [Path(p) for p in sys.argv[5:]]
+seed = secrets.randbelow(2**31)
+if "level" in {field.name for field in dataclasses.fields(GradeOptions)}:  # before issue 21
+    options = GradeOptions(level=sandbox.choose_level(sys.argv[4]), seed=seed)
+else:
+    options = GradeOptions(isolation=sandbox.choose_isolation(sys.argv[4]), seed=seed)
 stamps = [time.perf_counter()]
-options = GradeOptions(level=choose_level(sys.argv[4]), seed=secrets.randbelow(2**31))
 grade_batch(paths, load_assignment(sys.argv[2]), options, Path(sys.argv[3]), jobs=1,
             on_done=lambda r: stamps.append(time.perf_counter()))
 print(json.dumps([b - a for a, b in zip(stamps, stamps[1:])]))

@@ -91,7 +91,7 @@ def grader_seconds(submission: Path, count: int, data: Path, work: Path, sandbox
     evaluation = load_data("auto", work / "data", None, assignment.config.evaluation,
                            test_set=data)
     isolation = choose_isolation(sandbox)
-    options = GradeOptions(level=isolation.level, isolation=isolation,
+    options = GradeOptions(isolation=isolation,
                            seed=secrets.randbelow(2**31), evaluation=evaluation, threads=2)
     stamps = [time.perf_counter()]
     grade_batch(copies, assignment, options, work / "out", 1,

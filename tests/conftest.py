@@ -49,9 +49,9 @@ def pytest_configure(config) -> None:
     says so in its header, and gives every folder its mode back at the end."""
     if os.geteuid() != 0:
         return
-    from autograder.sandbox.uid import closed_folders
+    from autograder.sandbox import uid as uid_level
 
-    for folder in closed_folders():
+    for folder in uid_level.closed_folders():
         mode = folder.stat().st_mode & 0o7777
         os.chmod(folder, mode | 0o001)
         _OPENED[folder] = mode

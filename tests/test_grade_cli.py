@@ -458,8 +458,7 @@ def test_the_student_reads_one_plain_sentence_about_isolation_never_the_machines
     path = tmp_path / "reference.ipynb"
     nbformat.write(built(name).reference_notebook, path)
     graded = grade_submission(path, "reference", assignment, tests_for(assignment, False),
-                              GradeOptions(level=SandboxLevel.PROCESS, seed=1,
-                                           isolation=isolation), tmp_path / "work")
+                              GradeOptions(isolation=isolation, seed=1), tmp_path / "work")
     result, notices = graded.result, graded.notices
     assert result.score == result.max_score
     student_reads = [feedback_markdown(result, notices), feedback_html(result, notices),

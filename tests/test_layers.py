@@ -36,11 +36,11 @@ from autograder.outputs.writers import (
 from autograder.sandbox import (
     CallRecord,
     CellStatus,
-    Limits,
     ProtocolError,
+    WorkerLimits,
     WorkerSession,
     WorkerSpec,
-    choose_level,
+    choose_isolation,
 )
 
 KNOWN = frozenset({"numpy", "sys", "importlib", "functools", "builtins", "ctypes"})
@@ -490,7 +490,7 @@ def test_a_function_reported_with_code_no_cell_defines_for_it_is_flagged():
 def _worker(tmp_path: Path) -> WorkerSession:
     (tmp_path / "scratch").mkdir()
     spec = WorkerSpec(scratch_dir=tmp_path / "scratch", probes_file=None,
-                      level=choose_level("auto"), limits=Limits(), slot=7,
+                      level=choose_isolation("auto").level, limits=WorkerLimits(), slot=7,
                       watch=frozenset({"numpy"}), packages=("numpy",))
     return WorkerSession(spec)
 

@@ -23,7 +23,6 @@ from autograder.sandbox import (
     CallTimeout,
     CellStatus,
     Handle,
-    Limits,
     NameKind,
     ProtocolError,
     SandboxLevel,
@@ -31,10 +30,11 @@ from autograder.sandbox import (
     StudentCodeError,
     WireError,
     WorkerDied,
+    WorkerLimits,
     WorkerSession,
     WorkerSpec,
     WorkerStartError,
-    choose_level,
+    choose_isolation,
     launcher,
     messages,
     packages,
@@ -71,7 +71,7 @@ def fails(x):
 
 
 # The level of the tests that are about the worker, not about one level: the strongest here.
-STRONGEST = choose_level("auto")
+STRONGEST = choose_isolation("auto").level
 
 
 def make_session(tmp_path: Path, level=STRONGEST, *, slot=0, probes=True,
@@ -83,7 +83,7 @@ def make_session(tmp_path: Path, level=STRONGEST, *, slot=0, probes=True,
         probes_file = tmp_path / "probes.py"
         probes_file.write_text(PROBES)
     spec = WorkerSpec(scratch_dir=scratch, probes_file=probes_file, level=level,
-                      limits=Limits(**limits), slot=slot, interrupt_grace_s=1.0,
+                      limits=WorkerLimits(**limits), slot=slot, interrupt_grace_s=1.0,
                       watch=frozenset(watch), packages=packages)
     return WorkerSession(spec)
 
@@ -95,20 +95,20 @@ def run(session, index, source, timeout_s=10.0):
 # ----------------------------------------------------------------------------- levels
 
 
-def test_choose_level():
-    assert choose_level("process") is SandboxLevel.PROCESS
+def test_choose_isolation():
+    assert choose_isolation("process").level is SandboxLevel.PROCESS
     expected = (SandboxLevel.BWRAP if launcher.bwrap_problem() is None
                 else SandboxLevel.UID if UID_PROBLEM is None else SandboxLevel.PROCESS)
-    assert choose_level("auto") is expected
+    assert choose_isolation("auto").level is expected
     with pytest.raises(UsageError, match="'auto' or one of bwrap, uid, process"):
-        choose_level("docker")
+        choose_isolation("docker")
 
 
 def test_asking_for_unusable_bwrap_says_what_to_do(monkeypatch):
     monkeypatch.setattr(launcher, "bwrap_problem", lambda: "missing /usr/bin/bwrap")
     with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
-        choose_level("bwrap")
-    auto = launcher.choose_isolation("auto")
+        choose_isolation("bwrap")
+    auto = choose_isolation("auto")
     assert auto.level is (SandboxLevel.UID if UID_PROBLEM is None else SandboxLevel.PROCESS)
     assert ("bwrap", "missing /usr/bin/bwrap") in auto.passed_over
     assert "not bwrap: missing /usr/bin/bwrap" in auto.one_line()
@@ -117,23 +117,23 @@ def test_asking_for_unusable_bwrap_says_what_to_do(monkeypatch):
 def test_auto_falls_to_the_process_level_naming_both_reasons(monkeypatch):
     monkeypatch.setattr(launcher, "bwrap_problem", lambda: "missing /usr/bin/bwrap")
     monkeypatch.setattr(uid_level, "uid_problem", lambda: "the grader does not run as root")
-    auto = launcher.choose_isolation("auto")
+    auto = choose_isolation("auto")
     assert auto.level is SandboxLevel.PROCESS
     assert auto.as_dict()["stronger_levels_not_used"] == {
         "bwrap": "missing /usr/bin/bwrap", "uid": "the grader does not run as root"}
     with pytest.raises(SandboxUnavailable, match="does not run as root"):
-        choose_level("uid")
+        choose_isolation("uid")
 
 
 def test_a_weaker_level_on_purpose_says_so():
-    chosen = launcher.choose_isolation("process")
+    chosen = choose_isolation("process")
     assert dict(chosen.passed_over) == {"bwrap": "--sandbox process was asked for",
                                         "uid": "--sandbox process was asked for"}
 
 
 def test_limits_are_validated():
-    with pytest.raises(ValueError, match="Limits.max_processes"):
-        Limits(max_processes=0)
+    with pytest.raises(ValueError, match="WorkerLimits.max_processes"):
+        WorkerLimits(max_processes=0)
 
 
 # ----------------------------------------------------------------------------- cells
@@ -261,7 +261,7 @@ def test_huge_output_is_truncated_and_fast(tmp_path):
             """, timeout_s=30)
         elapsed = time.monotonic() - start
         assert cell.status is CellStatus.OK and cell.output_truncated
-        assert len(cell.stdout_tail) == Limits().max_output_bytes
+        assert len(cell.stdout_tail) == WorkerLimits().max_output_bytes
         assert cell.stdout_tail.endswith("yyy\nEND\n")
         assert elapsed < 10, elapsed
         print(f"100 MB printed in {elapsed:.2f} s")

@@ -113,7 +113,7 @@ def grade_class(request: GradeRequest, on_plan: OnPlan | None = None,
     seed = batch_seed(request.out, assignment, request.seed, request.regrade,
                       lambda: secrets.randbelow(2**31))
     options = GradeOptions(
-        level=isolation.level, isolation=isolation, seed=seed,
+        isolation=isolation, seed=seed,
         public_only=request.tests == "public",
         cell_timeout_s=request.cell_timeout_s, call_timeout_s=request.call_timeout_s,
         evaluation=data, device=device, retrain=request.retrain,
@@ -158,12 +158,12 @@ def _check_tests_choice(assignment: Assignment, tests: str) -> None:
 def stop_every_sandbox() -> int:
     """Kill every running worker of this grader, remove the uid level's live areas and
     restore the folder modes it changed; the number of workers stopped."""
+    from ..sandbox import uid as uid_level
     from ..sandbox.process import kill_all_workers
-    from ..sandbox.uid import remove_live_areas, restore_modes
 
     killed = kill_all_workers()
-    remove_live_areas()
-    restore_modes()
+    uid_level.remove_live_areas()
+    uid_level.restore_modes()
     return killed
 
 

@@ -85,7 +85,7 @@ def options_digest(options: GradeOptions) -> dict:
     fields = dataclasses.asdict(dataclasses.replace(options, evaluation=None))
     for not_scoring in ("threads", "gpu_share", "isolation"):
         fields.pop(not_scoring)
-    fields["level"] = options.level.value
+    fields["level"] = options.isolation.level.value
     fields["language"] = current_language()  # what its feedback is written in
     data = options.evaluation
     if data is not None:

@@ -27,7 +27,7 @@ from ..grading.pipeline import GradedSubmission, GradeOptions, failed_result
 from ..grading.testfiles import QuestionTests
 from ..outputs import layout, records, similarity, writers
 from ..sandbox import SandboxLevel
-from ..sandbox.uid import private_while_grading
+from ..sandbox import uid as uid_level
 from . import resume
 from .collect import Collected, Found, collect
 from .executors import BatchContext, Executor, LocalPool, tests_for
@@ -133,7 +133,8 @@ def grade_batch(
     started = time.monotonic()
     collected = collect(paths, f"{assignment.name}.ipynb")
     prepare_out_dir(out_dir)
-    guarded = [assignment.source_dir, out_dir] if options.level is SandboxLevel.UID else []
+    level = options.isolation.level
+    guarded = [assignment.source_dir, out_dir] if level is SandboxLevel.UID else []
     tests = tests_for(assignment, options.public_only)  # instructor errors first
     questions = tuple(question_order(assignment))
     max_score = _max_score(assignment, options, sum(q.points for q in tests))
@@ -168,7 +169,7 @@ def grade_batch(
         if on_done is not None:
             on_done(result)
 
-    in_flight = resume.InFlight(out_dir, keys, options.level.value, frozenset(suspects))
+    in_flight = resume.InFlight(out_dir, keys, level.value, frozenset(suspects))
     atomic_write(out_dir / layout.GRADEBOOK,
                  writers.gradebook_csv(list(reused.values()), questions))
     for job in todo:
@@ -178,7 +179,7 @@ def grade_batch(
     context = BatchContext(assignment, options, out_dir, in_flight)
     alone = [j for j in todo if j.submission_id in suspects]
     rest = [j for j in todo if j.submission_id not in suspects]
-    with private_while_grading(guarded):
+    with uid_level.private_while_grading(guarded):
         if alone:  # one at a time, before the rest: if the grader dies again, it is known why
             LocalPool(1).run(alone, context, deliver)
         (executor or LocalPool(jobs)).run(rest, context, deliver)
@@ -195,7 +196,7 @@ def _killed_the_grader(sub_id: str, tests: Sequence[QuestionTests],
         "submission's code runs as the grader and can end it, with os.kill(os.getppid(), ...) "
         "for example); it was not graded again (`--regrade` grades it again)"
     )
-    details = {"isolation": options.described_isolation().as_dict(), "grader_died": True}
+    details = {"isolation": options.isolation.as_dict(), "grader_died": True}
     return failed_result(sub_id, tests, message, details)
 
 

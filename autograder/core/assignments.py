@@ -35,7 +35,7 @@ class ConfigError(UsageError, ValueError):
 
 
 @dataclass(frozen=True)
-class Limits:
+class TimeBudgets:
     """Time budgets for one submission of this assignment, in seconds."""
 
     cell_timeout_s: float = 60.0
@@ -194,7 +194,7 @@ class AssignmentConfig:
 
     name: str
     language: str = DEFAULT_LANGUAGE  # what its students read (feedback, messages)
-    limits: Limits = field(default_factory=Limits)
+    limits: TimeBudgets = field(default_factory=TimeBudgets)  # the [limits] table
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     questions: Mapping[str, QuestionRules] = field(default_factory=dict)
     accuracy: tuple[AccuracyQuestion, ...] = ()
@@ -286,7 +286,7 @@ def parse_config(name: str, raw: Mapping[str, Any], where: str) -> AssignmentCon
          "retrain", "artifacts"},
         where,
     )
-    limits = _build(Limits, raw.get("limits", {}), f"{where} [limits]")
+    budgets = _build(TimeBudgets, raw.get("limits", {}), f"{where} [limits]")
     sandbox = _build(SandboxConfig, raw.get("sandbox", {}), f"{where} [sandbox]")
     questions = {
         q: _build(QuestionRules, rules, f"{where} [questions.{q}]")
@@ -310,7 +310,7 @@ def parse_config(name: str, raw: Mapping[str, Any], where: str) -> AssignmentCon
     config = AssignmentConfig(
         name=name,
         language=language,
-        limits=limits,
+        limits=budgets,
         sandbox=sandbox,
         questions=questions,
         accuracy=accuracy,

@@ -21,11 +21,10 @@ from ..sandbox import (
     CellOutcome,
     CellStatus,
     Isolation,
-    Limits,
     SandboxLevel,
+    WorkerLimits,
     WorkerSession,
     WorkerSpec,
-    isolation_of,
 )
 from .evaluation import EvaluationData, grade_models
 from .judging import GradedNotebook, judge_question, zeroed_question
@@ -48,22 +47,17 @@ WATCHABLE = ("numpy", "torch")  # libraries the worker's recorder knows
 class GradeOptions:
     """How to grade: which tests, which isolation, which budgets, which seed."""
 
-    level: SandboxLevel
+    isolation: Isolation  # the level, what confines it, why stronger ones were passed over
     seed: int
     public_only: bool = False
     cell_timeout_s: float | None = None  # None: the assignment's own budget
     call_timeout_s: float | None = None
-    limits: Limits = field(default_factory=Limits)
+    worker_limits: WorkerLimits = field(default_factory=WorkerLimits)
     evaluation: EvaluationData | None = None  # what saved models are graded on (None: not)
     device: str = "cpu"  # where the worker runs the models: "cpu" or "cuda"
     retrain: bool = False  # also train each model class with the student's own code
     threads: int = 1  # CPU threads a worker may use for models (cores / --jobs)
     gpu_share: float = 1.0  # at most this share of GPU memory per worker (0.9 / --jobs)
-    isolation: Isolation | None = None  # how ``level`` was chosen (None: chosen on purpose)
-
-    def described_isolation(self) -> Isolation:
-        """The level, what confines it and why stronger levels were passed over."""
-        return self.isolation if self.isolation is not None else isolation_of(self.level)
 
 
 @dataclass(frozen=True)
@@ -227,8 +221,8 @@ def worker_spec(assignment: Assignment, options: GradeOptions, scratch: Path,
     return WorkerSpec(
         scratch_dir=scratch,
         probes_file=assignment.probes_file,
-        level=options.level,
-        limits=options.limits,
+        level=options.isolation.level,
+        limits=options.worker_limits,
         slot=slot,
         fixtures_file=assignment.fixtures_file,
         watch=watch,
@@ -260,14 +254,14 @@ def grade_submission(
     files_dir = _prepare_scratch(submission, scratch, workdir / "kept", weights)
     side = (side_data(submission.files_dir, weights, assignment.config.evaluation.side_bytes)
             if weights else None)  # before any cell ran: the files as submitted
-    limits = assignment.config.limits
-    cell_timeout_s = options.cell_timeout_s or limits.cell_timeout_s
-    call_timeout_s = options.call_timeout_s or limits.call_timeout_s
+    budgets = assignment.config.limits
+    cell_timeout_s = options.cell_timeout_s or budgets.cell_timeout_s
+    call_timeout_s = options.call_timeout_s or budgets.call_timeout_s
     cells = gradable_cells(submission.notebook)
     spec = worker_spec(assignment, options, scratch, slot)
     started = time.monotonic()
     with WorkerSession(spec) as session:
-        outcomes = _run_cells(session, cells, cell_timeout_s, started + limits.total_timeout_s)
+        outcomes = _run_cells(session, cells, cell_timeout_s, started + budgets.total_timeout_s)
         environment = ProxyEnvironment(
             session, options.seed, call_timeout_s, fixture_names(assignment.fixtures_file)
         )
@@ -290,12 +284,11 @@ def grade_submission(
             )
             results += tuple(scored)
             models = {name: vars(m) for name, m in measured.items()}
-        isolation, restarts = session.isolation, session.restarts
+        level, restarts = session.isolation, session.restarts
     notices = _cell_notices(outcomes, len(cells), cell_timeout_s)
     notices.extend(_model_notices(assignment, options.evaluation))
-    described = options.described_isolation()
-    if isolation is not SandboxLevel.BWRAP:
-        notices.append(_isolation_notice(described))
+    if level is not SandboxLevel.BWRAP:
+        notices.append(_isolation_notice(options.isolation))
     if any(q.review for q in results):
         notices.append(_(
             "part of the code could not be checked automatically: the teacher will look at it "
@@ -303,7 +296,7 @@ def grade_submission(
         ))
     details = {
         "seed": options.seed,
-        "isolation": described.as_dict(),
+        "isolation": options.isolation.as_dict(),
         "packages": list(spec.packages) if spec.packages is not None else "all",
         "tests": "public" if options.public_only else "all",
         "worker_restarts": restarts,

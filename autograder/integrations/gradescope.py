@@ -36,12 +36,11 @@ from ..core.assignments import Assignment, load_assignment
 from ..core.catalogue import _
 from ..core.errors import exit_status
 from ..outputs.layout import RESULTS, submission_dirs
+from ..sandbox.launcher import LEVEL_NAMES, SANDBOX_ENV
 from .bundles import TORCH_PIN, PackagingError, bundle_files, check_fresh, grader_files
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same inputs give the same zip
 DATA_DIR = "data"  # under /autograder/source: CIFAR-10 for the accuracy questions
-SANDBOX_ENV = "AUTOGRADER_SANDBOX"  # grade --sandbox for run_autograder (default auto)
-SANDBOX_LEVELS = ("auto", "bwrap", "uid", "process")
 
 _SETUP_SH = """\
 #!/usr/bin/env bash
@@ -198,11 +197,12 @@ def run_autograder(root: Path, name: str, sandbox: str) -> int:
     could not finish: the reason goes to stderr, which Gradescope shows the instructor)."""
     source, results = root / "source", root / "results" / "results.json"
     results.parent.mkdir(parents=True, exist_ok=True)
-    if sandbox not in SANDBOX_LEVELS:
+    choices = ("auto", *LEVEL_NAMES)
+    if sandbox not in choices:
         _fallback(results, _("The autograder is set up wrongly (not your fault); your "
                              "instructor will see the details."),
                   {"status": "error", "reason": f"{SANDBOX_ENV}={sandbox}"})
-        print(f"{SANDBOX_ENV} must be one of {', '.join(SANDBOX_LEVELS)}, not {sandbox!r}",
+        print(f"{SANDBOX_ENV} must be one of {', '.join(choices)}, not {sandbox!r}",
               file=sys.stderr)
         return 1
     target = _target(root / "submission")

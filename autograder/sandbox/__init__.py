@@ -4,8 +4,9 @@ Imports nothing else of the grader (the worker imports this package inside the s
 
 Public surface::
 
-    level = choose_level("auto")
-    spec = WorkerSpec(scratch_dir=..., probes_file=..., level=level, limits=Limits())
+    isolation = choose_isolation("auto")
+    spec = WorkerSpec(scratch_dir=..., probes_file=..., level=isolation.level,
+                      limits=WorkerLimits())
     with WorkerSession(spec) as session:
         outcome = session.run_cell(0, source, timeout_s=60)      # -> CellOutcome
         value = session.call("conv2d", [x, w], {}, timeout_s=10)  # data or Handle
@@ -20,8 +21,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "launcher": ("Isolation", "Limits", "SandboxLevel", "SandboxUnavailable",
-                 "choose_isolation", "choose_level", "isolation_of"),
+    "launcher": ("Isolation", "SandboxLevel", "SandboxUnavailable", "WorkerLimits",
+                 "choose_isolation"),
     "messages": ("CellStatus", "NameKind", "ProtocolError"),
     "session": ("CallRecord", "CallTimeout", "CellOutcome", "ConfinementFailed", "NameInfo",
                 "StudentCodeError",
@@ -40,7 +41,6 @@ __all__ = [
     "ConfinementFailed",
     "Handle",
     "Isolation",
-    "Limits",
     "NameInfo",
     "NameKind",
     "ProtocolError",
@@ -51,14 +51,13 @@ __all__ = [
     "StudentFault",
     "WireError",
     "WorkerDied",
+    "WorkerLimits",
     "WorkerSession",
     "WorkerSpec",
     "WorkerStartError",
     "choose_isolation",
-    "choose_level",
     "decode",
     "encode",
-    "isolation_of",
     "read_frame",
     "write_frame",
 ]
@@ -78,12 +77,10 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .launcher import (
         Isolation,
-        Limits,
         SandboxLevel,
         SandboxUnavailable,
+        WorkerLimits,
         choose_isolation,
-        choose_level,
-        isolation_of,
     )
     from .messages import CellStatus, NameKind, ProtocolError
     from .session import (

@@ -52,10 +52,12 @@ from .slots import SlotLease, slot_uid
 from .wire import SandboxError
 
 __all__ = [
+    "LEVEL_NAMES",
+    "SANDBOX_ENV",
     "CapturedOutput",
     "DeadlinePassed",
     "Isolation",
-    "Limits",
+    "WorkerLimits",
     "OutputDrain",
     "ProcessEnded",
     "SandboxLevel",
@@ -65,7 +67,6 @@ __all__ = [
     "package_view",
     "bwrap_problem",
     "choose_isolation",
-    "choose_level",
     "interpreter_problem",
     "plan_launch",
     "prepare_scratch",
@@ -76,13 +77,10 @@ __all__ = [
 ]
 
 GIB, MIB = 1 << 30, 1 << 20
-BWRAP, SETPRIV, PRLIMIT = "/usr/bin/bwrap", "/usr/bin/setpriv", "/usr/bin/prlimit"
+BWRAP = "/usr/bin/bwrap"
 SANDBOX_HOME = "/home/student"  # the scratch folder, seen from inside the sandbox
 SANDBOX_PROBES = "/opt/autograder/probes.py"
 SANDBOX_FIXTURES = "/opt/autograder/fixtures.py"
-PACKAGE_DIR = Path(__file__).resolve().parent  # .../autograder/sandbox
-IMPORT_ROOT = PACKAGE_DIR.parent.parent  # the folder that holds autograder/
-HOST_ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts")
 READ_CHUNK = 1 << 20
 
 
@@ -91,7 +89,7 @@ class SandboxUnavailable(SandboxError, UsageError):
 
 
 @dataclass(frozen=True)
-class Limits:
+class WorkerLimits:
     """Resource limits of one worker (rlimits; output and /tmp caps)."""
 
     address_space_bytes: int = 8 * GIB  # torch needs about 4 GiB just to import
@@ -105,7 +103,7 @@ class Limits:
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
             if type(value) is not int or value <= 0:
-                raise ValueError(f"Limits.{name} must be a positive int, got {value!r}")
+                raise ValueError(f"WorkerLimits.{name} must be a positive int, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- levels
@@ -131,7 +129,8 @@ class Isolation:
         return f"{self.level.value} ({self.confinement})" + (f"; {why}" if why else "")
 
 
-LEVEL_NAMES = tuple(level.value for level in SandboxLevel)
+LEVEL_NAMES = tuple(level.value for level in SandboxLevel)  # strongest first
+SANDBOX_ENV = "AUTOGRADER_SANDBOX"  # the default of grade --sandbox (Gradescope's bundle sets it)
 
 
 def _confinement(level: SandboxLevel) -> str:
@@ -208,23 +207,10 @@ def _unavailable(level: SandboxLevel, problem: str) -> str:
             "root, or choose --sandbox process and accept weaker isolation.")
 
 
-def choose_level(requested: str) -> SandboxLevel:
-    """The level of :func:`choose_isolation` alone."""
-    return choose_isolation(requested).level
-
-
-def isolation_of(level: SandboxLevel) -> Isolation:
-    """The description of ``level`` as chosen on purpose (for callers that hold a level)."""
-    passed_over = [(stronger.value, level_problem(stronger) or f"--sandbox {level.value} "
-                    "was asked for") for stronger in SandboxLevel if _stronger(stronger,
-                                                                              level.value)]
-    return Isolation(level, _confinement(level), tuple(passed_over))
-
-
 @functools.cache
 def bwrap_problem() -> str | None:
     """Why the bwrap level cannot run here (probed once by running ``true`` inside), or None."""
-    needed = [BWRAP, PRLIMIT] + ([SETPRIV] if os.geteuid() == 0 else [])
+    needed = [BWRAP, uid_level.PRLIMIT] + ([uid_level.SETPRIV] if os.geteuid() == 0 else [])
     missing = [tool for tool in needed if not os.access(tool, os.X_OK)]
     if missing:
         return f"missing {', '.join(missing)}"
@@ -232,7 +218,8 @@ def bwrap_problem() -> str | None:
         with _probe_uid() as uid:
             argv = [*_bwrap_system_args(), "--perms", "1777", "--size", str(MIB), "--tmpfs",
                     "/tmp", "--proc", "/proc", "--dev", "/dev", *_NAMESPACE_ARGS, "--clearenv",
-                    *_drop_privileges(uid), PRLIMIT, "--nproc=64", "--", "/usr/bin/true"]
+                    *uid_level.drop_privileges(uid, killed_with_parent=False),
+                    uid_level.PRLIMIT, "--nproc=64", "--", "/usr/bin/true"]
             done = subprocess.run(argv, capture_output=True, timeout=20,
                                   stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired, SandboxError) as exc:
@@ -268,8 +255,9 @@ def interpreter_problem() -> str | None:
     )
     try:
         with _probe_uid() as uid:
-            done = subprocess.run([*argv, *_drop_privileges(uid), *command],
-                                  capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+            dropped = uid_level.drop_privileges(uid, killed_with_parent=False)
+            done = subprocess.run([*argv, *dropped, *command], capture_output=True, timeout=60,
+                                  stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired, SandboxError) as exc:
         return f"the interpreter could not be started inside bubblewrap ({exc}). {what_to_do}"
     if done.returncode != 0:
@@ -323,7 +311,7 @@ def _package_args(packages: tuple[str, ...] | None, level: SandboxLevel) -> list
     return args
 
 
-def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limits: Limits,
+def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limits: WorkerLimits,
                 slot: int, extra_env: Mapping[str, str], worker_args: list[str],
                 private_dir: Path, fixtures: Path | None = None,
                 packages: tuple[str, ...] | None = None, gpu: bool = False,
@@ -350,7 +338,7 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
         (private_dir / "tmp").mkdir(exist_ok=True)
         trusted = [f"--probes={probes}"] if probes else []
         trusted += [f"--fixtures={fixtures}"] if fixtures else []
-        argv = [SETPRIV, "--pdeathsig", "KILL", "--", *_prlimit_args(limits, gpu),
+        argv = [uid_level.SETPRIV, "--pdeathsig", "KILL", "--", *_prlimit_args(limits, gpu),
                 *_python_args(sys.executable), *worker_args, *trusted]
         return LaunchPlan(argv, env, scratch, None)
     as_root = os.geteuid() == 0
@@ -363,7 +351,7 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
     argv += _interpreter_binds(argv)
     if packages is not None:
         argv += bwrap_args(package_view(packages))
-    argv += _bind_with_parents(PACKAGE_DIR, PACKAGE_DIR, argv)
+    argv += _bind_with_parents(uid_level.PACKAGE_DIR, uid_level.PACKAGE_DIR, argv)
     probes_arg: list[str] = []
     for source, inside, key in ((probes, SANDBOX_PROBES, "probes"),
                                 (fixtures, SANDBOX_FIXTURES, "fixtures")):
@@ -377,12 +365,13 @@ def plan_launch(level: SandboxLevel, *, scratch: Path, probes: Path | None, limi
     argv += [*_NAMESPACE_ARGS, "--clearenv"]
     for key, value in env.items():
         argv += ["--setenv", key, value]
-    argv += [*_drop_privileges(uid), *_prlimit_args(limits, gpu),
+    argv += [*uid_level.drop_privileges(uid, killed_with_parent=False),
+             *_prlimit_args(limits, gpu),
              *_python_args(str(_interpreter())), *worker_args, *probes_arg]
     return LaunchPlan(argv, None, None, uid)
 
 
-def _plan_uid(area: uid_level.UidHome, packages: tuple[str, ...] | None, limits: Limits,
+def _plan_uid(area: uid_level.UidHome, packages: tuple[str, ...] | None, limits: WorkerLimits,
               extra_env: Mapping[str, str], worker_args: list[str], probes: Path | None,
               fixtures: Path | None, gpu: bool) -> LaunchPlan:
     """The uid level: setpriv to the slot's uid, rlimits, and the Landlock rules (written
@@ -403,7 +392,7 @@ def _plan_uid(area: uid_level.UidHome, packages: tuple[str, ...] | None, limits:
 
 def _bwrap_system_args() -> list[str]:
     args = [BWRAP, "--ro-bind", "/usr", "/usr"]
-    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+    for name in uid_level.SYSTEM_DIRS:
         host = Path("/") / name
         if host.is_symlink():
             args += ["--symlink", os.readlink(host), str(host)]
@@ -415,7 +404,7 @@ def _bwrap_system_args() -> list[str]:
 def _bwrap_etc_args(private_dir: Path, uid: int | None) -> list[str]:
     """A minimal /etc: loader and font config from the host, our own passwd and group."""
     args = ["--perms", "0755", "--dir", "/etc"]
-    for name in HOST_ETC_FILES:
+    for name in uid_level.HOST_ETC_FILES:
         if os.path.exists(f"/etc/{name}"):
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     if uid is not None:
@@ -430,17 +419,6 @@ def _bwrap_etc_args(private_dir: Path, uid: int | None) -> list[str]:
         args += ["--ro-bind", str(etc / "passwd"), "/etc/passwd",
                  "--ro-bind", str(etc / "group"), "/etc/group"]
     return args
-
-
-def _interpreter_paths() -> list[Path]:
-    """Folders the interpreter needs: its real prefix and the venv (outside /usr), real paths."""
-    paths: list[Path] = []
-    for prefix in (sys.base_prefix, sys.prefix):
-        path = Path(prefix).resolve()
-        if path.is_relative_to("/usr") or path in paths:
-            continue
-        paths.append(path)
-    return paths
 
 
 @functools.cache
@@ -479,10 +457,10 @@ def _interpreter_binds(so_far: list[str]) -> list[str]:
     the way from the started interpreter to its real file that those binds do not show
     (a venv's ``bin/python`` pointing to a folder outside both, say)."""
     args: list[str] = []
-    roots = [Path("/usr"), *_interpreter_paths()]
-    roots += [Path("/") / name for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+    roots = [Path("/usr"), *uid_level.interpreter_roots()]
+    roots += [Path("/") / name for name in uid_level.SYSTEM_DIRS
               if not (Path("/") / name).is_symlink()]
-    for path in _interpreter_paths():
+    for path in uid_level.interpreter_roots():
         args += _bind_with_parents(path, path, [*so_far, *args])
     links, real = _link_chain(_interpreter())
     for link, target in links:
@@ -516,16 +494,9 @@ def _bind_with_parents(source: Path, dest: Path, so_far: list[str], *,
             str(dest)]
 
 
-def _drop_privileges(uid: int | None) -> list[str]:
-    if uid is None:
-        return []
-    return [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--nnp",
-            "--inh-caps=-all", "--bounding-set=-all", "--"]
-
-
-def _prlimit_args(limits: Limits, gpu: bool = False) -> list[str]:
+def _prlimit_args(limits: WorkerLimits, gpu: bool = False) -> list[str]:
     return [
-        PRLIMIT,
+        uid_level.PRLIMIT,
         "--as=unlimited" if gpu else f"--as={limits.address_space_bytes}",
         f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 5}",  # SIGXCPU, then SIGKILL
         f"--nproc={limits.max_processes}",
@@ -539,7 +510,7 @@ def _prlimit_args(limits: Limits, gpu: bool = False) -> list[str]:
 def _python_args(executable: str) -> list[str]:
     # -I: no user site, no PYTHON* variables, no script folder on sys.path; -B: no .pyc.
     bootstrap = (
-        f"import sys; sys.path.insert(0, {str(IMPORT_ROOT)!r}); "
+        f"import sys; sys.path.insert(0, {str(uid_level.IMPORT_ROOT)!r}); "
         "from autograder.sandbox.worker import main; sys.exit(main(sys.argv[1:]))"
     )
     return [executable, "-I", "-B", "-X", "utf8", "-X", "faulthandler", "-c", bootstrap]
@@ -579,7 +550,7 @@ def prepare_scratch(scratch: Path, uid: int | None) -> None:
             os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
 
 
-def start_worker(level: SandboxLevel, *, scratch: Path, probes: Path | None, limits: Limits,
+def start_worker(level: SandboxLevel, *, scratch: Path, probes: Path | None, limits: WorkerLimits,
                  slot: int, extra_env: Mapping[str, str], generation: int, marker: str,
                  max_bytes: int, fixtures: Path | None = None,
                  watch: frozenset[str] = frozenset(),
@@ -652,6 +623,6 @@ def _precompile_package() -> None:
     import compileall
 
     try:
-        compileall.compile_dir(str(PACKAGE_DIR), quiet=2, maxlevels=0)
+        compileall.compile_dir(str(uid_level.PACKAGE_DIR), quiet=2, maxlevels=0)
     except OSError:
         pass  # a read-only install: the worker compiles in memory, a little slower

@@ -27,6 +27,8 @@ import errno
 import functools
 import os
 
+from .procfs import status_number
+
 # What the filter refuses, and why (for the docs and the tests). Each name is a system call
 # of the native architecture; libseccomp skips names the architecture lacks.
 DENIED: dict[str, str] = {
@@ -130,14 +132,7 @@ def problem() -> str | None:
 
 def filter_mode_of(pid: int) -> int | None:
     """The ``Seccomp:`` mode of process ``pid`` (0 none, 1 strict, 2 filter), None if unknown."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith("Seccomp:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    return status_number(pid, "Seccomp")
 
 
 # ----------------------------------------------------------------------------- worker side

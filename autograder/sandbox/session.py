@@ -25,7 +25,7 @@ from typing import Any
 from ..core.catalogue import _
 from . import launcher, seccomp
 from . import uid as uid_level
-from .launcher import Limits
+from .launcher import WorkerLimits
 from .messages import (
     REPLIES,
     Call,
@@ -119,7 +119,7 @@ class WorkerSpec:
     scratch_dir: Path  # prepared by the caller (submission files copied in)
     probes_file: Path | None
     level: SandboxLevel
-    limits: Limits = field(default_factory=Limits)
+    limits: WorkerLimits = field(default_factory=WorkerLimits)
     slot: int = 0
     fixtures_file: Path | None = None
     watch: frozenset[str] = frozenset()  # recorders the worker installs: "numpy", "torch"

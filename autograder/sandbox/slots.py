@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from .procfs import status_number
 from .wire import SandboxError
 
 UID_BASE = 61000  # the worker of slot n runs as uid/gid UID_BASE + n
@@ -137,7 +138,7 @@ def lock_dir() -> Path:
     for root in (*LOCK_ROOTS, Path(tempfile.gettempdir())):
         if root.is_dir() and os.access(root, os.W_OK | os.X_OK):
             break
-    return _own_folder(root / f"autograder-sandbox-slots-{os.geteuid()}")
+    return own_folder(root / f"autograder-sandbox-slots-{os.geteuid()}", 0o700)
 
 
 def lock_dirs() -> list[Path]:
@@ -147,15 +148,19 @@ def lock_dirs() -> list[Path]:
     folders = [lock_dir()]
     legacy = LEGACY_LOCK_ROOT / f"autograder-sandbox-slots-{os.geteuid()}"
     if LEGACY_LOCK_ROOT.is_dir() and legacy != folders[0]:
-        folders.append(_own_folder(legacy))
+        folders.append(own_folder(legacy, 0o700))
     return folders
 
 
-def _own_folder(directory: Path) -> Path:
-    directory.mkdir(mode=0o700, exist_ok=True)
+def own_folder(directory: Path, mode: int) -> Path:
+    """``directory``, made if missing and checked to be a real folder of ours that grants
+    others nothing beyond ``mode``, then given ``mode`` (mkdir's is cut by the umask)."""
+    directory.mkdir(mode=mode, exist_ok=True)
     st = os.lstat(directory)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
-        raise SandboxError(f"{directory} must be a folder owned by us with mode 0700")
+    if (not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid()
+            or st.st_mode & 0o077 & ~mode):
+        raise SandboxError(f"{directory} must be a folder owned by us with mode {mode:04o}")
+    os.chmod(directory, mode)
     return directory
 
 
@@ -200,7 +205,7 @@ def tasks_of_uid(uid: int) -> list[int]:
     gone do not count, a zombie leader whose other threads still run does."""
     found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and _real_uid(entry) == uid and _has_live_task(entry):
+        if entry.isdigit() and status_number(entry, "Uid") == uid and _has_live_task(entry):
             found.append(int(entry))
     return found
 
@@ -208,17 +213,6 @@ def tasks_of_uid(uid: int) -> list[int]:
 def still_runs(pid: int) -> bool:
     """Whether process ``pid`` has a task that is not a zombie."""
     return _has_live_task(str(pid))
-
-
-def _real_uid(pid: str) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith("Uid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def _has_live_task(pid: str) -> bool:

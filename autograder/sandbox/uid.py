@@ -42,15 +42,21 @@ from .wire import SandboxError
 SETPRIV, PRLIMIT = "/usr/bin/setpriv", "/usr/bin/prlimit"
 HOMES_ROOT = Path("/tmp")  # machine-wide, like the slot locks
 PACKAGE_DIR = Path(__file__).resolve().parent  # .../autograder/sandbox
-IMPORT_ROOT = PACKAGE_DIR.parent.parent
+IMPORT_ROOT = PACKAGE_DIR.parent.parent  # the folder that holds autograder/
 HOST_ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts")
+SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")  # beside /usr (or links into it)
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 
 
-def drop_privileges(uid: int) -> list[str]:
-    """setpriv arguments that run what follows as ``uid`` with no capabilities, for good."""
+def drop_privileges(uid: int | None, *, killed_with_parent: bool = True) -> list[str]:
+    """setpriv arguments that run what follows as ``uid`` with no capabilities, for good
+    (None: as we are, no arguments). ``killed_with_parent``: SIGKILL when its parent dies
+    (inside bubblewrap, ``--die-with-parent`` does that instead)."""
+    if uid is None:
+        return []
     return [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--nnp",
-            "--inh-caps=-all", "--bounding-set=-all", "--pdeathsig=KILL", "--"]
+            "--inh-caps=-all", "--bounding-set=-all",
+            *(["--pdeathsig=KILL"] if killed_with_parent else []), "--"]
 
 
 # ----------------------------------------------------------------------------- homes
@@ -59,13 +65,7 @@ def drop_privileges(uid: int) -> list[str]:
 def _homes_dir() -> Path:
     """The root-owned 0711 folder that holds every worker's private area."""
     root = HOMES_ROOT if HOMES_ROOT.is_dir() else Path(tempfile.gettempdir())
-    directory = root / f"autograder-sandbox-homes-{os.geteuid()}"
-    directory.mkdir(mode=0o711, exist_ok=True)
-    st = os.lstat(directory)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o066:
-        raise SandboxError(f"{directory} must be a folder owned by us with mode 0711")
-    os.chmod(directory, 0o711)  # mkdir's mode is cut by the umask
-    return directory
+    return slots.own_folder(root / f"autograder-sandbox-homes-{os.geteuid()}", 0o711)
 
 
 _LIVE_AREAS: set[Path] = set()  # created and not yet removed, for remove_live_areas
@@ -211,7 +211,7 @@ def worker_rules(area: UidHome, view: PackageView | None, gpu: bool) -> Rules:
     hidden = sites if view is not None else []
     read: list[str] = []
     listing: list[str] = []
-    for root in (*_system_roots(), *_interpreter_roots()):
+    for root in (*_system_roots(), *interpreter_roots()):
         more_read, more_listing = _allow_except(root, hidden)
         read += more_read
         listing += more_listing
@@ -249,13 +249,14 @@ def _proc_entries() -> list[str]:
 
 def _system_roots() -> list[Path]:
     """/usr and the top-level library and program folders that are not links into it."""
-    names = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+    names = ("usr", *SYSTEM_DIRS)
     return [Path("/") / name for name in names
             if (Path("/") / name).is_dir() and not (Path("/") / name).is_symlink()]
 
 
-def _interpreter_roots() -> list[Path]:
-    """The interpreter's real prefix and the venv, real paths, outside /usr."""
+def interpreter_roots() -> list[Path]:
+    """Folders the interpreter needs: its real prefix and the venv (outside /usr), real
+    paths."""
     roots: list[Path] = []
     for prefix in (sys.base_prefix, sys.prefix):
         path = Path(prefix).resolve()
@@ -359,7 +360,7 @@ def _probe_landlock() -> tuple[int, str]:
         secret.write_text("outside the ruleset\n")
         os.chmod(secret, 0o644)
         rules = Path(folder) / "rules.json"
-        Rules(read=tuple(r for r in (*map(str, _interpreter_roots()), "/usr")),
+        Rules(read=tuple(r for r in (*map(str, interpreter_roots()), "/usr")),
               list_only=(), write=(), devices=("/dev/null",)).dump(rules)
         os.chmod(rules, 0o644)
         code = ("import sys; sys.path.insert(0, sys.argv[1]); "

@@ -316,6 +316,8 @@ def test_details_written_today_read_back_the_same():
     assert RunDetails.from_dict(today) == details
     assert RunDetails.from_dict(today).as_dict() == today
     assert RunDetails().as_dict() == {}
+    died = RunDetails(isolation=IsolationRecord("process", "limits"), grader_died=True)
+    assert list(died.as_dict()) == ["isolation", "grader_died"]  # as the batch wrote it
 
 
 def test_axes_that_count_submissions_have_integer_ticks(tmp_path, monkeypatch):

@@ -94,10 +94,10 @@ def _demo_dataset(assignment: Assignment) -> str | None:
 
 
 def _data_line(name: str, data: EvaluationData) -> str:
-    official = data.official.describe()
-    return (f"[data] {name}: models graded on {data.dataset}: {official['name']} "
-            f"({official['kind']}, {official['images']} test images, sha256 "
-            f"{official['digest']}...)")
+    official = data.official.record()
+    return (f"[data] {name}: models graded on {data.dataset}: {official.name} "
+            f"({official.kind}, {official.images} test images, sha256 "
+            f"{official.digest}...)")
 
 
 def gradebook_table(summary: BatchSummary) -> Table:

@@ -125,6 +125,26 @@ def test_a_killed_run_resumes_losing_nothing_and_regrading_nothing(class_folder,
     assert (out / "gradebook.csv").read_text() == (fresh / "gradebook.csv").read_text()
 
 
+def test_records_of_an_older_grader_resume_as_they_are(class_folder, fresh, tmp_path):
+    """Records whose details an older grader wrote (the isolation as the level's name, no
+    package list) are still read: a resumed batch reuses every one."""
+    out = tmp_path / "out"
+    subprocess.run(["cp", "-a", str(fresh), str(out)], check=True)
+    for path in out.glob(f"submissions/*/{RECORD}"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        details = record["result"]["details"]
+        details["isolation"] = details["isolation"]["level"]
+        del details["packages"]
+        path.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+
+    again = _run([str(class_folder), "--out", str(out), "--jobs", "2"], tmp_path / "tmp")
+
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "8 reused" in again.stdout and "graded 8," in again.stdout
+    assert (out / "gradebook.csv").read_text() == (fresh / "gradebook.csv").read_text()
+    assert "Not finished" not in (out / "report.html").read_text(encoding="utf-8")
+
+
 def test_a_changed_upload_is_regraded_and_regrade_grades_all(class_folder, fresh, tmp_path):
     folder = tmp_path / "submissions"
     shutil.copytree(class_folder, folder)

@@ -21,7 +21,7 @@ from autograder.demo import wrong_grades
 def _result(sub: str, scores: dict[str, tuple[float, float]]) -> SubmissionResult:
     questions = tuple(QuestionResult(name, top, got, (), ()) for name, (got, top) in
                       scores.items())
-    return SubmissionResult(sub, SubmissionStatus.GRADED, "", questions, {})
+    return SubmissionResult(sub, SubmissionStatus.GRADED, "", questions)
 
 
 def _summary(name: str, results: list[SubmissionResult]) -> BatchSummary:

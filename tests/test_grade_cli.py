@@ -467,4 +467,4 @@ def test_the_student_reads_one_plain_sentence_about_isolation_never_the_machines
     for text in student_reads:
         for leak in ("Traceback", "/root", "/usr/bin", "chmod", "3.11.2", "grader-homes"):
             assert leak not in text, (leak, text[:2000])
-    assert result.details["isolation"]["stronger_levels_not_used"] == machine  # the instructor's
+    assert result.details.isolation.stronger_levels_not_used == machine  # the instructor's

@@ -208,7 +208,7 @@ def test_a_missing_name_costs_only_the_cases_that_use_it():
 def _flagged_result() -> SubmissionResult:
     flag = ReviewFlag("conv2d", "computed_attribute", "имя вычисляется", 5, 3, "getattr(np, n)")
     question = QuestionResult("conv2d", 3.0, 3.0, (), (), (flag,))
-    return SubmissionResult("alice", SubmissionStatus.GRADED, "", (question,), {})
+    return SubmissionResult("alice", SubmissionStatus.GRADED, "", (question,))
 
 
 def test_review_flags_reach_the_gradebook_results_and_feedback():

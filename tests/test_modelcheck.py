@@ -25,8 +25,9 @@ from local_run import built
 from torch import nn
 
 from autograder.core.assignments import PROJECT_ROOT, AccuracyQuestion, Evaluation, load_assignment
+from autograder.core.results import ModelFinding, ModelMeasurement
 from autograder.grading import datasets
-from autograder.grading.evaluation import Measured, accuracy_result, decision_text
+from autograder.grading.evaluation import accuracy_result, decision_text
 from autograder.grading.modelcheck import (
     REASONS_TEXT,
     check_weights,
@@ -276,25 +277,27 @@ def _data():
 
 
 @pytest.mark.parametrize(("measured", "says"), [
-    (Measured(1.0, None), "решит преподаватель"),
-    (Measured(1.0, 0.1), "закрытый набор подтверждает запоминание"),
-    (Measured(0.8, 0.78), "запоминания открытых картинок он не показал"),
-    (Measured(1.0, None, retrained_accuracy=None, retrain_note="переобучение не удалось: x"),
+    (ModelMeasurement(1.0, None), "решит преподаватель"),
+    (ModelMeasurement(1.0, 0.1), "закрытый набор подтверждает запоминание"),
+    (ModelMeasurement(0.8, 0.78), "запоминания открытых картинок он не показал"),
+    (ModelMeasurement(1.0, None, retrained_accuracy=None,
+                      retrain_note="переобучение не удалось: x"),
      "переобучить модель вашим кодом не удалось"),
-    (Measured(1.0, None, retrained_accuracy=0.3, retrain_note="..."), "переобучение подтверждает"),
+    (ModelMeasurement(1.0, None, retrained_accuracy=0.3, retrain_note="..."),
+     "переобучение подтверждает"),
 ])
 def test_what_decides_is_said(measured, says):
     assert says in decision_text(measured, Evaluation(), 0.25)
 
 
 def test_structural_findings_flag_and_never_change_the_score():
-    finding = {"kind": "weights_integer", "seen": "`packed`: int64 (10,), 80 байт"}
-    plain = accuracy_result(ENTRY, Measured(1.0, None), _data(), SETTINGS, False)
-    flagged = accuracy_result(ENTRY, Measured(1.0, None, findings=(finding,)), _data(),
+    finding = ModelFinding("weights_integer", "`packed`: int64 (10,), 80 байт")
+    plain = accuracy_result(ENTRY, ModelMeasurement(1.0, None), _data(), SETTINGS, False)
+    flagged = accuracy_result(ENTRY, ModelMeasurement(1.0, None, findings=(finding,)), _data(),
                               SETTINGS, False)
     assert flagged.score == plain.score == 3
     assert [f.kind for f in flagged.review] == ["weights_integer"]
     assert "решит преподаватель" in flagged.review[0].reason
-    assert flagged.review[0].seen == finding["seen"]
+    assert flagged.review[0].seen == finding.seen
     case = next(c for c in flagged.cases if c.name == "weights_file")
     assert case.score == case.max_score == 0 and "weights_integer" in case.message

@@ -25,14 +25,20 @@ from autograder.core.assignments import PROJECT_ROOT, load_assignment
 from autograder.core.errors import Outcome
 from autograder.core.results import (
     CaseResult,
+    CellRecord,
+    EvaluationRecord,
+    ImageSetRecord,
+    IsolationRecord,
+    ModelMeasurement,
     QuestionResult,
     ReviewFlag,
+    RunDetails,
     SubmissionResult,
     SubmissionStatus,
 )
 from autograder.grading.pipeline import failed_result
 from autograder.outputs import similarity
-from autograder.outputs.records import record_text
+from autograder.outputs.records import finished_result, record_text, result_to_data
 from autograder.outputs.report import ReportError, load_results, write_report
 from autograder.outputs.writers import feedback_html, feedback_markdown
 
@@ -210,7 +216,7 @@ def test_the_report_renders_in_headless_chromium_with_its_plots_and_links(batch,
 # ----------------------------------------------------------------------------- small reports
 
 
-def _graded(sub_id: str, score: float, details: dict | None = None,
+def _graded(sub_id: str, score: float, details: RunDetails | None = None,
             flags: tuple[ReviewFlag, ...] = ()) -> SubmissionResult:
     cases = (CaseResult("q1", "test_public", False, 1.0, min(score, 1.0),
                         Outcome.PASSED if score >= 1 else Outcome.FAILED, "ожидалось 1"),
@@ -218,7 +224,15 @@ def _graded(sub_id: str, score: float, details: dict | None = None,
                         Outcome.PASSED if score >= 2 else Outcome.FAILED, "подсказка"))
     question = QuestionResult("q1", 2.0, score, cases, review=flags)
     return SubmissionResult(sub_id, SubmissionStatus.GRADED, "", (question,),
-                            details or {"seconds": 1.5, "isolation": "bwrap"})
+                            details or RunDetails(isolation=IsolationRecord("bwrap"),
+                                                  seconds=1.5))
+
+
+def _evaluation(dataset: str, official: ImageSetRecord | None = None,
+                **models: ModelMeasurement) -> EvaluationRecord:
+    """An evaluation record of ``models`` (an official set named after the dataset unless
+    given)."""
+    return EvaluationRecord(dataset, official or ImageSetRecord(dataset, 100), models=models)
 
 
 def _store(out: Path, *results: SubmissionResult) -> None:
@@ -244,11 +258,9 @@ def test_a_report_of_an_empty_folder_and_of_no_graded_submission(tmp_path):
 
 
 def test_a_report_of_one_submission_with_a_flag_and_model_accuracies(tmp_path):
-    details = {"seconds": 12.5, "isolation": "bwrap", "evaluation": {
-        "dataset": "cifar10", "models": {"convnet_accuracy": {"accuracy": 0.93,
-                                                              "secret_accuracy": 0.5}},
-        "official": {"name": "cifar10-jpeg (test)", "kind": "imagefolder", "images": 10000,
-                     "digest": "e016f210c3d329e3"}}}
+    official = ImageSetRecord("cifar10-jpeg (test)", 10000, "imagefolder", "e016f210c3d329e3")
+    details = RunDetails(isolation=IsolationRecord("bwrap"), seconds=12.5, evaluation=_evaluation(
+        "cifar10", official, convnet_accuracy=ModelMeasurement(0.93, 0.5)))
     flag = ReviewFlag("q1", "secret_set_gap", "точность <ниже>", seen="93% против 50%")
     _store(tmp_path, _graded("solo", 2.0, details, (flag,)))
     text = write_report(tmp_path).read_text(encoding="utf-8")
@@ -261,6 +273,53 @@ def test_a_report_of_one_submission_with_a_flag_and_model_accuracies(tmp_path):
     assert load_results(tmp_path).results[0].submission_id == "solo"
 
 
+# A record as the grader of December 2 (the first with records) wrote it: the isolation as
+# the level's name, image sets without kind or digest, no training set, fewer model fields.
+OLD_DETAILS = {
+    "seed": 7, "isolation": "process", "packages": ["numpy", "torch"], "tests": "all",
+    "worker_restarts": 0, "cells": [{"index": 0, "status": "ok", "seconds": 0.5},
+                                    {"index": 1, "status": "error", "seconds": 0.1}],
+    "seconds": 31.5, "warnings": [], "sha256": "ab" * 32,
+    "evaluation": {"dataset": "synthetic", "official": {"name": "synthetic", "images": 2000},
+                   "secret": {"name": "synthetic (secret)", "images": 1000}, "device": "cpu",
+                   "models": {"convnet_accuracy": {"accuracy": 0.8, "secret_accuracy": 0.75,
+                                                   "error": "", "retrained_accuracy": None,
+                                                   "retrain_note": ""}}},
+}
+
+
+def test_a_record_of_an_older_grader_is_read_into_typed_details(tmp_path):
+    result = _graded("old", 2.0)
+    record = {"key": "old key", "result": {**result_to_data(result), "details": OLD_DETAILS}}
+    folder = tmp_path / "submissions" / "old"
+    folder.mkdir(parents=True)
+    (folder / "record.json").write_text(json.dumps(record), encoding="utf-8")
+
+    found = finished_result(tmp_path, "old", "old key")  # as a resumed batch reads it
+    assert found is not None and found.details.isolation == IsolationRecord("process")
+    assert found.details.cells[1] == CellRecord(1, "error", 0.1)
+    evaluation = found.details.evaluation
+    assert evaluation.official == ImageSetRecord("synthetic", 2000) and evaluation.train is None
+    measured = evaluation.models["convnet_accuracy"]
+    assert (measured.accuracy, measured.train_accuracy, measured.findings) == (0.8, None, ())
+    assert "Проверка: отдельный процесс с лимитами" in feedback_markdown(found)
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "test set: synthetic (unknown kind, 2000 images, sha256 ?...)" in text
+    assert "convnet_accuracy: median 80.0%" in text and "31.5 s" in text
+
+
+def test_details_written_today_read_back_the_same():
+    details = RunDetails.from_dict(OLD_DETAILS)
+    today = details.as_dict()
+    assert today["isolation"] == {"level": "process", "confinement": "",
+                                  "stronger_levels_not_used": {}}
+    assert RunDetails.from_dict(today) == details
+    assert RunDetails.from_dict(today).as_dict() == today
+    assert RunDetails().as_dict() == {}
+    died = RunDetails(isolation=IsolationRecord("process", "limits"), grader_died=True)
+    assert list(died.as_dict()) == ["isolation", "grader_died"]  # as the batch wrote it
+
+
 def test_axes_that_count_submissions_have_integer_ticks(tmp_path, monkeypatch):
     """Three submissions: the histograms' counts axis reads 0, 1, 2, ..., never 0.5."""
     from matplotlib.figure import Figure
@@ -269,7 +328,8 @@ def test_axes_that_count_submissions_have_integer_ticks(tmp_path, monkeypatch):
     savefig = Figure.savefig
     monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (drawn.append(self),
                                                                   savefig(self, *a, **k))[1])
-    details = {"evaluation": {"models": {"convnet_accuracy": {"accuracy": 0.61}}}}
+    details = RunDetails(evaluation=_evaluation(
+        "synthetic", convnet_accuracy=ModelMeasurement(0.61, None)))
     for name, score in (("a", 1.0), ("b", 2.0), ("c", 2.0)):
         _store(tmp_path, _graded(name, score, details))
     write_report(tmp_path)
@@ -305,8 +365,8 @@ def test_feedback_html_escapes_everything_from_the_submission():
                       "__import__('<b>')")
     result = SubmissionResult("<i>id</i>", SubmissionStatus.GRADED, "",
                               (QuestionResult("q", 1.0, 0.0, (case,), review=(flag,)),),
-                              {"isolation": "process", "cells": [{"index": 2, "status": "timeout",
-                                                                  "seconds": 30.0}]})
+                              RunDetails(isolation=IsolationRecord("process"),
+                                         cells=(CellRecord(2, "timeout", 30.0),)))
     page = feedback_html(result, ("ячейка 3 завершилась с ошибкой <svg onload=alert(1)>",))
     assert "<script>" not in page and "<img" not in page and "<svg" not in page
     assert "<i>id</i>" not in page and "&lt;i&gt;id&lt;/i&gt;" in page
@@ -323,8 +383,8 @@ def test_feedback_html_has_every_question_score_and_hidden_cases_as_pass_fail():
     ))
     q2 = QuestionResult("max_pool2d", 2.0, 2.0, (
         CaseResult("max_pool2d", "test_pool", False, 2.0, 2.0, Outcome.PASSED),))
-    details = {"isolation": "bwrap", "tests": "all",
-               "evaluation": {"dataset": "synthetic", "models": {}}}
+    details = RunDetails(isolation=IsolationRecord("bwrap"), tests="all",
+                         evaluation=_evaluation("synthetic"))
     result = SubmissionResult("s1", SubmissionStatus.GRADED, "", (q1, q2), details)
     page = feedback_html(result)
     assert "Итог: 3.5 из 5" in page

@@ -22,7 +22,7 @@ from ..core.assignments import Assignment, question_order
 from ..core.atomic import atomic_write
 from ..core.catalogue import _
 from ..core.errors import UsageError
-from ..core.results import SubmissionResult, SubmissionStatus
+from ..core.results import RunDetails, SubmissionResult, SubmissionStatus
 from ..grading.pipeline import GradedSubmission, GradeOptions, failed_result
 from ..grading.testfiles import QuestionTests
 from ..outputs import layout, records, similarity, writers
@@ -196,7 +196,7 @@ def _killed_the_grader(sub_id: str, tests: Sequence[QuestionTests],
         "submission's code runs as the grader and can end it, with os.kill(os.getppid(), ...) "
         "for example); it was not graded again (`--regrade` grades it again)"
     )
-    details = {"isolation": options.isolation.as_dict(), "grader_died": True}
+    details = RunDetails(isolation=options.isolation.record(), grader_died=True)
     return failed_result(sub_id, tests, message, details)
 
 

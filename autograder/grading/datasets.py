@@ -22,6 +22,7 @@ import numpy as np
 
 from ..core.assignments import PROJECT_ROOT
 from ..core.errors import UsageError
+from ..core.results import ImageSetRecord
 
 DEFAULT_ROOT = PROJECT_ROOT / "data"
 CIFAR10, SYNTHETIC = "cifar10", "synthetic"
@@ -60,10 +61,13 @@ class ImageSet:
     kind: str = ""  # cifar10-python, npy, imagefolder, synthetic, installed (see imagesets)
     digest: str = ""  # sha256 of the content it was read from
 
-    def describe(self) -> dict:
+    def record(self) -> ImageSetRecord:
         """For results.json and the report: name, kind, size, digest."""
-        return {"name": self.name, "kind": self.kind, "images": int(len(self.labels)),
-                "digest": self.digest[:16]}
+        return ImageSetRecord(self.name, int(len(self.labels)), self.kind, self.digest[:16])
+
+    def describe(self) -> dict:
+        """:meth:`record` as plain data."""
+        return self.record().as_dict()
 
 
 def dataset_dir(root: Path, name: str) -> Path:

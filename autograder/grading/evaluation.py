@@ -27,11 +27,18 @@ import numpy as np
 from ..core.assignments import AccuracyQuestion, ComparisonQuestion, Evaluation, Retrain
 from ..core.catalogue import _
 from ..core.errors import Outcome, SubmissionFailure
-from ..core.results import CaseResult, QuestionResult, ReviewFlag
+from ..core.results import (
+    CaseResult,
+    EvaluationRecord,
+    ModelFinding,
+    ModelMeasurement,
+    QuestionResult,
+    ReviewFlag,
+)
 from . import imagesets
 from .datasets import DatasetError, ImageSet
 from .judging import STRUCTURE_CHECK_NAME
-from .modelcheck import REASONS_TEXT, Finding, check_weights, layers_from_report
+from .modelcheck import REASONS_TEXT, check_weights, layers_from_report
 from .remote import RemoteCaller, RemoteName, RemoteObject
 from .weightsfile import UnreadableWeights, WeightsFile, read_weights
 
@@ -50,8 +57,18 @@ class EvaluationData:
     std: tuple[float, ...]
     train: ImageSet | None = None  # the training split: the memorisation check, --retrain
 
+    def record(self, device: str, models: Mapping[str, ModelMeasurement]) -> EvaluationRecord:
+        """For results.json: which data (name, kind, size, digest of each set), where the
+        models ran and what each measured."""
+        return EvaluationRecord(
+            self.dataset, self.official.record(),
+            None if self.secret is None else self.secret.record(),
+            None if self.train is None else self.train.record(),
+            device, dict(models),
+        )
+
     def describe(self) -> dict:
-        """For results.json: which data (name, kind, size, digest of each set)."""
+        """Which data (name, kind, size, digest of each set), as plain data."""
         return {
             "dataset": self.dataset,
             "official": self.official.describe(),
@@ -61,18 +78,25 @@ class EvaluationData:
 
 
 @dataclass(frozen=True)
-class Measured:
-    """One model's accuracies, or why it could not be measured (student-facing)."""
+class ModelGrading:
+    """What describes the saved models of an assignment to grade: its accuracy and
+    comparison questions, the data and settings they are measured with, and the retraining
+    budget (None: no retraining)."""
 
-    accuracy: float | None
-    secret_accuracy: float | None
-    error: str = ""
-    retrained_accuracy: float | None = None  # --retrain: the same class, trained here
-    retrain_note: str = ""  # how the retraining went (epochs, seconds) or why it failed
-    train_accuracy: float | None = None  # on a secret sample of the training images
-    # what the weights file holds that a plain model of its layers would not (modelcheck):
-    # {"kind": ..., "seen": ...} each, plain data for results.json
-    findings: tuple[dict, ...] = ()
+    accuracy: Sequence[AccuracyQuestion]
+    comparison: Sequence[ComparisonQuestion]
+    data: EvaluationData
+    settings: Evaluation
+    budget: Retrain | None = None
+
+
+@dataclass(frozen=True)
+class GradedModels:
+    """The accuracy and comparison questions of one submission, scored, and what each model
+    measured (by accuracy question)."""
+
+    questions: tuple[QuestionResult, ...]
+    measured: Mapping[str, ModelMeasurement]
 
 
 SAFE_TORCH = (2, 10)  # torch.load(weights_only=True) escapes: CVE-2025-32434, CVE-2026-24747
@@ -179,7 +203,7 @@ def _weights_bytes(files_dir: Path | None, entry: AccuracyQuestion, settings: Ev
 
 def measure(caller: RemoteCaller, entry: AccuracyQuestion, files_dir: Path | None,
             data: EvaluationData, settings: Evaluation, seed: int, device: str,
-            budget: Retrain | None = None, threads: int = 1) -> Measured:
+            budget: Retrain | None = None, threads: int = 1) -> ModelMeasurement:
     """Load one submitted model in the worker and measure it on the official and secret sets
     (and, with a ``budget``, retrain the class with the student's code and measure that)."""
     try:
@@ -195,7 +219,7 @@ def measure(caller: RemoteCaller, entry: AccuracyQuestion, files_dir: Path | Non
         if not isinstance(model, RemoteObject):
             raise SubmissionFailure(_("the model could not be built"))
         layers = layers_from_report(loaded.get("layers"))
-        findings = tuple(vars(f) for f in check_weights(
+        findings = tuple(check_weights(
             structure, layers, settings.max_parameters, entry.reference_numbers,
             settings.reference_ratio))
         rng = np.random.default_rng([seed, 17])
@@ -207,12 +231,12 @@ def measure(caller: RemoteCaller, entry: AccuracyQuestion, files_dir: Path | Non
         on_train = None if sample is None else _accuracy(caller, model, sample, data,
                                                          settings, rng, device)
     except SubmissionFailure as exc:
-        return Measured(None, None, exc.message)
+        return ModelMeasurement(None, None, exc.message)
     if budget is None:
-        return Measured(accuracy, secret, train_accuracy=on_train, findings=findings)
+        return ModelMeasurement(accuracy, secret, train_accuracy=on_train, findings=findings)
     again, note = retrained(caller, entry, data, settings, budget, seed, device, threads)
-    return Measured(accuracy, secret, retrained_accuracy=again, retrain_note=note,
-                    train_accuracy=on_train, findings=findings)
+    return ModelMeasurement(accuracy, secret, retrained_accuracy=again, retrain_note=note,
+                            train_accuracy=on_train, findings=findings)
 
 
 def read_structure(weights: bytes) -> WeightsFile | str:
@@ -316,7 +340,7 @@ def _structure_failed(tested: Mapping[str, QuestionResult], model: str) -> bool:
     )
 
 
-def decision_text(measured: Measured, settings: Evaluation, retrain_gap: float,
+def decision_text(measured: ModelMeasurement, settings: Evaluation, retrain_gap: float,
                 with_retrain: bool = True) -> str:
     """What decides whether a model whose files look like a table memorised public images:
     the secret set (images no public table holds, where the instructor has them), the
@@ -345,12 +369,12 @@ def decision_text(measured: Measured, settings: Evaluation, retrain_gap: float,
     return _("what decides: {evidence}").format(evidence="; ".join(parts))
 
 
-def _structure_flags(entry: AccuracyQuestion, measured: Measured, settings: Evaluation,
-                     retrain_gap: float, side: Finding | None
+def _structure_flags(entry: AccuracyQuestion, measured: ModelMeasurement, settings: Evaluation,
+                     retrain_gap: float, side: ModelFinding | None
                      ) -> tuple[list[ReviewFlag], CaseResult | None]:
     """A review flag per kind of finding in the weights file (and for data brought beside
     it), each saying what decides; a case listing them. None of it changes the score."""
-    found = [(f["kind"], f["seen"]) for f in measured.findings]
+    found = [(f.kind, f.seen) for f in measured.findings]
     flags = [ReviewFlag(entry.question, kind, f"{_(REASONS_TEXT[kind])}; "
                         f"{decision_text(measured, settings, retrain_gap)}", seen=seen[:800])
              for kind, seen in found]
@@ -370,9 +394,9 @@ def _structure_flags(entry: AccuracyQuestion, measured: Measured, settings: Eval
     return flags, case
 
 
-def accuracy_result(entry: AccuracyQuestion, measured: Measured, data: EvaluationData,
+def accuracy_result(entry: AccuracyQuestion, measured: ModelMeasurement, data: EvaluationData,
                     settings: Evaluation, structure_failed: bool,
-                    retrain_gap: float = 1.0, side: Finding | None = None) -> QuestionResult:
+                    retrain_gap: float = 1.0, side: ModelFinding | None = None) -> QuestionResult:
     """Score one accuracy question from what the harness measured (``side``: data the
     submission brings beside its weights files, flagged on this question)."""
     full, zero = entry.full_at[data.dataset], entry.zero_at[data.dataset]
@@ -461,13 +485,13 @@ def _train_case(entry: AccuracyQuestion, test: float, train: float,
                           count=settings.train_sample, accuracy=train))
 
 
-def _retrain_case(entry: AccuracyQuestion, measured: Measured) -> CaseResult:
+def _retrain_case(entry: AccuracyQuestion, measured: ModelMeasurement) -> CaseResult:
     outcome = Outcome.PASSED if measured.retrained_accuracy is not None else Outcome.ERROR
     return CaseResult(entry.question, RETRAIN_CASE, False, 0.0, 0.0, outcome,
                       measured.retrain_note)
 
 
-def comparison_result(entry: ComparisonQuestion, accuracies: Mapping[str, Measured],
+def comparison_result(entry: ComparisonQuestion, accuracies: Mapping[str, ModelMeasurement],
                       scored: Mapping[str, QuestionResult], dataset: str) -> QuestionResult:
     """The better model must beat the worse one by the margin, both measured and sound."""
     better, worse = accuracies.get(entry.better), accuracies.get(entry.worse)
@@ -493,26 +517,27 @@ def comparison_result(entry: ComparisonQuestion, accuracies: Mapping[str, Measur
     return QuestionResult(entry.question, entry.points, score, (case,))
 
 
-def grade_models(caller: RemoteCaller, accuracy: Sequence[AccuracyQuestion],
-                 comparison: Sequence[ComparisonQuestion], tested: Mapping[str, QuestionResult],
-                 files_dir: Path | None, data: EvaluationData, settings: Evaluation, seed: int,
-                 device: str, budget: Retrain | None = None, threads: int = 1,
-                 side: Finding | None = None
-                 ) -> tuple[list[QuestionResult], dict[str, Measured]]:
-    """Every accuracy and comparison question of one submission, in config order (``side``:
-    what :func:`.modelcheck.side_data` found beside the weights, flagged on the first)."""
+def grade_models(caller: RemoteCaller, models: ModelGrading, *,
+                 tested: Mapping[str, QuestionResult], files_dir: Path | None, seed: int,
+                 device: str, threads: int = 1, side: ModelFinding | None = None
+                 ) -> GradedModels:
+    """Every accuracy and comparison question of one submission, in config order (``tested``:
+    the test-graded questions, whose structure checks void a model; ``side``: what
+    :func:`.modelcheck.side_data` found beside the weights, flagged on the first)."""
+    data, settings, budget = models.data, models.settings, models.budget
     measured = {
         entry.question: measure(caller, entry, files_dir, data, settings, seed, device, budget,
                                 threads)
-        for entry in accuracy
+        for entry in models.accuracy
     }
     gap = budget.gap if budget is not None else 1.0
     results = [
         accuracy_result(entry, measured[entry.question], data, settings,
                         _structure_failed(tested, entry.model), gap,
                         side if index == 0 else None)
-        for index, entry in enumerate(accuracy)
+        for index, entry in enumerate(models.accuracy)
     ]
     scored = {r.name: r for r in results}
-    results += [comparison_result(entry, measured, scored, data.dataset) for entry in comparison]
-    return results, measured
+    results += [comparison_result(entry, measured, scored, data.dataset)
+                for entry in models.comparison]
+    return GradedModels(tuple(results), measured)

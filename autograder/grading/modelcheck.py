@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.catalogue import N_, _
+from ..core.results import ModelFinding
 from .weightsfile import FLOATS, ITEM_SIZE, UnreadableWeights, WeightsFile, read_weights
 
 SUFFIXES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -84,14 +85,6 @@ REASONS_TEXT = {
     "side_data": N_("the submission brings a lot of data besides the weights, which the model "
                     "can read"),
 }
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One thing a plain model of its architecture would not have, with what was seen."""
-
-    kind: str  # a key of REASONS_TEXT
-    seen: str  # evidence: key, dtype, shape, size
 
 
 @dataclass(frozen=True)
@@ -210,13 +203,13 @@ class _Findings:
         if len(lines) < MAX_FINDINGS and seen not in lines:
             lines.append(seen)
 
-    def result(self) -> list[Finding]:
+    def result(self) -> list[ModelFinding]:
         found = []
         for kind, lines in self.lines.items():
             more = self.counts[kind] - len(lines)
             if more > 0:
                 lines = [*lines, _("and {more} more").format(more=more)]
-            found.append(Finding(kind, "; ".join(lines)))
+            found.append(ModelFinding(kind, "; ".join(lines)))
         return found
 
 
@@ -371,7 +364,7 @@ def _check_values(weights: WeightsFile, out: _Findings) -> None:
 
 def check_weights(data: bytes | WeightsFile | str, layers: Sequence[Layer] | None,
                   max_parameters: int, reference_numbers: int = 0,
-                  reference_ratio: float = 0.0) -> list[Finding]:
+                  reference_ratio: float = 0.0) -> list[ModelFinding]:
     """Everything in one weights file (its bytes, its parsed structure, or the reason it could
     not be read) that a state_dict of the declared layers would not hold."""
     if isinstance(data, bytes):
@@ -380,7 +373,7 @@ def check_weights(data: bytes | WeightsFile | str, layers: Sequence[Layer] | Non
         except UnreadableWeights as exc:
             data = str(exc)
     if isinstance(data, str):
-        return [Finding("weights_unreadable", data)]
+        return [ModelFinding("weights_unreadable", data)]
     out = _Findings()
     for problem in data.problems:
         out.add("weights_file_extra", problem)
@@ -410,7 +403,7 @@ def check_weights(data: bytes | WeightsFile | str, layers: Sequence[Layer] | Non
     return out.result()
 
 
-def side_data(folder: Path | None, skip: Iterable[str], limit: int) -> Finding | None:
+def side_data(folder: Path | None, skip: Iterable[str], limit: int) -> ModelFinding | None:
     """The files a notebook could read its data from besides the checked weights files (the
     notebook itself included: a cell or an output can carry a table), when together they hold
     more than ``limit`` bytes; None otherwise."""
@@ -428,6 +421,6 @@ def side_data(folder: Path | None, skip: Iterable[str], limit: int) -> Finding |
     if total <= limit:
         return None
     biggest = ", ".join(f"{name} ({_mb(size)})" for size, name in sorted(sizes, reverse=True)[:4])
-    return Finding("side_data", _("{total} besides the weights files (more than {limit}): "
+    return ModelFinding("side_data", _("{total} besides the weights files (more than {limit}): "
                                   "{biggest}").format(total=_mb(total), limit=_mb(limit),
                                                       biggest=biggest))

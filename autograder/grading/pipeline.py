@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..core.assignments import Assignment, Evaluation
 from ..core.catalogue import N_, _
 from ..core.errors import Outcome
-from ..core.results import SubmissionResult, SubmissionStatus
+from ..core.results import (
+    ALL_PACKAGES,
+    ALL_TESTS,
+    PUBLIC_TESTS,
+    CellRecord,
+    ModelMeasurement,
+    RunDetails,
+    SubmissionResult,
+    SubmissionStatus,
+)
 from ..sandbox import (
     CellOutcome,
     CellStatus,
@@ -26,7 +35,7 @@ from ..sandbox import (
     WorkerSession,
     WorkerSpec,
 )
-from .evaluation import EvaluationData, grade_models
+from .evaluation import EvaluationData, ModelGrading, grade_models
 from .judging import GradedNotebook, judge_question, zeroed_question
 from .modelcheck import side_data
 from .remote import ProxyEnvironment
@@ -95,7 +104,8 @@ def select_tests(questions: Sequence[QuestionTests], public_only: bool) -> list[
 
 
 def failed_result(
-    sub_id: str, questions: Sequence[QuestionTests], message: str, details: dict | None = None
+    sub_id: str, questions: Sequence[QuestionTests], message: str,
+    details: RunDetails | None = None,
 ) -> SubmissionResult:
     """A submission that could not be graded: every question 0, the reason in the message."""
     return SubmissionResult(
@@ -103,7 +113,7 @@ def failed_result(
         status=SubmissionStatus.ERROR,
         message=message,
         questions=tuple(zeroed_question(q, Outcome.SKIPPED, message) for q in questions),
-        details=details or {},
+        details=RunDetails() if details is None else details,
     )
 
 
@@ -211,6 +221,16 @@ def _shared(settings: Evaluation, options: GradeOptions) -> Evaluation:
     return replace(settings, gpu_memory_fraction=share)
 
 
+def _model_grading(assignment: Assignment, options: GradeOptions) -> ModelGrading | None:
+    """The saved models to grade, or None when this batch grades none."""
+    config = assignment.config
+    if options.evaluation is None or not config.accuracy:
+        return None
+    return ModelGrading(config.accuracy, config.comparison, options.evaluation,
+                        _shared(config.evaluation, options),
+                        config.retrain if options.retrain else None)
+
+
 def worker_spec(assignment: Assignment, options: GradeOptions, scratch: Path,
                 slot: int) -> WorkerSpec:
     """How the worker of this assignment is started: trusted files, packages, recorders."""
@@ -273,17 +293,16 @@ def grade_submission(
             judge_question(question, assignment.config.rules_for(question.name), notebook)
             for question in questions
         )
-        models: dict = {}
-        if options.evaluation is not None and assignment.config.accuracy:
-            scored, measured = grade_models(
-                environment.caller, assignment.config.accuracy, assignment.config.comparison,
-                {r.name: r for r in results}, files_dir, options.evaluation,
-                _shared(assignment.config.evaluation, options), options.seed, options.device,
-                assignment.config.retrain if options.retrain else None, options.threads,
-                side,
+        measured: Mapping[str, ModelMeasurement] = {}
+        model_grading = _model_grading(assignment, options)
+        if model_grading is not None:
+            graded_models = grade_models(
+                environment.caller, model_grading, tested={r.name: r for r in results},
+                files_dir=files_dir, seed=options.seed, device=options.device,
+                threads=options.threads, side=side,
             )
-            results += tuple(scored)
-            models = {name: vars(m) for name, m in measured.items()}
+            results += graded_models.questions
+            measured = graded_models.measured
         level, restarts = session.isolation, session.restarts
     notices = _cell_notices(outcomes, len(cells), cell_timeout_s)
     notices.extend(_model_notices(assignment, options.evaluation))
@@ -294,22 +313,18 @@ def grade_submission(
             "part of the code could not be checked automatically: the teacher will look at it "
             "(see the \"needs a teacher's review\" marks below); the points may change"
         ))
-    details = {
-        "seed": options.seed,
-        "isolation": options.isolation.as_dict(),
-        "packages": list(spec.packages) if spec.packages is not None else "all",
-        "tests": "public" if options.public_only else "all",
-        "worker_restarts": restarts,
-        "cells": [
-            {"index": o.index, "status": o.status.value, "seconds": round(o.seconds, 3)}
-            for o in outcomes
-        ],
-        "seconds": round(time.monotonic() - started, 3),
-        "warnings": list(submission.warnings),
-        "sha256": submission.sha256,
-    }
-    if options.evaluation is not None and models:
-        details["evaluation"] = {**options.evaluation.describe(), "device": options.device,
-                                 "models": models}
+    details = RunDetails(
+        seed=options.seed,
+        isolation=options.isolation.record(),
+        packages=ALL_PACKAGES if spec.packages is None else tuple(spec.packages),
+        tests=PUBLIC_TESTS if options.public_only else ALL_TESTS,
+        worker_restarts=restarts,
+        cells=tuple(CellRecord(o.index, o.status.value, round(o.seconds, 3)) for o in outcomes),
+        seconds=round(time.monotonic() - started, 3),
+        warnings=submission.warnings,
+        sha256=submission.sha256,
+        evaluation=(options.evaluation.record(options.device, measured)
+                    if options.evaluation is not None and measured else None),
+    )
     result = SubmissionResult(sub_id, SubmissionStatus.GRADED, "", results, details)
     return GradedSubmission(result, tuple(notices) + submission.warnings)

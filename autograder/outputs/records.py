@@ -18,6 +18,7 @@ from ..core.results import (
     CaseResult,
     QuestionResult,
     ReviewFlag,
+    RunDetails,
     SubmissionResult,
     SubmissionStatus,
 )
@@ -34,8 +35,11 @@ BATCH_STATE = "batch.json"
 
 
 def result_to_data(result: SubmissionResult) -> dict:
-    """A result as plain JSON data (enums as their values)."""
-    return json.loads(json.dumps(dataclasses.asdict(result), default=str))
+    """A result as plain JSON data (enums as their values; the details as
+    :meth:`RunDetails.as_dict` writes them)."""
+    data = dataclasses.asdict(result)
+    data["details"] = result.details.as_dict()
+    return json.loads(json.dumps(data, default=str))
 
 
 def result_from_data(data: dict) -> SubmissionResult:
@@ -51,7 +55,7 @@ def result_from_data(data: dict) -> SubmissionResult:
         for q in data["questions"]
     )
     return SubmissionResult(data["submission_id"], SubmissionStatus(data["status"]),
-                            data["message"], questions, data["details"])
+                            data["message"], questions, RunDetails.from_dict(data["details"]))
 
 
 def record_text(result: SubmissionResult, key: str) -> str:

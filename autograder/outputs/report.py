@@ -117,13 +117,12 @@ def accuracies(results: Sequence[SubmissionResult]) -> dict[str, dict[str, list[
     """Per model question, the measured accuracies ("official", "secret") in percent."""
     found: dict[str, dict[str, list[float]]] = {}
     for result in results:
-        evaluation = result.details.get("evaluation")
-        models = evaluation.get("models") if isinstance(evaluation, dict) else None
-        for question, measured in models.items() if isinstance(models, dict) else ():
+        evaluation = result.details.evaluation
+        for question, measured in evaluation.models.items() if evaluation is not None else ():
             entry = found.setdefault(question, {"official": [], "secret": []})
-            for key, field in (("official", "accuracy"), ("secret", "secret_accuracy")):
-                value = measured.get(field) if isinstance(measured, dict) else None
-                if isinstance(value, int | float):
+            for key, value in (("official", measured.accuracy),
+                               ("secret", measured.secret_accuracy)):
+                if value is not None:
                     entry[key].append(100 * float(value))
     return found
 
@@ -133,24 +132,24 @@ def graded_on(results: Sequence[SubmissionResult]) -> list[str]:
     distinct set and role, as the results recorded them."""
     lines: list[str] = []
     for result in results:
-        evaluation = result.details.get("evaluation")
-        if not isinstance(evaluation, dict):
+        evaluation = result.details.evaluation
+        if evaluation is None:
             continue
-        for role, label in (("official", "test set"), ("secret", "secret set"),
-                            ("train", "training images (memorisation check)")):
-            found = evaluation.get(role)
-            if not isinstance(found, dict):
+        for found, label in ((evaluation.official, "test set"),
+                             (evaluation.secret, "secret set"),
+                             (evaluation.train, "training images (memorisation check)")):
+            if found is None:
                 continue
-            line = (f"{label}: {found.get('name')} ({found.get('kind') or 'unknown kind'}, "
-                    f"{found.get('images')} images, sha256 {found.get('digest') or '?'}...)")
+            line = (f"{label}: {found.name} ({found.kind or 'unknown kind'}, "
+                    f"{found.images} images, sha256 {found.digest or '?'}...)")
             if line not in lines:
                 lines.append(line)
     return lines
 
 
 def _seconds(result: SubmissionResult) -> float | None:
-    value = result.details.get("seconds")
-    return float(value) if isinstance(value, int | float) else None
+    seconds = result.details.seconds
+    return None if seconds is None else float(seconds)
 
 
 # ----------------------------------------------------------------------------- page data

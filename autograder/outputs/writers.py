@@ -161,7 +161,7 @@ def gradescope_results(result: SubmissionResult, max_score: float | None = None)
             "status": result.status.value,
             "max_score": _number(result.max_score if max_score is None else max_score),
             "needs_review": [_flag_data(flag) for flag in result.review_flags],
-            **result.details,
+            **result.details.as_dict(),
         },
     }
     leaderboard = _leaderboard(result)
@@ -172,12 +172,13 @@ def gradescope_results(result: SubmissionResult, max_score: float | None = None)
 
 def _leaderboard(result: SubmissionResult) -> list[dict]:
     """Gradescope's leaderboard: each measured model accuracy, in percent, higher is better."""
-    models = result.details.get("evaluation", {}).get("models", {})
-    dataset = result.details.get("evaluation", {}).get("dataset", "")
+    evaluation = result.details.evaluation
+    if evaluation is None:
+        return []
     return [
-        {"name": f"{question} ({dataset})", "value": round(100 * m["accuracy"], 2),
+        {"name": f"{question} ({evaluation.dataset})", "value": round(100 * m.accuracy, 2),
          "order": "desc"}
-        for question, m in models.items() if m.get("accuracy") is not None
+        for question, m in evaluation.models.items() if m.accuracy is not None
     ]
 
 
@@ -215,16 +216,6 @@ SCORED_ZERO = N_("Question scored 0:")
 NEEDS_REVIEW = N_("Needs a teacher's review:")
 
 
-def isolation_level(details: dict) -> str | None:
-    """The level a result was graded at (``extra_data.isolation`` is a dict; records written
-    before it became one hold the level's name)."""
-    isolation = details.get("isolation")
-    if isinstance(isolation, dict):
-        level = isolation.get("level")
-        return level if isinstance(level, str) else None
-    return isolation if isinstance(isolation, str) else None
-
-
 def _translated(table: dict[str, str], key: str) -> str:
     return _(table[key]) if key in table else key
 
@@ -233,20 +224,16 @@ def run_facts(result: SubmissionResult) -> list[str]:
     """How the work was checked (for the student): isolation, tests, data, cells that failed."""
     details = result.details
     facts = []
-    isolation = isolation_level(details)
-    if isolation:
-        tests = _("public only") if details.get("tests") == "public" else _("public and hidden")
+    if details.isolation is not None:
+        tests = _("public only") if details.public_tests_only else _("public and hidden")
         facts.append(_("Checked in: {isolation}; tests: {tests}.").format(
-            isolation=_translated(ISOLATION_TEXT, isolation), tests=tests))
-    evaluation = details.get("evaluation")
-    if isinstance(evaluation, dict) and evaluation.get("dataset"):
-        dataset = evaluation["dataset"]
+            isolation=_translated(ISOLATION_TEXT, details.isolation.level), tests=tests))
+    if details.evaluation is not None and details.evaluation.dataset:
         facts.append(_("The models' accuracy was measured on: {dataset}.").format(
-            dataset=_translated(DATASET_TEXT, dataset)))
+            dataset=_translated(DATASET_TEXT, details.evaluation.dataset)))
     failed = [
-        f"{cell['index'] + 1} ({_translated(CELL_TEXT, cell['status'])})"
-        for cell in details.get("cells", ())
-        if isinstance(cell, dict) and cell.get("status") in CELL_TEXT
+        f"{cell.index + 1} ({_translated(CELL_TEXT, cell.status)})"
+        for cell in details.cells or () if cell.status in CELL_TEXT
     ]
     if failed:
         facts.append(_("Cells that did not run as they should: {cells}.").format(

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import UsageError
+from ..core.results import IsolationRecord
 from . import seccomp, slots
 from . import uid as uid_level
 from .devices import bwrap_gpu_args
@@ -118,10 +119,13 @@ class Isolation:
     confinement: str
     passed_over: tuple[tuple[str, str], ...] = ()  # (stronger level, why it was not used)
 
-    def as_dict(self) -> dict[str, object]:
+    def record(self) -> IsolationRecord:
         """For ``extra_data.isolation`` in results.json."""
-        return {"level": self.level.value, "confinement": self.confinement,
-                "stronger_levels_not_used": dict(self.passed_over)}
+        return IsolationRecord(self.level.value, self.confinement, dict(self.passed_over))
+
+    def as_dict(self) -> dict[str, object]:
+        """:meth:`record` as plain data."""
+        return self.record().as_dict()
 
     def one_line(self) -> str:
         """``uid (an unprivileged uid ...; Landlock ABI 7: ...); not bwrap: why``."""

@@ -31,7 +31,19 @@ from pathlib import Path
 import numpy as np
 
 from ..core.archives import extract_tar
-from .datasets import BATCHES, CIFAR10, CLASSES, DatasetError, ImageSet, dataset_dir, load_npy_pair
+from .datasets import (
+    BATCHES,
+    CIFAR10,
+    CLASSES,
+    DatasetError,
+    ImageSet,
+    dataset_dir,
+    fetch_cifar10,
+    load_cifar10_test,
+    load_npy_pair,
+    load_synthetic_test,
+    write_synthetic,
+)
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
 SPLITS = ("train", "test")
@@ -322,8 +334,6 @@ def put_in_place(which: str, data_root: Path, source: Path | None = None) -> str
     """``grader.py data``: put CIFAR-10 (torchvision's download, or with ``source`` a copy of
     its images) or the synthetic set under ``data_root`` where grade looks; returns what is
     there now, in a sentence."""
-    from . import datasets
-
     if which == CIFAR10 and source is not None:
         folder = dataset_dir(data_root, CIFAR10)
         done = install(source, folder)
@@ -334,9 +344,9 @@ def put_in_place(which: str, data_root: Path, source: Path | None = None) -> str
     if source is not None:
         raise DatasetError("--from is for `data cifar10`")
     if which == CIFAR10:
-        folder = datasets.fetch_cifar10(data_root)
-        count = len(datasets.load_cifar10_test(data_root).labels)
+        folder = fetch_cifar10(data_root)
+        count = len(load_cifar10_test(data_root).labels)
     else:
-        folder = datasets.write_synthetic(data_root)
-        count = len(datasets.load_synthetic_test(data_root).labels)
+        folder = write_synthetic(data_root)
+        count = len(load_synthetic_test(data_root).labels)
     return f"{which}: {folder} ({count} test images, checked by torchvision's CIFAR10)"

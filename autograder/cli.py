@@ -1,8 +1,14 @@
-"""Command line: parse arguments, call one function per command, map errors to exit codes."""
+"""Command line: parse arguments, call one function per command, map errors to exit codes.
+
+A command prints its result on stdout (what a user may pipe: a summary, a listing, a path);
+its diagnostics (progress, notes, warnings, errors) are log records, shown on stderr by the
+handler :func:`main` installs first (:func:`~.core.logs.log_to_stderr`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -12,8 +18,11 @@ from .authoring import assign as authoring
 from .core.assignments import PROJECT_ROOT, discover
 from .core.catalogue import LANGUAGES
 from .core.errors import EXIT_USAGE, UsageError, exit_status
+from .core.logs import log_to_stderr
 from .outputs import writers
 from .sandbox.launcher import LEVEL_NAMES, SANDBOX_ENV
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DATA_ROOT = PROJECT_ROOT / "data"  # autograder.grading.datasets.DEFAULT_ROOT, without numpy
 EXIT_OK = 0
@@ -63,8 +72,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
     print(graded.one_line())
     listing = writers.review_list(graded.summary.results)
     print("\n" + listing if listing else "", end="")
-    print(f"report: {graded.report}" if graded.report else f"error: {graded.report_problem}",
-          file=sys.stdout if graded.report else sys.stderr)
+    if graded.report:
+        print(f"report: {graded.report}")
+    else:
+        log.error(f"error: {graded.report_problem}")
     return EXIT_OK
 
 
@@ -81,7 +92,7 @@ def _grade_request(args: argparse.Namespace):
 
 def _exit_now(message: str, status: int) -> int:
     """Say why and exit at once, without waiting for the abandoned grading threads."""
-    print(f"\n{message}", file=sys.stderr)
+    log.error(f"\n{message}")
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
@@ -275,7 +286,9 @@ def cmd_run_gradescope(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run grader.py with ``argv``; returns the process exit status."""
+    """Run grader.py with ``argv``; returns the process exit status. Diagnostics go to
+    stderr from here on."""
+    log_to_stderr()
     parser = build_parser()
     args = parser.parse_args(argv)
     return exit_status(lambda: args.func(args))

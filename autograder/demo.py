@@ -6,10 +6,15 @@ examples/submissions/<assignment>/. Everything is graded through the real sandbo
 Saved models are graded on real CIFAR-10 when it is under data/ (the official files, or a copy
 installed by ``grader.py data cifar10 --from``; then with the examples trained on real images),
 else on the synthetic set (written there first if missing), and the demo says which.
+
+Its result on stdout: per assignment, the summary line, the gradebook table, where the
+gradebook and report are and what needs review. Its checks and notes (freshness, isolation,
+data set, what was graded wrong) are log records on stderr.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 from pathlib import Path
@@ -22,7 +27,7 @@ from rich.text import Text
 
 from .authoring import assign as authoring
 from .authoring.mutants import apply_mutant, load_mutants
-from .batch.entry import GradeRequest, grade_class
+from .batch.entry import ClassGraded, GradeRequest, grade_class
 from .batch.runner import BatchSummary
 from .core.assignments import (
     PROJECT_ROOT,
@@ -31,10 +36,13 @@ from .core.assignments import (
     load_assignment,
     tested_question_names,
 )
+from .core.logs import log_to_stderr
 from .core.text import visible
 from .grading import datasets, imagesets
 from .grading.evaluation import EvaluationData
 from .outputs import writers
+
+log = logging.getLogger(__name__)
 
 EXAMPLES_DIR = PROJECT_ROOT / "examples" / "submissions"
 FULL_MARKS_EXAMPLE = "good"  # the reference with trained weights, where models are graded
@@ -87,9 +95,9 @@ def _demo_dataset(assignment: Assignment) -> str | None:
     folder = datasets.dataset_dir(root, datasets.CIFAR10)
     if not (datasets.dataset_dir(root, datasets.SYNTHETIC) / datasets.MANIFEST).is_file():
         datasets.write_synthetic(root)
-    print(f"[data] no real CIFAR-10 under {folder} (`grader.py data cifar10`, or `data "
-          f"cifar10 --from COPY`): models are graded on the SYNTHETIC set in CIFAR-10's "
-          f"format ({datasets.dataset_dir(root, datasets.SYNTHETIC)})")
+    log.warning(f"[data] no real CIFAR-10 under {folder} (`grader.py data cifar10`, or `data "
+                f"cifar10 --from COPY`): models are graded on the SYNTHETIC set in CIFAR-10's "
+                f"format ({datasets.dataset_dir(root, datasets.SYNTHETIC)})")
     return datasets.SYNTHETIC
 
 
@@ -148,6 +156,7 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2,
     """Check freshness, build example submissions, grade them; returns an exit status:
     1 when assignments/ is stale or a reference, stub or full-marks example is graded
     wrong (each named), else 0."""
+    log_to_stderr()  # called without cli.main too (its diagnostics are log records)
     names = names or discover()
     stale_any = False
     wrong: list[str] = []
@@ -156,7 +165,7 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2,
         built = authoring.build(assignment)
         stale = authoring.stale_files(built, assignment)
         stale_any |= bool(stale)
-        print(f"[assign] {name}: {'up to date' if not stale else f'STALE: {stale}'}")
+        log.info(f"[assign] {name}: {'up to date' if not stale else f'STALE: {stale}'}")
         dataset = _demo_dataset(assignment)
         submissions = make_examples(name, built, out_dir / "submissions" / name, dataset)
         graded = grade_class(GradeRequest(
@@ -164,25 +173,29 @@ def run_demo(out_dir: Path, names: list[str] | None = None, jobs: int = 2,
             seed=secrets.randbelow(2**31), data_dir=datasets.DEFAULT_ROOT,
             dataset=dataset or "auto", language=language))
         if name == names[0]:  # the level chosen for the first batch, probed once by it
-            print(f"[sandbox] {graded.isolation.one_line()}")
+            log.info(f"[sandbox] {graded.isolation.one_line()}")
         if graded.evaluation is not None:
-            print(_data_line(name, graded.evaluation))
+            log.info(_data_line(name, graded.evaluation))
         level = graded.isolation.level.value
-        print(f"[grade] {name} (sandbox: {level}, seed: {graded.seed}): "
-              f"{graded.summary.one_line()}")
-        Console(width=max(160, shutil.get_terminal_size().columns)).print(
-            gradebook_table(graded.summary))
-        print(f"    -> {graded.summary.out_dir / 'gradebook.csv'}")
-        print(f"    -> {graded.report or graded.report_problem}")
-        listing = writers.review_list(graded.summary.results)
-        if listing:
-            print("    " + listing.replace("\n", "\n    ").rstrip())
+        _print_graded(name, level, graded)
         wrong += wrong_grades(assignment, graded.summary, level)
     if stale_any:
-        print("assignments/ is stale: run `python grader.py assign` and commit the result")
+        log.warning("assignments/ is stale: run `python grader.py assign` and commit the result")
     if wrong:
-        print("\nGRADED WRONG (the grader or this machine's set-up is broken; nothing here is "
-              "the examples' fault):")
-        for line in wrong:
-            print(f"  {line}")
+        log.error("\nGRADED WRONG (the grader or this machine's set-up is broken; nothing here "
+                  "is the examples' fault):\n" + "\n".join(f"  {line}" for line in wrong))
     return 1 if stale_any or wrong else 0
+
+
+def _print_graded(name: str, level: str, graded: ClassGraded) -> None:
+    """The demo's result for one assignment, on stdout: the summary line, the gradebook
+    table, where the gradebook and report are, and what needs review."""
+    print(f"[grade] {name} (sandbox: {level}, seed: {graded.seed}): "
+          f"{graded.summary.one_line()}")
+    Console(width=max(160, shutil.get_terminal_size().columns)).print(
+        gradebook_table(graded.summary))
+    print(f"    -> {graded.summary.out_dir / 'gradebook.csv'}")
+    print(f"    -> {graded.report or graded.report_problem}")
+    listing = writers.review_list(graded.summary.results)
+    if listing:
+        print("    " + listing.replace("\n", "\n    ").rstrip())

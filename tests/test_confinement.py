@@ -9,6 +9,7 @@ mechanism is tested on its own, with real workers, at every confining level the 
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -255,15 +256,16 @@ def test_slot_locks_live_where_every_grader_on_the_machine_looks(monkeypatch, tm
 # ----------------------------------------------------------------------------- folder modes
 
 
-def test_folders_made_private_are_given_back(tmp_path, monkeypatch, capsys):
+def test_folders_made_private_are_given_back(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(uid_level, "landlock_abi", lambda: 0)  # no Landlock: modes guard
     folder = tmp_path / "assignment"
     folder.mkdir()
     os.chmod(folder, 0o755)
+    caplog.set_level(logging.INFO, logger="autograder")
     with uid_level.private_while_grading([folder]):
         assert folder.stat().st_mode & 0o777 == 0o750
     assert folder.stat().st_mode & 0o777 == 0o755
-    said = capsys.readouterr().err
+    said = caplog.text  # both changes are logged (stderr, from the command line)
     assert f"{folder} (was 755)" in said and f"restored the mode of {folder}: 755" in said
 
 

@@ -62,5 +62,5 @@ def test_demo_grades_an_assignment_right_at_the_process_level(tmp_path):
                            str(tmp_path / "demo")], capture_output=True, text=True,
                           timeout=600, cwd=tmp_path, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "[sandbox] process (" in done.stdout and "GRADED WRONG" not in done.stdout
-    assert "11.00/11" in done.stdout  # the reference's total
+    assert "[sandbox] process (" in done.stderr and "GRADED WRONG" not in done.stderr  # notes
+    assert "11.00/11" in done.stdout  # the reference's total, in the table (the result)

@@ -1,8 +1,9 @@
-"""What a batch prints: plain lines with an ETA in a log, the plan, the one-line summary."""
+"""What a batch says: plain lines with an ETA in a log, the plan, the one-line summary."""
 
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 from rich.console import Console
@@ -27,8 +28,9 @@ def test_eta_is_the_mean_time_so_far_times_what_is_left():
     assert eta_text(1, 100, 5.0) == "ETA 8m15s"
 
 
-def test_a_log_gets_one_plain_line_per_submission_with_the_eta():
-    stream = io.StringIO()
+def test_a_log_gets_one_plain_line_per_submission_with_the_eta(caplog):
+    caplog.set_level(logging.INFO, logger="autograder")
+    stream = io.StringIO()  # the bar's console: not a terminal, so no bar
     progress = BatchProgress(Console(file=stream, force_terminal=False, width=200))
     collected = Collected(
         tuple(Found(Path(f"/x/{s}.ipynb"), s, "collection") for s in ("ann", "bob", "cid")),
@@ -37,12 +39,12 @@ def test_a_log_gets_one_plain_line_per_submission_with_the_eta():
         progress.plan(collected, to_grade=2)
         progress.done(_result("bob", 3.0))
         progress.done(_result("cid", 0.0, SubmissionStatus.ERROR, "не корректный JSON"))
-    lines = stream.getvalue().splitlines()
+    lines = [record.getMessage() for record in caplog.records]
     assert lines[0] == "found 3 submission(s): /x: folder of 3 submissions"
     assert lines[1].startswith("resuming: 1 already graded under the same key are kept; grading 2")
     assert lines[2].startswith("[1/2] bob: 3/4 graded  ETA ")
     assert lines[3] == "[2/2] cid: 0/4 error (не корректный JSON)"
-    assert "\x1b[" not in stream.getvalue()  # no terminal codes in a log
+    assert "\x1b[" not in caplog.text and stream.getvalue() == ""  # no terminal codes
     assert progress.finished == 2
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder.core import catalogue
 from autograder.core.errors import UsageError
 from autograder.sandbox import (
     CallTimeout,
@@ -730,14 +731,11 @@ def test_process_fallback_refuses_the_imports_it_cannot_hide(tmp_path):
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("language", [None, "en"])
 def test_the_worker_writes_in_the_graders_language(tmp_path, monkeypatch, level, language):
-    """The grader's AUTOGRADER_LANGUAGE reaches the worker through its clean environment at
-    every level, with the translations of what the worker writes (it cannot read the
-    catalogue): Russian by default, English when the grader runs in English."""
+    """The grader's language (catalogue.current_language) reaches the worker through its clean
+    environment at every level, with the translations of what the worker writes (it cannot
+    read the catalogue): Russian by default, English when the grader runs in English."""
     pytest.importorskip("torch")
-    if language is None:
-        monkeypatch.delenv("AUTOGRADER_LANGUAGE", raising=False)
-    else:
-        monkeypatch.setenv("AUTOGRADER_LANGUAGE", language)
+    monkeypatch.setattr(catalogue, "_language", language or catalogue.DEFAULT_LANGUAGE)
     with make_session(tmp_path, level, probes=False, packages=("numpy", "torch")) as s:
         cell = run(s, 0, "import os; print(os.environ.get('AUTOGRADER_LANGUAGE'))\n")
         assert cell.stdout_tail == f"{language or 'ru'}\n", cell

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -304,12 +305,12 @@ def test_the_end_of_batch_review_list_shows_escapes_as_text():
     assert not RAW.search(listing), repr(listing)
 
 
-def test_progress_lines_show_escapes_as_text():
-    buffer = io.StringIO()
-    progress = BatchProgress(Console(file=buffer, force_terminal=False, width=200))
+def test_progress_lines_show_escapes_as_text(caplog):
+    caplog.set_level(logging.INFO, logger="autograder")
+    progress = BatchProgress(Console(file=io.StringIO(), force_terminal=False, width=200))
     progress.total = 1
     progress.done(_flagged(f"ann{ESCAPES}", "", f"names.zip: несколько ноутбуков (a{ESCAPES})"))
-    line = buffer.getvalue()
+    line = caplog.text
     assert "несколько ноутбуков" in line and "\\x1b" in line
     assert not RAW.search(line), repr(line)
 

@@ -1,14 +1,15 @@
 """Progress of a batch: a bar with ETA on a terminal (rich), plain lines in CI logs.
 
 Every finished submission is one line either way (``[  12/200] alice: 14/14 graded``); plain
-output adds the ETA to that line, since a log cannot redraw a bar. Ids and messages come from
-submissions: their control characters are printed as escapes (:func:`..core.text.visible`),
-never obeyed by the terminal.
+output adds the ETA to that line, since a log cannot redraw a bar. The lines are log records
+(stderr, :mod:`..core.logs`; on a terminal the bar keeps below them); the console draws only
+the bar. Ids and messages come from submissions: their control characters are printed as
+escapes (:func:`..core.text.visible`), never obeyed by the terminal.
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from types import TracebackType
 
@@ -25,6 +26,8 @@ from rich.progress import (
 from ..core.results import SubmissionResult
 from ..core.text import visible
 from .collect import Collected
+
+log = logging.getLogger(__name__)
 
 
 def eta_text(done: int, total: int, elapsed_s: float) -> str:
@@ -69,11 +72,11 @@ class BatchProgress:
 
     def plan(self, collected: Collected, to_grade: int) -> None:
         """Say what was found and how much is left to grade."""
-        self._console.print(collected.describe(), markup=False, highlight=False)
+        log.info(collected.describe())
         kept = len(collected.submissions) - to_grade
         if kept:
-            self._console.print(f"resuming: {kept} already graded under the same key are kept; "
-                                f"grading {to_grade} (--regrade grades all)", highlight=False)
+            log.info(f"resuming: {kept} already graded under the same key are kept; "
+                     f"grading {to_grade} (--regrade grades all)")
         self.total = to_grade
         self._started = time.monotonic()
         self._bar.update(self._task, total=to_grade)
@@ -90,7 +93,5 @@ class BatchProgress:
         if not self._console.is_terminal:
             eta = eta_text(self.finished, self.total, time.monotonic() - self._started)
             line += f"  {eta}" if eta else ""
-        self._console.print(line, markup=False, highlight=False)
+        log.info(line)
         self._bar.advance(self._task)
-        if not self._console.is_terminal:
-            sys.stderr.flush()

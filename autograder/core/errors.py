@@ -11,11 +11,13 @@ exits 1, says it is a bug and where the traceback is.
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Callable
 from enum import StrEnum
 
 from .text import visible
+
+log = logging.getLogger(__name__)
 
 EXIT_BUG = 1  # the grader's own bug (the traceback is written to a file, named)
 EXIT_USAGE = 2  # a UsageError: the instructor's to fix, the message says how
@@ -61,11 +63,11 @@ def exit_status(call: Callable[[], int], *, traceback_to_stderr: bool = False) -
     message of a :class:`UsageError`; 1 for anything else, said to be a bug of the grader,
     with its traceback written to a named file (and to stderr too with
     ``traceback_to_stderr``, where the file does not outlive the run, as on Gradescope).
-    Messages go to stderr."""
+    Messages are logged as errors (stderr, see :mod:`.logs`)."""
     try:
         return int(call())
     except UsageError as exc:  # the instructor's to fix; the message says how
-        print(f"error: {visible(exc)}", file=sys.stderr)  # may name a submission's files
+        log.error(f"error: {visible(exc)}")  # may name a submission's files
         return EXIT_USAGE
     except Exception as exc:  # anything else is the grader's own bug
         return _grader_bug(exc, traceback_to_stderr)
@@ -80,12 +82,12 @@ def _grader_bug(exc: BaseException, traceback_to_stderr: bool) -> int:
 
     text = "".join(traceback.format_exception(exc))
     if traceback_to_stderr:
-        print(text, file=sys.stderr)
+        log.error(text)
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False, suffix=".txt",
                                      prefix=f"grader-bug-{time.strftime('%Y%m%d-%H%M%S')}-") as f:
         f.write(text)
-    print(f"error: this is a bug in the grader, not a mistake in what you asked "
-          f"({type(exc).__name__}: {visible(str(exc))[:300]}). The traceback is in {f.name}; "
-          "please report it with that file. Results already written are kept; running the same "
-          "command again grades only what is missing.", file=sys.stderr)
+    log.error(f"error: this is a bug in the grader, not a mistake in what you asked "
+              f"({type(exc).__name__}: {visible(str(exc))[:300]}). The traceback is in "
+              f"{f.name}; please report it with that file. Results already written are kept; "
+              "running the same command again grades only what is missing.")
     return EXIT_BUG

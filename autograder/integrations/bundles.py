@@ -17,6 +17,7 @@ belong to the hidden tests and say what they check.
 from __future__ import annotations
 
 import ast
+import logging
 import re
 import tomllib
 from pathlib import Path
@@ -31,6 +32,8 @@ from ..core.assignments import (
 )
 from ..core.errors import UsageError
 from ..grading.testfiles import TestFileError, parse_question_tests
+
+log = logging.getLogger(__name__)
 
 PACKAGE = "autograder"
 HEADER_NAMES = frozenset({"OK_FORMAT", "name", "points"})  # module-level names otter reads
@@ -289,7 +292,7 @@ def bundle_files(assignment: Assignment, tests: str) -> dict[str, bytes]:
         if tests == "public":
             public = public_test_source(source, str(path))
             if public is None:
-                print(f"note: {question} has no public test; the student kit leaves it out")
+                log.info(f"note: {question} has no public test; the student kit leaves it out")
                 continue
             source = public
             probes_used |= probes_called(source, str(path))

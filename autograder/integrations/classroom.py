@@ -14,6 +14,7 @@ a grade. Grades come from the instructor's grader with the hidden tests.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from ..core.assignments import PROJECT_ROOT, Assignment, load_assignment
@@ -26,6 +27,8 @@ from .bundles import (
     grader_files,
     write_tree,
 )
+
+log = logging.getLogger(__name__)
 
 WORKFLOW_TEMPLATE = PROJECT_ROOT / "ci" / "github" / "student.yml"
 PLACEHOLDER = "__ASSIGNMENT__"
@@ -94,8 +97,8 @@ def cmd_classroom(args: argparse.Namespace) -> int:
     tests = [f for f in written if "/tests/" in f]
     print(f"{assignment.name}: student kit in {args.out} ({len(written)} files, "
           f"{len(tests)} public test files, no hidden tests, no master notebook)")
-    print("Push it to a template repository and use that repository in the GitHub Classroom "
-          "assignment; the workflow grades each push with the public tests.")
+    log.info("Push it to a template repository and use that repository in the GitHub "
+             "Classroom assignment; the workflow grades each push with the public tests.")
     return 0
 
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -35,9 +35,12 @@ from ..batch.entry import GradeRequest, grade_class
 from ..core.assignments import Assignment, load_assignment
 from ..core.catalogue import _
 from ..core.errors import exit_status
+from ..core.logs import log_to_stderr
 from ..outputs.layout import RESULTS, submission_dirs
 from ..sandbox.launcher import LEVEL_NAMES, SANDBOX_ENV
 from .bundles import TORCH_PIN, PackagingError, bundle_files, check_fresh, grader_files
+
+log = logging.getLogger(__name__)
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same inputs give the same zip
 DATA_DIR = "data"  # under /autograder/source: CIFAR-10 for the accuracy questions
@@ -195,6 +198,7 @@ def run_autograder(root: Path, name: str, sandbox: str) -> int:
     """Grade ``root/submission`` with all tests through :func:`~..batch.entry.grade_class`;
     write ``root/results/results.json`` (for the student, with no machine detail when grading
     could not finish: the reason goes to stderr, which Gradescope shows the instructor)."""
+    log_to_stderr()  # called without cli.main too (its diagnostics are log records)
     source, results = root / "source", root / "results" / "results.json"
     results.parent.mkdir(parents=True, exist_ok=True)
     choices = ("auto", *LEVEL_NAMES)
@@ -202,8 +206,7 @@ def run_autograder(root: Path, name: str, sandbox: str) -> int:
         _fallback(results, _("The autograder is set up wrongly (not your fault); your "
                              "instructor will see the details."),
                   {"status": "error", "reason": f"{SANDBOX_ENV}={sandbox}"})
-        print(f"{SANDBOX_ENV} must be one of {', '.join(choices)}, not {sandbox!r}",
-              file=sys.stderr)
+        log.error(f"{SANDBOX_ENV} must be one of {', '.join(choices)}, not {sandbox!r}")
         return 1
     target = _target(root / "submission")
     if target is None:
@@ -225,8 +228,8 @@ def run_autograder(root: Path, name: str, sandbox: str) -> int:
                              "grading system, not your fault); your instructor will see the "
                              "details."),
                   {"status": "error", "grader_exit": code, "results_found": len(produced)})
-        print(f"grade exited {code} and wrote {len(produced)} results.json file(s); see the "
-              "messages above", file=sys.stderr)
+        log.error(f"grade exited {code} and wrote {len(produced)} results.json file(s); see "
+                  "the messages above")
         return 1
 
 
@@ -235,7 +238,7 @@ def _grade(request: GradeRequest) -> int:
     stderr, which Gradescope shows the instructor, never the student)."""
 
     def grade() -> int:
-        print(grade_class(request).one_line(), file=sys.stderr)
+        log.info(grade_class(request).one_line())
         return 0
 
     return exit_status(grade, traceback_to_stderr=True)
@@ -247,10 +250,10 @@ def cmd_gradescope(args: argparse.Namespace) -> int:
     path = build_zip(assignment, args.out)
     print(f"{assignment.name}: Gradescope autograder in {path} (all tests, hidden ones "
           "included; no master notebook). Keep it private.")
-    print("Note: on Gradescope bubblewrap usually cannot create namespaces, so submissions are "
-          "graded at the uid level (an unprivileged uid per worker, Landlock where the kernel "
-          "has it), or with the weaker process isolation where that cannot run (see README.md "
-          "in the zip).")
+    log.info("Note: on Gradescope bubblewrap usually cannot create namespaces, so submissions "
+             "are graded at the uid level (an unprivileged uid per worker, Landlock where the "
+             "kernel has it), or with the weaker process isolation where that cannot run (see "
+             "README.md in the zip).")
     return 0
 
 

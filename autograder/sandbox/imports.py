@@ -31,15 +31,12 @@ WORKER_DOMAINS = ("sandbox.imports", "sandbox.models")  # the catalogues of what
 
 
 def worker_environment() -> dict[str, str]:
-    """Grader side: the variables that give a worker the grader's language (the environment's
-    ``AUTOGRADER_LANGUAGE``, else the process's language) and the translations of
-    :data:`WORKER_DOMAINS` in it."""
-    from ..core.catalogue import LANGUAGE_ENV as CATALOGUE_ENV
-    from ..core.catalogue import LANGUAGES, current_language
+    """Grader side: the variables that give a worker the grader's language (the process's,
+    :func:`~..core.catalogue.current_language`, which starts from ``AUTOGRADER_LANGUAGE``) and
+    the translations of :data:`WORKER_DOMAINS` in it."""
+    from ..core.catalogue import current_language
 
-    language = os.environ.get(CATALOGUE_ENV)
-    if language not in LANGUAGES:
-        language = current_language()
+    language = current_language()
     return {LANGUAGE_ENV: language, MESSAGES_ENV: _domain_messages(language)}
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
+import logging
 import os
 import shutil
 import stat
@@ -38,6 +39,8 @@ from . import seccomp, slots
 from .landlock import Rules, capabilities
 from .packages import OTHER_SITE_GLOBS, PackageView, site_dirs
 from .wire import SandboxError
+
+log = logging.getLogger(__name__)
 
 SETPRIV, PRLIMIT = "/usr/bin/setpriv", "/usr/bin/prlimit"
 HOMES_ROOT = Path("/tmp")  # machine-wide, like the slot locks
@@ -443,11 +446,11 @@ def private_while_grading(folders: list[Path]) -> Iterator[None]:
     changed = make_private(folders)
     if changed:
         listed = ", ".join(f"{path} (was {mode:o})" for path, mode in _CHANGED_MODES.items())
-        print(f"[sandbox] uid level without Landlock: took access for other users off "
-              f"{listed} while grading, so that workers cannot read them; restored at the end",
-              file=sys.stderr)
+        log.warning(f"[sandbox] uid level without Landlock: took access for other users off "
+                    f"{listed} while grading, so that workers cannot read them; restored at the "
+                    "end")
     try:
         yield
     finally:
         if restored := restore_modes():
-            print(f"[sandbox] restored the mode of {', '.join(restored)}", file=sys.stderr)
+            log.info(f"[sandbox] restored the mode of {', '.join(restored)}")

@@ -4,8 +4,9 @@ every copy get full marks?
 The same correct work must get the same grade: each copy is graded by its own sandboxed
 worker, whose global generators (the student's own initialisation) start differently, so a
 hidden test that depends on them fails a share of the copies. Each copy carries its own
-comment so no two are the same bytes (no grading key is shared). 03's saved models are
-graded on the synthetic set.
+comment so no two are the same bytes (no grading key is shared). Where the assignment grades
+saved models (03), each copy is a folder: the reference notebook beside the weights files of
+the committed `good` example (examples/submissions/<name>/good), graded on the synthetic set.
 
     python bench/reference_copies.py [--count 200] [--jobs 2] [--assignments 01_...,02_...]
                                      [--sandbox auto]
@@ -20,6 +21,7 @@ import argparse
 import copy
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,14 +39,23 @@ from autograder.core.assignments import discover  # noqa: E402
 
 
 def write_copies(name: str, count: int, folder: Path) -> None:
-    """COUNT files of the reference, each with a comment of its own in the first code cell."""
+    """COUNT copies of the reference, each with a comment of its own in the first code cell:
+    notebooks, or folders with the good example's weights files where there is one."""
     reference = built(name).reference_notebook
+    weights = sorted((ROOT / "examples" / "submissions" / name / "good").glob("*.pt"))
     folder.mkdir(parents=True)
     for index in range(count):
         nb = copy.deepcopy(reference)
         first = next(c for c in nb.cells if c.cell_type == "code")
         first.source = f"# copy {index}\n{first.source}"
-        nbformat.write(nb, folder / f"copy{index:04d}.ipynb")
+        if not weights:
+            nbformat.write(nb, folder / f"copy{index:04d}.ipynb")
+            continue
+        own = folder / f"copy{index:04d}"
+        own.mkdir()
+        nbformat.write(nb, own / f"{name}.ipynb")
+        for file in weights:
+            shutil.copyfile(file, own / file.name)
 
 
 def grade(name: str, folder: Path, out: Path, jobs: int, sandbox: str, data: Path) -> float:

@@ -140,7 +140,7 @@ def main() -> int:
                                          args.threads))
                 ours.append(sandboxed(session, submission, images, assignment, device, i,
                                       args.threads))
-        level = session.isolation.value
+        level = session.level.value
     n = len(images)
     base, boxed = statistics.median(theirs), statistics.median(ours)
     print(f"{n} images x {args.rounds} rounds on {device}, {args.threads} thread(s); "

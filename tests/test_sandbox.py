@@ -143,7 +143,7 @@ def test_limits_are_validated():
 @pytest.mark.parametrize("level", LEVELS)
 def test_cells_share_one_namespace_and_report_each_status(tmp_path, level):
     with make_session(tmp_path, level) as s:
-        assert s.isolation is level and s.weak_isolation is (level is not SandboxLevel.BWRAP)
+        assert s.level is level and s.weak_isolation is (level is not SandboxLevel.BWRAP)
         ok = run(s, 0, "x = 41\nprint('hi', __name__)\nx + 1")
         assert ok.status is CellStatus.OK and ok.stdout_tail == "hi __main__\n42\n"
         quiet = run(s, 1, "x + 1;")

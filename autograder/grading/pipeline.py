@@ -303,7 +303,7 @@ def grade_submission(
             )
             results += graded_models.questions
             measured = graded_models.measured
-        level, restarts = session.isolation, session.restarts
+        level, restarts = session.level, session.restarts
     notices = _cell_notices(outcomes, len(cells), cell_timeout_s)
     notices.extend(_model_notices(assignment, options.evaluation))
     if level is not SandboxLevel.BWRAP:

@@ -242,7 +242,7 @@ class WorkerSession:
             raise
 
     @property
-    def isolation(self) -> SandboxLevel:
+    def level(self) -> SandboxLevel:
         """The isolation level actually in use."""
         return self.spec.level
 

@@ -25,6 +25,23 @@ def test_assign_is_byte_for_byte_deterministic(name):
     assert again.files == built(name).files
 
 
+def test_the_student_notebooks_are_built_in_the_assignments_language_whatever_a_batch_speaks():
+    """`demo --language en` graded 01 in English, which left the process speaking English, and
+    then called 03's committed (Russian) student notebook stale: its set-up cell was built
+    from the catalogue in the grading language. The build speaks the assignment's own."""
+    from autograder.core import catalogue
+
+    name = "03_convnet_cifar10"
+    before = catalogue.current_language()
+    catalogue.use_language("en")
+    try:
+        english_batch = authoring.build(assignment(name))
+        assert catalogue.current_language() == "en"  # the batch's language is left as it was
+    finally:
+        catalogue.use_language(before)
+    assert authoring.stale_files(english_batch, assignment(name)) == []
+
+
 def _copy_project_subset(name, root):
     for part in ("solutions", "assignments"):
         shutil.copytree(PROJECT_ROOT / part / name, root / part / name)

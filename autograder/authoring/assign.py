@@ -20,6 +20,7 @@ from pathlib import Path
 import nbformat
 
 from ..core.assignments import PROJECT_ROOT, Assignment, load_assignment
+from ..core.catalogue import language_of
 from ..core.errors import UsageError
 from ..core.templates import render
 
@@ -110,7 +111,13 @@ def _serialize(nb: nbformat.NotebookNode) -> bytes:
 
 
 def build(assignment: Assignment, root: Path = PROJECT_ROOT) -> BuiltAssignment:
-    """Run otter assign on the master notebook and return the files it yields for this project."""
+    """Run otter assign on the master notebook and return the files it yields for this project
+    (in the assignment's own language, whatever language this process grades in)."""
+    with language_of(assignment.config.language):
+        return _build(assignment, root)
+
+
+def _build(assignment: Assignment, root: Path) -> BuiltAssignment:
     with tempfile.TemporaryDirectory(prefix=f"assign-{assignment.name}-") as tmp:
         dist = Path(tmp) / "dist"
         _run_otter_assign(assignment.master_notebook, dist)

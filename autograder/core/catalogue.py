@@ -24,6 +24,8 @@ Placeholders are ``str.format`` fields (``{name}``), kept word for word by a tra
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -63,6 +65,19 @@ def use_language(language: str) -> None:
 
 def current_language() -> str:
     return _language
+
+
+@contextmanager
+def language_of(language: str) -> Iterator[None]:
+    """``language`` while the block runs, then the one before (the course's own material,
+    such as the student notebooks, is in the assignment's language whatever language a
+    batch's students read)."""
+    before = _language
+    use_language(language)
+    try:
+        yield
+    finally:
+        use_language(before)
 
 
 @cache

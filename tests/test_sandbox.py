@@ -9,8 +9,10 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import socket
 import struct
+import subprocess
 import sys
 import textwrap
 import time
@@ -821,3 +823,22 @@ def test_slot_leases_hold_machine_wide_whatever_tmpdir_says(tmp_path, monkeypatc
     finally:
         first.release()
         second.release()
+
+
+@needs_uid
+def test_a_grader_copy_other_users_cannot_enter_is_refused_the_uid_level(tmp_path):
+    """A copy of the grader (a student kit or Gradescope bundle unpacked in a private folder)
+    once passed the uid probe because a slot uid's interpreter found *another* autograder, the
+    venv's editable install: the workers ran that code and Landlock then refused its files
+    ("internal grader error" for every test). The probe now checks which worker it imported."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    shutil.copytree(Path(uid_level.__file__).parents[2] / "autograder", private / "autograder",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from autograder.sandbox import uid; print(uid.uid_problem())")
+    done = subprocess.run([sys.executable, "-c", code, str(private)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "does not start as it does for the grader" in done.stdout, done.stdout
+    assert str(private / "autograder" / "sandbox" / "worker.py") in done.stdout

@@ -282,8 +282,10 @@ def uid_problem() -> str | None:
         return f"missing {', '.join(missing)} (apt-get install util-linux)"
     if (problem := seccomp.problem()) is not None:
         return f"no system-call filter can be loaded here ({problem})"
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import autograder.sandbox.worker; "
-            "print(sys.prefix); print(sys.version)")
+    # The worker must import this very grader (not another copy the interpreter finds, such
+    # as a venv's editable install, when other users cannot enter IMPORT_ROOT).
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import autograder.sandbox.worker as w; "
+            "print(sys.prefix); print(sys.version); print(w.__file__)")
     uid = "a slot uid"
     try:
         with slots.probe_uid() as uid:
@@ -293,7 +295,7 @@ def uid_problem() -> str | None:
                                   stdin=subprocess.DEVNULL, cwd="/")
     except (OSError, subprocess.TimeoutExpired, SandboxError) as exc:
         return f"the interpreter could not be started as {uid} ({exc})"
-    expected = f"{sys.prefix}\n{sys.version}"
+    expected = f"{sys.prefix}\n{sys.version}\n{PACKAGE_DIR / 'worker.py'}"
     seen = done.stdout.decode(errors="replace").strip()
     if done.returncode != 0 or seen != expected:
         stderr = done.stderr.decode(errors="replace").strip()[-400:]

@@ -163,6 +163,6 @@ def test_data_cifar10_from_installs_a_copy_grade_finds(tmp_path, synthetic_root)
                          .evaluation, with_train=True)
     assert data_set.dataset == "cifar10" and len(data_set.official.labels) == 30
     assert data_set.train is not None and len(data_set.train.labels) == 30
-    assert data_set.describe()["official"] == {
+    assert data_set.record("cpu", {}).as_dict()["official"] == {
         "name": "copy (test)", "kind": "imagefolder", "images": 30,
         "digest": imagesets.content_digest(archive)[:16]}

@@ -65,10 +65,6 @@ class ImageSet:
         """For results.json and the report: name, kind, size, digest."""
         return ImageSetRecord(self.name, int(len(self.labels)), self.kind, self.digest[:16])
 
-    def describe(self) -> dict:
-        """:meth:`record` as plain data."""
-        return self.record().as_dict()
-
 
 def dataset_dir(root: Path, name: str) -> Path:
     """Where ``grader.py data NAME --root ROOT`` puts a dataset."""

@@ -67,15 +67,6 @@ class EvaluationData:
             device, dict(models),
         )
 
-    def describe(self) -> dict:
-        """Which data (name, kind, size, digest of each set), as plain data."""
-        return {
-            "dataset": self.dataset,
-            "official": self.official.describe(),
-            "secret": None if self.secret is None else self.secret.describe(),
-            "train": None if self.train is None else self.train.describe(),
-        }
-
 
 @dataclass(frozen=True)
 class ModelGrading:
